@@ -1,0 +1,36 @@
+# Set-up and entry points. `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.frostline-installed
+
+.PHONY: test demo install lint clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+# torch goes in FIRST and pinned, so nothing later can pull a newer CUDA build.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q --disable-pip-version-check $(TORCH)
+	$(PIP) install -q --disable-pip-version-check -e ".[test]"
+	@if $(PIP) list 2>/dev/null | grep -qi nvidia; then \
+		echo "error: CUDA (nvidia-*) packages were installed; torch must stay $(TORCH) CPU"; exit 1; fi
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/frostline inspect minilm --freeze all --freeze-except last:2
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,89 @@
+"""``frostline inspect`` and ``frostline check``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..blocks import discover_blocks
+from ..check import check_model
+from ..errors import FrostlineError
+from ..freeze import FreezePlan, freeze
+from ..models import LoadedModel, load_model
+from ..summary import summary_table
+from .app import app, console, friendly, print_json
+
+ModelArg = Annotated[str, typer.Argument(help="minilm | hf:<dir or hub id> | package.module:function")]
+FreezeOpt = Annotated[list[str] | None, typer.Option("--freeze", help="Selector to freeze (repeatable).")]
+ExceptOpt = Annotated[
+    list[str] | None, typer.Option("--freeze-except", help="Selector kept trainable (repeatable).")
+]
+BnOpt = Annotated[str, typer.Option(help="BatchNorm in frozen parts: eval (pinned) or train.")]
+ClassesOpt = Annotated[int | None, typer.Option(help="Replace the head with one of this many classes.")]
+
+
+def _prepare(model: str, freeze_: list[str] | None, except_: list[str] | None, bn: str,
+             num_classes: int | None) -> tuple[LoadedModel, FreezePlan | None]:
+    if except_ and not freeze_:
+        raise FrostlineError("--freeze-except needs --freeze, e.g. --freeze all --freeze-except last:2")
+    loaded = load_model(model, num_classes)
+    plan = freeze(loaded.model, *freeze_, except_=except_ or None, bn=bn) if freeze_ else None  # type: ignore[arg-type]
+    return loaded, plan
+
+
+@app.command()
+@friendly
+def inspect(
+    model: ModelArg,
+    freeze_: FreezeOpt = None,
+    freeze_except: ExceptOpt = None,
+    bn: BnOpt = "eval",
+    num_classes: ClassesOpt = None,
+    depth: Annotated[int | None, typer.Option(help="Show every module down to this depth.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan and layout as JSON.")] = False,
+) -> None:
+    """Show the module tree (parameters, trainable / frozen, norm statistics), the head and the blocks.
+
+    With --freeze, preview a freeze plan without training.
+    """
+    loaded, plan = _prepare(model, freeze_, freeze_except, bn, num_classes)
+    layout = discover_blocks(loaded.model, loaded.head.name)
+    if as_json:
+        print_json({"model": model, "head": loaded.head.to_dict(), "blocks": layout.to_dict(),
+                    "plan": plan.to_dict() if plan else None})
+        return
+    console.print(summary_table(loaded.model, depth, title=f"{model}: {type(loaded.model).__name__}"))
+    h = loaded.head
+    console.print(f"[bold]head[/]: {h.name} ({h.family}; Linear {h.in_features} -> {h.num_classes})")
+    console.print(f"[bold]blocks[/]: {len(layout.blocks)} in {layout.container or '<root>'} "
+                  f"({layout.blocks[0]} .. {layout.blocks[-1]}); stem: {', '.join(layout.stem) or '-'}; "
+                  f"post: {', '.join(layout.post) or '-'}")
+    if plan is not None:
+        console.print(f"[bold]plan[/]: {plan}", highlight=False)
+
+
+@app.command()
+@friendly
+def check(
+    model: ModelArg,
+    freeze_: FreezeOpt = None,
+    freeze_except: ExceptOpt = None,
+    bn: BnOpt = "eval",
+    num_classes: ClassesOpt = None,
+) -> None:
+    """Find freezing mistakes: ignored requires_grad attributes, typos, nothing trainable, drifting BatchNorm.
+
+    Exits with status 1 when an error is found.
+    """
+    loaded, _ = _prepare(model, freeze_, freeze_except, bn, num_classes)
+    findings = check_model(loaded.model)
+    if not findings:
+        console.print("[green]no freezing mistakes found[/]")
+        return
+    for f in findings:
+        color = "red" if f.severity == "error" else "yellow"
+        console.print(f"[{color}]{f.severity}[/] [bold]{f.code}[/]: {f.message}", highlight=False)
+        console.print(f"    fix: {f.fix}", highlight=False, markup=False)
+    if any(f.severity == "error" for f in findings):
+        raise typer.Exit(1)

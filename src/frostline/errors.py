@@ -1,0 +1,45 @@
+"""Errors for user mistakes: one clear message naming the bad value and what was expected."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FrostlineError(Exception):
+    """A user mistake (bad selector, bad option, bad file). The CLI prints it as one line, no traceback."""
+
+
+class SelectorError(FrostlineError, LookupError):
+    """A selector that is malformed or matches nothing in the model."""
+
+
+class FrozenChangedError(FrostlineError, AssertionError):
+    """A tensor that was frozen changed (raised by :func:`frostline.verify_frozen`)."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Return up to ``n`` candidates closest to ``name``.
+
+    Matches on the whole string and on the last dotted component, so ``layer.7`` finds ``encoder.layer.5``.
+    """
+    pool = list(dict.fromkeys(c for c in candidates if c))
+    if not pool:
+        return []
+    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    if len(found) < n:
+        # Compare suffixes of the same depth: "layer.7" against "encoder.layer.5" -> "layer.5".
+        depth = name.count(".") + 1
+        by_suffix: dict[str, str] = {}
+        for c in pool:
+            by_suffix.setdefault(".".join(c.split(".")[-depth:]), c)
+        for s in difflib.get_close_matches(name, list(by_suffix), n=n, cutoff=0.5):
+            if by_suffix[s] not in found:
+                found.append(by_suffix[s])
+    return found[:n]
+
+
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 5) -> str:
+    """A ``"; closest: a, b"`` suffix for an error message, or ``""`` when nothing is close."""
+    found = closest(name, candidates, n)
+    return f"; closest names: {', '.join(found)}" if found else ""
