@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from .errors import FrostlineError
+from .heads import find_head
 from .masks import build_mask, element_mask, freeze_elements, unfreeze_elements
 from .select import resolve, resolve_params
-from .heads import find_head
 from .tree import DROPOUTS, has_running_stats, is_within
 
 BnMode = Literal["eval", "train"]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .errors import FrostlineError
 
@@ -25,7 +26,8 @@ _MASK = "_frostline_mask"
 _VALUES = "_frostline_frozen_values"
 _HOOK = "_frostline_grad_hook"
 
-_masked: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
+# id -> weak reference (tensors compare element-wise, so they cannot live in a WeakSet).
+_masked: dict[int, weakref.ref[torch.Tensor]] = {}
 _post_hook: object | None = None
 
 
@@ -79,7 +81,10 @@ def _zero_frozen_grad(mask: torch.Tensor):
 @torch.no_grad()
 def restore_masked(*_args: object, **_kwargs: object) -> None:
     """Write frozen element values back into every masked parameter (idempotent, cheap)."""
-    for p in list(_masked):
+    for ref in list(_masked.values()):
+        p = ref()
+        if p is None:
+            continue
         mask, values = getattr(p, _MASK), getattr(p, _VALUES)
         if mask.device != p.device:
             mask, values = mask.to(p.device), values.to(p.device)
@@ -91,7 +96,7 @@ def restore_masked(*_args: object, **_kwargs: object) -> None:
 def _ensure_post_hook() -> None:
     global _post_hook
     if _post_hook is None:
-        _post_hook = torch.optim.optimizer.register_optimizer_step_post_hook(restore_masked)
+        _post_hook = register_optimizer_step_post_hook(restore_masked)
 
 
 def freeze_elements(param: nn.Parameter, mask: torch.Tensor) -> int:
@@ -108,7 +113,8 @@ def freeze_elements(param: nn.Parameter, mask: torch.Tensor) -> int:
     setattr(param, _MASK, mask)
     setattr(param, _VALUES, param.detach()[mask].clone())
     setattr(param, _HOOK, param.register_hook(_zero_frozen_grad(mask)))
-    _masked.add(param)
+    key = id(param)
+    _masked[key] = weakref.ref(param, lambda _r, key=key: _masked.pop(key, None))
     _ensure_post_hook()
     return int(mask.sum())
 
@@ -121,7 +127,7 @@ def unfreeze_elements(param: torch.Tensor) -> int:
     getattr(param, _HOOK).remove()
     for attr in (_MASK, _VALUES, _HOOK):
         delattr(param, attr)
-    _masked.discard(param)
+    _masked.pop(id(param), None)
     return int(mask.sum())
 
 

@@ -1,0 +1,161 @@
+"""Tiny models for tests: look-alikes of torchvision and timm conventions, plus random-weight HF models.
+
+Importable as ``tests.models:<function>`` by the CLI tests (``module:function`` model specs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TinyResNet(nn.Module):
+    """torchvision ResNet layout: conv1/bn1 stem, numbered stages layer1..layer3, avgpool, fc."""
+
+    def __init__(self, num_classes: int = 5, width: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        widths = [width, width, 2 * width, 4 * width]
+        for i in range(3):
+            stage = nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[i + 1]), nn.ReLU())
+            setattr(self, f"layer{i + 1}", stage)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class TinyVGG(nn.Module):
+    """torchvision VGG/MobileNet layout: ``features`` Sequential and a ``classifier`` Sequential ending in Linear."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(2)
+        self.classifier = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Dropout(0.1), nn.Linear(dim * 2, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(x))
+
+
+class TinyViTLike(nn.Module):
+    """torchvision ViT layout: ``encoder.layers`` and ``heads.head``."""
+
+    def __init__(self, num_classes: int = 3, dim: int = 16) -> None:
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, dim, 4, stride=4)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.Sequential(*[_Block(dim) for _ in range(4)])
+        self.encoder.ln = nn.LayerNorm(dim)
+        self.heads = nn.Sequential()
+        self.heads.add_module("head", nn.Linear(dim, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        x = self.encoder.ln(self.encoder.layers(x))
+        return self.heads(x.mean(1))
+
+
+class TinyTimm(nn.Module):
+    """timm layout: ``blocks`` Sequential, ``head`` Linear, get_classifier / reset_classifier."""
+
+    def __init__(self, num_classes: int = 6, dim: int = 16) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.stem = nn.Linear(8, dim)
+        self.blocks = nn.Sequential(*[_Block(dim) for _ in range(3)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        self.reset_calls = 0
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.reset_calls += 1
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.head.in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.blocks(self.stem(x))).mean(1))
+
+
+def mlp() -> nn.Module:
+    """A plain Sequential ending in a Linear."""
+    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                         nn.Linear(32, 3))
+
+
+def tiny_bert(num_labels: int = 2) -> nn.Module:
+    """A random-weight BertForSequenceClassification: 4 layers of width 32."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels)
+    torch.manual_seed(0)
+    return BertForSequenceClassification(config)
+
+
+def tiny_roberta() -> nn.Module:
+    """A random-weight RobertaForSequenceClassification (head = dense + out_proj)."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    config = RobertaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=70, num_labels=3)
+    return RobertaForSequenceClassification(config)
+
+
+def tiny_hf_resnet() -> nn.Module:
+    """A random-weight transformers ResNetForImageClassification (BatchNorm inside)."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 1], num_labels=4,
+                          layer_type="basic")
+    return ResNetForImageClassification(config)
+
+
+def tiny_vit() -> nn.Module:
+    """A random-weight transformers ViTForImageClassification."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                       intermediate_size=64, num_labels=5)
+    return ViTForImageClassification(config)
+
+
+def tiny_resnet() -> nn.Module:
+    """Factory for the CLI: TinyResNet."""
+    torch.manual_seed(0)
+    return TinyResNet()
+
+
+def misused() -> nn.Module:
+    """A model with the classic freezing mistakes, for ``frostline check``."""
+    model = TinyResNet()
+    model.layer1.requires_grad = False  # a plain attribute: does nothing
+    model.fc.weight.require_grad = False  # typo: does nothing
+    return model
+
+
+def not_a_module() -> int:
+    """A factory that returns the wrong thing."""
+    return 3

@@ -1,0 +1,81 @@
+"""The CLI: inspect and check print what the library computes; mistakes are one line, exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from frostline.cli import app
+
+runner = CliRunner()
+RESNET = "tests.models:tiny_resnet"
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_inspect_tree_head_blocks():
+    result = _run("inspect", RESNET)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "head: fc (torchvision; Linear 32 -> 5)" in out
+    assert "blocks: 3 in <root> (layer1 .. layer3); stem: conv1, bn1" in out
+    assert "block 2" in out and "train (1)" in out  # BatchNorm follows model mode before freezing
+
+
+def test_inspect_freeze_preview_json():
+    result = _run("inspect", RESNET, "--freeze", "all", "--freeze-except", "last:1", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    plan = data["plan"]
+    assert plan["head_kept"] == "fc" and plan["pinned"] == ["bn1", "layer1.1", "layer2.1"]
+    assert plan["trainable"] == 16 * 32 * 9 + 64 + 32 * 5 + 5
+    assert data["blocks"]["blocks"] == ["layer1", "layer2", "layer3"]
+
+
+def test_inspect_shows_pinned_batchnorm():
+    result = _run("inspect", RESNET, "--freeze", "stem")
+    assert result.exit_code == 0, result.output
+    assert "eval, pinned (1)" in result.output
+
+
+def test_inspect_num_classes_and_depth():
+    result = _run("inspect", RESNET, "--num-classes", "3", "--depth", "2")
+    assert result.exit_code == 0, result.output
+    assert "Linear 32 -> 3" in result.output and "layer1" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("inspect", RESNET, "--freeze", "layer9"), "error: selector 'layer9' matches nothing"),
+        (("inspect", "tests.models:nope"), "has no function 'nope'"),
+        (("inspect", "tests.models:not_a_module"), "returned int, expected a torch.nn.Module"),
+        (("inspect", "no_such_pkg:f"), "cannot import 'no_such_pkg'"),
+        (("inspect", "resnet50"), "unknown model spec 'resnet50'"),
+        (("inspect", "hf:./does-not-exist"), "hf model directory './does-not-exist' does not exist"),
+        (("inspect", RESNET, "--freeze-except", "head"), "--freeze-except needs --freeze"),
+        (("inspect", RESNET, "--freeze", "all", "--bn", "on"), "bn must be 'eval' or 'train', got 'on'"),
+    ],
+)
+def test_user_mistakes_are_one_line(args, match):
+    result = _run(*args)
+    assert result.exit_code == 2
+    assert match in result.output
+    assert "Traceback" not in result.output
+
+
+def test_check_reports_misuse_with_fix():
+    result = _run("check", "tests.models:misused")
+    assert result.exit_code == 1
+    assert "module-requires-grad-attribute" in result.output and "parameter-attribute-typo" in result.output
+    assert "fix: model.get_submodule('layer1').requires_grad_(False)" in result.output
+
+
+def test_check_clean_and_nothing_trainable():
+    assert _run("check", RESNET, "--freeze", "all").exit_code == 0
+    result = _run("check", RESNET, "--freeze", "all", "--freeze", "head")
+    assert result.exit_code == 1 and "nothing-trainable" in result.output
