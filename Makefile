@@ -23,14 +23,14 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests $(wildcard benchmarks)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(VENV)/bin/frostline inspect minilm --freeze all --freeze-except last:2
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests $(wildcard benchmarks)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
