@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,8 @@ def load_hf(source: str) -> tuple[nn.Module, Any]:
 
 def _load_factory(spec: str) -> nn.Module:
     module_name, _, func_name = spec.partition(":")
+    if os.getcwd() not in sys.path:  # like `python -m`, so a module beside the user is found
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
