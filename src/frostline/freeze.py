@@ -254,6 +254,27 @@ def unfreeze(model: nn.Module, *selectors: str) -> FreezePlan:
     return _finish(model, plan)
 
 
+def set_trainable(model: nn.Module, names: Iterable[str]) -> FreezePlan:
+    """Make exactly ``names`` trainable and everything else frozen (strategies use this each epoch).
+
+    Element-level freezes inside trainable tensors are kept. Norm and dropout pins follow the new state.
+    """
+    wanted = set(names)
+    params = dict(model.named_parameters())
+    unknown = sorted(wanted - set(params))
+    if unknown:
+        raise FrostlineError(f"no parameters named {unknown[:3]} in {type(model).__name__}")
+    plan = FreezePlan("set", [], [], bn=getattr(model, _BN_ATTR, "eval"))
+    for name, p in params.items():
+        want = name in wanted and p.is_floating_point()
+        if p.requires_grad != want:
+            p.requires_grad_(want)
+            plan.changed.append(name)
+        if not want:
+            p.grad = None
+    return _finish(model, plan)
+
+
 def _single_param(model: nn.Module, selector: str) -> str:
     sel = resolve(model, selector)
     if len(sel.params) != 1:

@@ -1,0 +1,82 @@
+"""The run options shared by ``train`` and ``compare``, declared once.
+
+:func:`run_options` adds them to a command's signature (typer reads ``__signature__``) and hands the command
+one :class:`~frostline.config.RunConfig` built from defaults, then ``--config`` YAML, then the flags actually
+given on the command line.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import click
+import typer
+
+from ..config import RunConfig, build_config, load_yaml
+
+_D = RunConfig()
+
+RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "config": (str | None, typer.Option(help="YAML file with any of these options (flags win).")),
+    "model": (str, typer.Option(help="minilm | hf:<dir or hub id> | package.module:function")),
+    "data": (str | None, typer.Option(help="CSV/TSV/JSONL file, or an image folder (one sub-folder per class).")),
+    "text_column": (str | None, typer.Option(help="Text column: name, or number for files without header.")),
+    "label_column": (str | None, typer.Option(help="Label column: name, or number.")),
+    "header": (bool | None, typer.Option("--header/--no-header", help="First row is a header (default: guess).")),
+    "val_data": (str | None, typer.Option(help="Your own validation file (else split from --data).")),
+    "test_data": (str | None, typer.Option(help="Your own test file (else split from --data).")),
+    "image_size": (int, typer.Option(help="Images are resized to this square size.")),
+    "max_samples": (int | None, typer.Option("--max-samples", "--limit",
+                                             help="Use a stratified sample of this many rows (quick runs).")),
+    "val_frac": (float, typer.Option(help="Validation fraction of --data.")),
+    "test_frac": (float, typer.Option(help="Test fraction of --data.")),
+    "max_length": (int, typer.Option(help="Truncate text to this many tokens (batches pad dynamically).")),
+    "dropout": (float | None, typer.Option(help="Dropout before the new head.")),
+    "epochs": (int, typer.Option(help="Epochs.")),
+    "batch_size": (int, typer.Option(help="Training batch size.")),
+    "eval_batch_size": (int, typer.Option(help="Evaluation batch size.")),
+    "lr": (float, typer.Option(help="Learning rate of pretrained parts.")),
+    "head_lr": (float, typer.Option(help="Learning rate of the new head.")),
+    "weight_decay": (float, typer.Option(help="Weight decay (not on biases and norms).")),
+    "optimizer": (str, typer.Option(help="adamw | adam | sgd (momentum 0.9).")),
+    "schedule": (str, typer.Option(help="cosine | linear | constant, after per-group warm-up.")),
+    "warmup": (float, typer.Option(help="Warm-up as a fraction of all steps (also for groups unfrozen later).")),
+    "clip": (float | None, typer.Option(help="Gradient-norm clipping.")),
+    "patience": (int | None, typer.Option(help="Early stopping: epochs without a better validation loss.")),
+    "seed": (int, typer.Option(help="Seed for splits, initialisation and data order.")),
+    "accelerator": (str, typer.Option(help="auto | cpu | cuda.")),
+    "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 on GPU).")),
+    "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors every epoch.")),
+}
+
+
+def _param(name: str, kind: Any, option: Any) -> inspect.Parameter:
+    default = None if name == "config" else getattr(_D, name)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[kind, option])
+
+
+def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``fn`` every run option; it receives ``cfg: RunConfig`` plus its own parameters."""
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "cfg"]
+    extra = [_param(n, k, o) for n, (k, o) in RUN_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        given = {n: kwargs.pop(n) for n in list(kwargs) if n in RUN_OPTIONS}
+        explicit = {n: v for n, v in given.items()
+                    if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE and n != "config"}
+        yaml_values = load_yaml(given["config"]) if given.get("config") else {}
+        for n, v in yaml_values.items():
+            if n in kwargs and ctx.get_parameter_source(n) is not click.core.ParameterSource.COMMANDLINE:
+                kwargs[n] = v  # command-specific keys (e.g. strategies) may come from YAML too
+        return fn(cfg=build_config(yaml_values, explicit), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
+    del wrapper.__wrapped__  # typer must read the new signature, not fn's
+    return wrapper

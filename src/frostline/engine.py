@@ -1,0 +1,294 @@
+"""The training loop, explicit and in one place, on Lightning Fabric (CPU, one GPU, bf16 where supported).
+
+Per epoch: apply the strategy's plan (freeze, pin, grow the optimizer), checksum what is frozen, train with
+gradient clipping and the schedule, verify the frozen tensors did not change, evaluate on validation, keep the
+best weights by validation loss, stop early when it stops improving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import Encoded
+from .check import check_model
+from .errors import FrostlineError
+from .freeze import set_trainable
+from .metrics import classification_metrics
+from .schedule import LRSchedule, PlanOptimizer
+from .strategies import Strategy, model_parts
+from .verify import snapshot, verify_frozen
+
+log = logging.getLogger("frostline")
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of the loop. Learning rates: ``lr`` for pretrained parts, ``head_lr`` for the new head."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup: float = 0.1
+    clip: float | None = 1.0
+    patience: int | None = 3
+    seed: int = 0
+    accelerator: str = "auto"
+    precision: str | None = None
+    verify: bool = True
+
+    def validate(self) -> None:
+        """Raise a clear error for values out of range."""
+        checks = [
+            ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"), ("lr", self.lr > 0, "> 0"),
+            ("head_lr", self.head_lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("warmup", 0 <= self.warmup < 1, "a fraction in [0, 1)"),
+            ("clip", self.clip is None or self.clip > 0, "> 0 or None"),
+            ("patience", self.patience is None or self.patience >= 1, ">= 1 or None"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise FrostlineError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class Predictions:
+    """Class probabilities, true labels and dataset positions of one pass, with the mean loss."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    positions: np.ndarray
+    loss: float
+
+    @property
+    def preds(self) -> np.ndarray:
+        """Arg-max class per sample."""
+        return self.probs.argmax(axis=1)
+
+
+@dataclass
+class EpochRecord:
+    """What happened in one epoch."""
+
+    epoch: int
+    plan: str
+    trainable: int
+    groups_added: list[str]
+    lr: dict[str, float]
+    seconds: float
+    train: dict[str, Any]
+    val: dict[str, Any]
+    frozen_verified: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Resume:
+    """State to continue an interrupted run."""
+
+    next_epoch: int
+    step: int
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_loss: float
+    optimizer_state: dict[str, Any] | None = None
+    rng_state: torch.Tensor | None = None
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+    total_params: int
+    trainable_params: int
+    device: str
+    precision: str
+    best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """Logits from a model output: a tensor, a Hugging Face output, or a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise FrostlineError(f"cannot find logits in a model output of type {type(output).__name__}")
+
+
+def forward(model: nn.Module, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """Call ``model`` on a batch's inputs and return logits."""
+    return logits_of(model(**inputs) if isinstance(inputs, dict) else model(inputs))
+
+
+def make_fabric(accelerator: str = "auto", precision: str | None = None, seed: int = 0) -> tuple[Any, str]:
+    """A single-device Fabric and its precision: GPU with bf16-mixed when available, else CPU in 32-bit."""
+    from lightning_fabric import Fabric
+
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    if accelerator not in ("auto", "cpu", "cuda", "gpu", "mps"):
+        raise FrostlineError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision is None:
+        bf16 = accelerator in ("cuda", "gpu") and torch.cuda.is_bf16_supported()
+        precision = "bf16-mixed" if bf16 else "32-true"
+    fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)  # type: ignore[arg-type]
+    fabric.seed_everything(seed, verbose=False)
+    return fabric, precision
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any = None) -> Predictions:
+    """Probabilities for every sample of ``data`` in eval mode (order of the dataset)."""
+    was_training = model.training
+    model.eval()
+    device = fabric.device if fabric is not None else next(model.parameters()).device
+    probs, labels, positions, loss_sum = [], [], [], 0.0
+    for batch in data.batches(batch_size):
+        batch = batch.to(device)
+        logits = forward(model, batch.inputs).float()
+        loss_sum += nn.functional.cross_entropy(logits, batch.labels, reduction="sum").item()
+        probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
+        labels.append(batch.labels.cpu().numpy())
+        positions.append(batch.positions)
+    model.train(was_training)
+    n = max(1, len(data))
+    order = np.argsort(np.concatenate(positions))  # back to dataset order
+    return Predictions(np.concatenate(probs)[order], np.concatenate(labels)[order],
+                       np.concatenate(positions)[order], loss_sum / n)
+
+
+def fit(
+    model: nn.Module,
+    train: Encoded,
+    val: Encoded,
+    strategy: Strategy,
+    config: TrainConfig,
+    *,
+    on_epoch_end: Callable[[EpochRecord, bool, PlanOptimizer, int], None] | None = None,
+    resume: Resume | None = None,
+    progress: Callable[[str, int], Any] | None = None,
+) -> FitResult:
+    """Fine-tune ``model`` with ``strategy``.
+
+    Args:
+        model: The model (head already replaced).
+        train: Training data.
+        val: Validation data (early stopping and best checkpoint by its loss).
+        strategy: What trains when.
+        config: Loop settings.
+        on_epoch_end: Called with (record, is_best, optimizer, step) after each epoch (checkpointing).
+        resume: State of an interrupted run to continue.
+        progress: Factory of a progress callback: ``progress(description, total)`` returns ``advance(loss)``.
+
+    Returns:
+        A :class:`FitResult` whose ``best_state`` holds the best weights (already loaded into ``model``).
+    """
+    config.validate()
+    labels = train.ds.label_names
+    fabric, precision = make_fabric(config.accelerator, config.precision, config.seed)
+    parts = model_parts(model)
+    steps_per_epoch = train.num_batches(config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    schedule = LRSchedule(total_steps, round(config.warmup * total_steps), config.schedule)
+    extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
+    popt = PlanOptimizer(model, config.optimizer, config.weight_decay, schedule, **extra)
+    history: list[dict[str, Any]] = []
+    best_epoch, best_loss, step, start = -1, float("inf"), 0, 0
+    if resume is not None:
+        history, best_epoch, best_loss = list(resume.history), resume.best_epoch, resume.best_loss
+        step, start = resume.step, resume.next_epoch
+        for e in range(start):  # replay plans so the optimizer's groups come back in the same order
+            popt.apply(strategy.plan(e, parts, config.lr, config.head_lr), e * steps_per_epoch)
+    plan = strategy.plan(start, parts, config.lr, config.head_lr)
+    set_trainable(model, plan.params)
+    for finding in check_model(model):
+        log.warning("%s", finding)
+    popt.apply(plan, step)
+    assert popt.optimizer is not None
+    if resume is not None and resume.optimizer_state is not None:
+        popt.optimizer.load_state_dict(resume.optimizer_state)
+        popt.set_lr(step)
+    if resume is not None and resume.rng_state is not None:
+        torch.set_rng_state(resume.rng_state)
+    fmodel = fabric.setup_module(model)
+    fopt = fabric.setup_optimizers(popt.optimizer)
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if best_epoch >= 0 else {}
+    stopped_early, t_run, bad_epochs = False, time.perf_counter(), 0
+    if history:
+        losses = [h["val"]["loss"] for h in history]
+        bad_epochs = len(losses) - 1 - int(np.argmin(losses))
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        plan = strategy.plan(epoch, parts, config.lr, config.head_lr)
+        set_trainable(model, plan.params)
+        added = popt.apply(plan, step)
+        snap = snapshot(model) if config.verify else None
+        fmodel.train()
+        advance = progress(f"epoch {epoch + 1}/{config.epochs} train", steps_per_epoch) if progress else None
+        loss_sum, preds, truth = 0.0, [], []
+        for batch in train.batches(config.batch_size, shuffle=True, seed=config.seed, epoch=epoch):
+            batch = batch.to(fabric.device)
+            popt.set_lr(step)
+            logits = forward(fmodel, batch.inputs).float()
+            loss = nn.functional.cross_entropy(logits, batch.labels)
+            fabric.backward(loss)
+            if config.clip is not None:
+                fabric.clip_gradients(fmodel, fopt, max_norm=config.clip, error_if_nonfinite=False)
+            fopt.step()
+            fopt.zero_grad(set_to_none=True)
+            step += 1
+            loss_sum += loss.item() * len(batch.labels)
+            preds.append(logits.argmax(-1).cpu().numpy())
+            truth.append(batch.labels.cpu().numpy())
+            if advance:
+                advance(loss.item())
+        verified = verify_frozen(model, snap).checked if snap is not None else 0
+        train_metrics = classification_metrics(np.concatenate(truth), np.concatenate(preds), labels,
+                                               loss_sum / len(train))
+        val_pred = predict(fmodel, val, config.eval_batch_size, fabric)
+        val_metrics = classification_metrics(val_pred.labels, val_pred.preds, labels, val_pred.loss)
+        record = EpochRecord(epoch, plan.note, sum(model.get_parameter(n).numel() for n in plan.params), added,
+                             popt.lrs(), time.perf_counter() - t0, train_metrics, val_metrics, verified)
+        history.append(record.to_dict())
+        is_best = val_pred.loss < best_loss
+        if is_best:
+            best_loss, best_epoch, bad_epochs = val_pred.loss, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if on_epoch_end is not None:
+            on_epoch_end(record, is_best, popt, step)
+        if config.patience is not None and bad_epochs >= config.patience and epoch + 1 < config.epochs:
+            stopped_early = True
+            log.info("early stop after epoch %d: validation loss did not improve for %d epochs", epoch + 1,
+                     bad_epochs)
+            break
+    if best_state:
+        model.load_state_dict(best_state)
+    return FitResult(history, best_epoch, stopped_early, time.perf_counter() - t_run,
+                     sum(p.numel() for p in model.parameters()),
+                     sum(model.get_parameter(n).numel() for n in plan.params),
+                     str(fabric.device), precision, best_state)

@@ -1,0 +1,82 @@
+"""Terminal tables of a run and of a comparison (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from .metrics import headline
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def history_table(metrics: dict[str, Any]) -> Table:
+    """One row per epoch: plan, trainable parameters, seconds, train / validation loss and accuracy, F1."""
+    t = Table(title=f"{metrics['run']['strategy']}: epochs", header_style="bold")
+    for col in ("epoch", "plan", "trainable", "seconds", "train loss", "val loss", "val acc", "val F1 (macro)"):
+        t.add_column(col, justify="left" if col == "plan" else "right")
+    for h in metrics["history"]:
+        best = " *" if h["epoch"] == metrics["best_epoch"] else ""
+        t.add_row(f"{h['epoch'] + 1}{best}", h["plan"], f"{h['trainable']:,}", f"{h['seconds']:.1f}",
+                  _f(h["train"]["loss"]), _f(h["val"]["loss"]), _f(h["val"]["accuracy"]), _f(h["val"]["f1"]["macro"]))
+    t.caption = "* best epoch (lowest validation loss): its weights are kept"
+    return t
+
+
+def class_table(m: dict[str, Any], title: str = "test") -> Table:
+    """Per-class precision, recall, F1 and support, then macro and weighted averages."""
+    t = Table(title=f"{title}: accuracy {m['accuracy']:.4f} on {m['n']} samples, loss {_f(m['loss'])}",
+              header_style="bold")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for name, support in m["support"].items():
+        t.add_row(name, _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
+                  _f(m["f1"]["per_class"][name]), str(support))
+    for avg in ("macro", "weighted"):
+        t.add_row(f"[dim]{avg}[/]", _f(m["precision"][avg]), _f(m["recall"][avg]), _f(m["f1"][avg]), str(m["n"]))
+    return t
+
+
+def confusion_table(m: dict[str, Any], labels: list[str]) -> Table:
+    """Confusion matrix: rows true, columns predicted."""
+    t = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
+    t.add_column("")
+    for name in labels:
+        t.add_column(name, justify="right")
+    for name, row in zip(labels, m["confusion_matrix"], strict=True):
+        t.add_row(name, *map(str, row))
+    return t
+
+
+def compare_rows(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of the comparison: the base model first, then each strategy (test metrics, best validation loss)."""
+    rows = []
+    if base is not None:
+        rows.append({"strategy": "base (no fine-tuning)", "trainable": 0, "seconds": 0.0,
+                     "val_loss": base["val"]["loss"], **_test(base["test"])})
+    for name, m in runs:
+        best = m["history"][m["best_epoch"]]
+        rows.append({"strategy": name, "trainable": m["params"]["trainable"], "seconds": m["seconds"]["total"],
+                     "val_loss": best["val"]["loss"], **_test(m["test"])})
+    return rows
+
+
+def _test(m: dict[str, Any]) -> dict[str, Any]:
+    h = headline(m)
+    return {"accuracy": h["accuracy"], "precision": h["precision"], "recall": h["recall"], "f1": h["f1"]}
+
+
+def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison") -> Table:
+    """The comparison table: one row per strategy."""
+    t = Table(title=title, header_style="bold")
+    for col in ("strategy", "trainable params", "seconds", "val loss", "accuracy", "precision", "recall", "F1"):
+        t.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in rows:
+        t.add_row(r["strategy"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
+                  _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]))
+    t.caption = ("val loss: best epoch; accuracy, precision, recall, F1: test split, macro average over classes; "
+                 "seconds: training and validation")
+    return t
