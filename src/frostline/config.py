@@ -33,8 +33,8 @@ class RunConfig:
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128
-    lr: float = 5e-5
-    head_lr: float = 1e-3
+    lr: float = 1e-4
+    head_lr: float = 1e-2
     weight_decay: float = 0.01
     optimizer: str = "adamw"
     schedule: str = "cosine"

@@ -12,7 +12,6 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import click
 import typer
 
 from ..config import RunConfig, build_config, load_yaml
@@ -61,22 +60,27 @@ def _param(name: str, kind: Any, option: Any) -> inspect.Parameter:
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``fn`` every run option; it receives ``cfg: RunConfig`` plus its own parameters."""
-    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "cfg"]
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "cfg"]
     extra = [_param(n, k, o) for n, (k, o) in RUN_OPTIONS.items()]
 
+    ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+
     @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> Any:
-        ctx = click.get_current_context()
+    def wrapper(ctx: typer.Context, **kwargs: Any) -> Any:
+        def on_command_line(name: str) -> bool:
+            source = ctx.get_parameter_source(name)
+            return source is not None and source.name == "COMMANDLINE"
+
         given = {n: kwargs.pop(n) for n in list(kwargs) if n in RUN_OPTIONS}
-        explicit = {n: v for n, v in given.items()
-                    if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE and n != "config"}
+        explicit = {n: v for n, v in given.items() if n != "config" and on_command_line(n)}
         yaml_values = load_yaml(given["config"]) if given.get("config") else {}
         for n, v in yaml_values.items():
-            if n in kwargs and ctx.get_parameter_source(n) is not click.core.ParameterSource.COMMANDLINE:
-                kwargs[n] = v  # command-specific keys (e.g. strategies) may come from YAML too
+            if n in kwargs and not on_command_line(n):
+                kwargs[n] = v  # command-specific keys (strategy, strategies, out) may come from YAML too
         return fn(cfg=build_config(yaml_values, explicit), **kwargs)
 
-    wrapper.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
+    params = [ctx_param, *own, *extra]
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
     del wrapper.__wrapped__  # typer must read the new signature, not fn's
     return wrapper

@@ -1,0 +1,131 @@
+"""``frostline train``, ``compare``, ``evaluate`` and ``demo``: thin wrappers over :mod:`frostline.train`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..config import RunConfig
+from ..demo import DEMO_STRATEGIES, demo_config
+from ..report import class_table, compare_rows, compare_table, confusion_table, history_table
+from ..train import Comparison, compare, evaluate, train
+from .app import app, console, friendly, print_json
+from .options import run_options
+
+OutOpt = Annotated[str, typer.Option(help="Run folder (resumed if interrupted, never overwritten).")]
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int], Callable[[float], None]]]:
+    """A progress-bar factory for the engine: one bar per epoch with the running loss, closed when full.
+
+    Each epoch's bar is its own live display, so piped output keeps bars in order under their run's heading.
+    """
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[loss]}")]
+    live: list[Progress] = []
+
+    def factory(description: str, total: int) -> Callable[[float], None]:
+        bars = Progress(*columns, console=console)
+        task = bars.add_task(description, total=total, loss="")
+        bars.start()
+        live.append(bars)
+        done = 0
+
+        def advance(loss: float) -> None:
+            nonlocal done
+            done += 1
+            bars.update(task, advance=1, loss=f"loss {loss:.4f}")
+            if done >= total:
+                bars.stop()
+
+        return advance
+
+    try:
+        yield factory
+    finally:
+        for bars in live:
+            bars.stop()
+
+
+def _echo(text: str) -> None:
+    console.print(text, highlight=False)
+
+
+def show_comparison(result: Comparison) -> None:
+    """Print the comparison table and where the runs are."""
+    rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
+    console.print(compare_table(rows))
+    console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}")
+
+
+@app.command("train")
+@friendly
+@run_options
+def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help="Strategy.")] = "full",
+                  out: OutOpt = "runs/latest") -> None:
+    """Fine-tune MODEL on DATA with one strategy and write the run folder."""
+    cfg.strategy, cfg.out = strategy, out
+    with progress_bars() as progress:
+        result = train(cfg, progress=progress, echo=_echo)
+    m = result.metrics
+    console.print(history_table(m))
+    console.print(class_table(m["test"]))
+    console.print(confusion_table(m["test"], m["labels"]))
+    console.print(f"run folder: {result.out}")
+
+
+@app.command("compare")
+@friendly
+@run_options
+def compare_command(
+    cfg: RunConfig,
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies.")] = "linear-probe,partial:2,full",
+    out: OutOpt = "runs/compare",
+) -> None:
+    """Run several strategies on the same split and starting weights; print one table with the base model."""
+    cfg.out = out
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    with progress_bars() as progress:
+        result = compare(cfg, names, progress=progress, echo=_echo)
+    show_comparison(result)
+
+
+@app.command("evaluate")
+@friendly
+def evaluate_command(
+    checkpoint: Annotated[str, typer.Option(help="A finished run folder.")],
+    data: Annotated[str, typer.Option(help="Labelled data file or image folder.")],
+    text_column: Annotated[str | None, typer.Option(help="Text column (default: the run's).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column (default: the run's).")] = None,
+    header: Annotated[bool | None, typer.Option("--header/--no-header")] = None,
+    out: Annotated[str | None, typer.Option(help="Write predictions.csv and metrics.json here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Score a finished run's best checkpoint on a labelled data set."""
+    metrics = evaluate(checkpoint, data, text_column, label_column, header, out=out)
+    if as_json:
+        print_json(metrics)
+        return
+    console.print(class_table(metrics, title=Path(data).name))
+    console.print(confusion_table(metrics, list(metrics["support"])))
+
+
+@app.command("demo")
+@friendly
+def demo_command(
+    out: OutOpt = "runs/demo",
+    max_samples: Annotated[int, typer.Option(help="Stratified sample of the SMS set.")] = 1200,
+    epochs: Annotated[int, typer.Option(help="Epochs per strategy.")] = 3,
+) -> None:
+    """Compare linear-probe, partial:2 and full on real SMS spam data with the bundled MiniLM (offline)."""
+    cfg = demo_config(out, max_samples, epochs)
+    _echo(f"demo: {cfg.model} on {cfg.data} ({max_samples} messages, {epochs} epochs per strategy)")
+    with progress_bars() as progress:
+        result = compare(cfg, DEMO_STRATEGIES, progress=progress, echo=_echo)
+    show_comparison(result)
