@@ -55,3 +55,64 @@ def train_steps(model: nn.Module, opt: torch.optim.Optimizer, batch: Callable[[]
 def text_batch(n: int = 4, length: int = 10, vocab: int = 120) -> dict:
     ids = torch.randint(1, vocab, (n, length))
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+WORDS = ("free win prize cash claim now call text urgent offer winner txt "
+         "see you at lunch home later ok thanks love meet tomorrow dinner class mum").split()
+
+
+def make_tiny_hf_dir(path) -> str:
+    """Save a random-weight tiny BERT and a WordPiece tokenizer over a small vocabulary (offline)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz0123456789"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def make_text_file(path, n: int = 120, seed: int = 0, sep: str = "\t", header: tuple[str, str] | None = None,
+                   spam_share: float = 0.3) -> str:
+    """A learnable two-class text file: 'spam' rows use the first words, 'ham' rows the last ones."""
+    import random
+
+    rng = random.Random(seed)
+    spam_words, ham_words = WORDS[:12], WORDS[12:]
+    lines = [sep.join(header)] if header else []
+    for _ in range(n):
+        spam = rng.random() < spam_share
+        words = rng.choices(spam_words if spam else ham_words, k=rng.randint(3, 9))
+        lines.append(sep.join(["spam" if spam else "ham", " ".join(words)]))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def make_image_folder(root, per_class: int = 12, size: int = 12) -> str:
+    """Two classes of small PNGs: reddish and bluish noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, channel in (("blue", 2), ("red", 0)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+            img[..., channel] = rng.integers(160, 255, (size, size), dtype=np.uint8)
+            Image.fromarray(img).save(root / cls / f"{i}.png")
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory) -> str:
+    return make_tiny_hf_dir(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture
+def text_file(tmp_path) -> str:
+    return make_text_file(tmp_path / "data.tsv")

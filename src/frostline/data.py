@@ -169,6 +169,8 @@ def _read_delimited(p: Path, text_column: str | int | None, label_column: str | 
     l_col = _column(label_column, head, "label", "label", p)
     texts, raw, ids, skipped = [], [], [], 0
     for i, row in enumerate(rows[1:] if has_header else rows):
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
         if len(row) <= max(t_col, l_col):
             skipped += 1
             continue

@@ -109,6 +109,7 @@ class Resume:
     best_loss: float
     optimizer_state: dict[str, Any] | None = None
     rng_state: torch.Tensor | None = None
+    best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
 
 @dataclass
@@ -222,20 +223,19 @@ def fit(
         step, start = resume.step, resume.next_epoch
         for e in range(start):  # replay plans so the optimizer's groups come back in the same order
             popt.apply(strategy.plan(e, parts, config.lr, config.head_lr), e * steps_per_epoch)
+        if popt.optimizer is not None and resume.optimizer_state is not None:
+            popt.optimizer.load_state_dict(resume.optimizer_state)
+        if resume.rng_state is not None:
+            torch.set_rng_state(resume.rng_state)
     plan = strategy.plan(start, parts, config.lr, config.head_lr)
     set_trainable(model, plan.params)
     for finding in check_model(model):
         log.warning("%s", finding)
-    popt.apply(plan, step)
+    first_added = popt.apply(plan, step)
     assert popt.optimizer is not None
-    if resume is not None and resume.optimizer_state is not None:
-        popt.optimizer.load_state_dict(resume.optimizer_state)
-        popt.set_lr(step)
-    if resume is not None and resume.rng_state is not None:
-        torch.set_rng_state(resume.rng_state)
     fmodel = fabric.setup_module(model)
     fopt = fabric.setup_optimizers(popt.optimizer)
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if best_epoch >= 0 else {}
+    best_state = dict(resume.best_state) if resume is not None else {}
     stopped_early, t_run, bad_epochs = False, time.perf_counter(), 0
     if history:
         losses = [h["val"]["loss"] for h in history]
@@ -244,7 +244,7 @@ def fit(
         t0 = time.perf_counter()
         plan = strategy.plan(epoch, parts, config.lr, config.head_lr)
         set_trainable(model, plan.params)
-        added = popt.apply(plan, step)
+        added = popt.apply(plan, step) + (first_added if epoch == start else [])
         snap = snapshot(model) if config.verify else None
         fmodel.train()
         advance = progress(f"epoch {epoch + 1}/{config.epochs} train", steps_per_epoch) if progress else None

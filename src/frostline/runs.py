@@ -99,8 +99,9 @@ class RunFolder:
             return None
         self.load_weights(model, "last.safetensors")
         extra = torch.load(self.file("optimizer.pt"), weights_only=True, map_location="cpu")
+        best = load_file(str(self.file("model.safetensors"))) if self.file("model.safetensors").is_file() else {}
         return Resume(state["next_epoch"], state["step"], state["history"], state["best_epoch"],
-                      state["best_val_loss"], extra["optimizer"], extra["rng"])
+                      state["best_val_loss"], extra["optimizer"], extra["rng"], best)
 
     def write_predictions(self, pred: Predictions, ids: np.ndarray, label_names: list[str]) -> Path:
         """predictions.csv: index, true label, predicted label, one probability column per class."""

@@ -74,11 +74,12 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None) -> Prepared:
     val = read_data(cfg.val_data, cfg, names) if cfg.val_data else None
     test = read_data(cfg.test_data, cfg, names) if cfg.test_data else None
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
+    torch.manual_seed(cfg.seed)  # the new head's initial weights are part of the run's identity
     loaded = loaded or load_model(cfg.model)
     if full.kind == "text" and loaded.tokenizer is None:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
-    loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
     torch.manual_seed(cfg.seed)
+    loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
     enc = [Encoded(s, loaded.tokenizer, cfg.max_length) for s in (splits.train, splits.val, splits.test)]
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     return Prepared(loaded, splits, *enc, initial_state=state)

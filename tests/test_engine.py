@@ -1,0 +1,132 @@
+"""The loop: frozen tensors byte-identical after real runs, deterministic, resumable, early stopping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import frostline as fl
+from frostline.batching import Encoded
+from frostline.config import RunConfig
+from frostline.data import from_tensors, split
+from frostline.engine import TrainConfig, fit
+from frostline.freeze import set_trainable
+from frostline.strategies import model_parts, parse_strategy
+from frostline.train import train
+from tests import models
+from tests.conftest import make_text_file
+
+
+def _image_splits(n: int = 96):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 3, 8, 8, generator=g) + y.view(-1, 1, 1, 1) * 1.5  # learnable
+    s = split(from_tensors(x, y, ["neg", "pos"]), 0.2, 0.2, seed=0)
+    return Encoded(s.train), Encoded(s.val), Encoded(s.test)
+
+
+CFG = TrainConfig(epochs=3, batch_size=16, lr=0.05, head_lr=0.05, weight_decay=0.1, warmup=0.0, patience=None)
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "partial:2", "gradual"])
+def test_frozen_parameters_byte_identical_after_run(strategy):
+    torch.manual_seed(0)
+    model = models.TinyResNet(num_classes=2)
+    train_enc, val_enc, _ = _image_splits()
+    s = parse_strategy(strategy, model)
+    parts = model_parts(model)
+    first, last = s.plan(0, parts, 1, 1).params, s.plan(CFG.epochs - 1, parts, 1, 1).params
+    set_trainable(model, last)  # what stays frozen to the end: gradual's frozen set only shrinks
+    snap = fl.snapshot(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = fit(model, train_enc, val_enc, s, CFG)
+    check = fl.verify_frozen(model, snap)
+    assert check.ok and check.checked == len(snap) > 0
+    assert any("running_mean" in n for n in snap.digests)  # pinned BatchNorm statistics are covered too
+    moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    assert moved and moved <= last and moved >= first
+    assert all(h["frozen_verified"] > 0 for h in result.history)  # the engine checked every epoch itself
+    if strategy == "gradual":
+        assert [h["groups_added"] for h in result.history] == [["head"], ["block 2"], ["block 1"]]
+
+
+def test_training_learns_and_is_deterministic():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = models.TinyResNet(num_classes=2)
+        train_enc, val_enc, _ = _image_splits()
+        runs.append(fit(model, train_enc, val_enc, parse_strategy("full"), CFG))
+    a, b = runs
+    assert [h["train"]["loss"] for h in a.history] == [h["train"]["loss"] for h in b.history]
+    assert a.history[-1]["val"]["accuracy"] > 0.8
+    assert a.best_epoch == int(np.argmin([h["val"]["loss"] for h in a.history]))
+
+
+def test_early_stopping_restores_best():
+    torch.manual_seed(0)
+    model = models.TinyResNet(num_classes=2)
+    train_enc, val_enc, _ = _image_splits()
+    cfg = TrainConfig(epochs=8, batch_size=16, lr=3.0, head_lr=3.0, warmup=0.0, patience=1, clip=None,
+                      optimizer="sgd", schedule="constant")
+    result = fit(model, train_enc, val_enc, parse_strategy("full"), cfg)
+    losses = [h["val"]["loss"] for h in result.history]
+    assert result.stopped_early and len(losses) < 8
+    assert losses[-1] >= losses[result.best_epoch]
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("epochs", 0, "epochs must be >= 1, got 0"), ("lr", -1.0, "lr must be > 0"),
+    ("warmup", 1.0, r"warmup must be a fraction in \[0, 1\)"),
+])
+def test_config_errors(field, value, match):
+    cfg = TrainConfig(**{field: value})
+    with pytest.raises(fl.FrostlineError, match=match):
+        cfg.validate()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_hf_dir):
+    data = make_text_file(tmp_path / "d.tsv", n=90)
+    base = {"model": f"hf:{tiny_hf_dir}", "data": data, "text_column": "1", "label_column": "0",
+            "strategy": "gradual", "epochs": 3, "batch_size": 8, "lr": 1e-3}
+    quiet = lambda _s: None  # noqa: E731
+    whole = train(RunConfig(**base, out=str(tmp_path / "whole")), echo=quiet)
+
+    calls = {"n": 0}
+
+    def crash_in_epoch_3(description: str, total: int):
+        def advance(_loss: float) -> None:
+            if description.startswith("epoch 3"):
+                raise Interrupt
+        calls["n"] += 1
+        return advance
+
+    cfg = RunConfig(**base, out=str(tmp_path / "cut"))
+    with pytest.raises(Interrupt):
+        train(cfg, progress=crash_in_epoch_3, echo=quiet)
+    state = fl_state(tmp_path / "cut")
+    assert state["complete"] is False and state["next_epoch"] == 2
+    assert (tmp_path / "cut" / "last.safetensors").is_file() and (tmp_path / "cut" / "model.safetensors").is_file()
+    resumed = train(cfg, echo=quiet)
+    assert resumed.resumed_from == 2 and resumed.metrics["run"]["resumed_from_epoch"] == 2
+    assert len(resumed.metrics["history"]) == 3
+    # Bit-identical to the run that was never interrupted: weights, optimizer state, RNG and schedule resume.
+    for a, b in zip(whole.metrics["history"], resumed.metrics["history"], strict=True):
+        assert (a["train"]["loss"], a["val"]["loss"]) == (b["train"]["loss"], b["val"]["loss"])
+    assert resumed.metrics["test"] == whole.metrics["test"]
+    assert not (tmp_path / "cut" / "last.safetensors").exists()  # cleaned once complete
+    again = train(cfg, echo=quiet)
+    assert again.reused  # a finished run is reported, not retrained
+    with pytest.raises(fl.FrostlineError, match=r"holds a different run \(differs in: epochs\)"):
+        train(RunConfig(**{**base, "epochs": 4}, out=str(tmp_path / "cut")), echo=quiet)
+
+
+def fl_state(path):
+    import json
+
+    return json.loads((path / "state.json").read_text())
