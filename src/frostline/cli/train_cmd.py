@@ -50,7 +50,8 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[float], None]]]:
         yield factory
     finally:
         for bars in live:
-            bars.stop()
+            if bars.live.is_started:
+                bars.stop()
 
 
 def _echo(text: str) -> None:
