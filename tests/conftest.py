@@ -57,8 +57,10 @@ def text_batch(n: int = 4, length: int = 10, vocab: int = 120) -> dict:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-WORDS = ("free win prize cash claim now call text urgent offer winner txt "
-         "see you at lunch home later ok thanks love meet tomorrow dinner class mum").split()
+SPAM_WORDS = ["free", "win", "prize", "cash", "claim", "now", "call", "text", "urgent", "offer", "winner", "txt"]
+HAM_WORDS = ["see", "you", "at", "lunch", "home", "later", "ok", "thanks", "love", "meet", "tomorrow", "dinner",
+             "class", "mum"]
+WORDS = SPAM_WORDS + HAM_WORDS
 
 
 def make_tiny_hf_dir(path) -> str:
@@ -83,7 +85,7 @@ def make_text_file(path, n: int = 120, seed: int = 0, sep: str = "\t", header: t
     import random
 
     rng = random.Random(seed)
-    spam_words, ham_words = WORDS[:12], WORDS[12:]
+    spam_words, ham_words = SPAM_WORDS, HAM_WORDS
     lines = [sep.join(header)] if header else []
     for _ in range(n):
         spam = rng.random() < spam_share

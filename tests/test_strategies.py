@@ -95,7 +95,7 @@ def test_schedule_warmup_and_cosine():
     assert s.factor(9, 0) == pytest.approx(s.decay(9))
     assert s.decay(50) == pytest.approx(0.5) and s.decay(100) == pytest.approx(0.0)
     assert LRSchedule(100, 0, "linear").decay(25) == pytest.approx(0.75)
-    with pytest.raises(fl.FrostlineError, match="unknown schedule 'cosin'.*closest names: cosine"):
+    with pytest.raises(fl.FrostlineError, match=r"unknown schedule 'cosin'.*closest names: cosine"):
         LRSchedule(10, 1, "cosin")
 
 

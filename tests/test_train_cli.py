@@ -64,7 +64,7 @@ def test_metrics_json_equals_sklearn_on_predictions_csv(tmp_path, text_args):
     yhat = np.array([labels.index(r["predicted"]) for r in rows])
     probs = np.array([[float(r["p_ham"]), float(r["p_spam"])] for r in rows])
     assert np.allclose(probs.sum(1), 1, atol=1e-6) and np.array_equal(probs.argmax(1), yhat)
-    p, r, f, s = precision_recall_fscore_support(y, yhat, labels=[0, 1], zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(y, yhat, labels=[0, 1], zero_division=0)
     assert [m["test"]["precision"]["per_class"][n] for n in labels] == pytest.approx(p)
     assert [m["test"]["recall"]["per_class"][n] for n in labels] == pytest.approx(r)
     assert [m["test"]["f1"]["per_class"][n] for n in labels] == pytest.approx(f)
