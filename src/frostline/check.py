@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from .errors import FrostlineError
+from .findings import Finding, by_severity
 from .freeze import is_pinned
 from .masks import element_mask
 from .tree import has_running_stats
 
-Severity = Literal["error", "warning"]
 _OURS = ("_frostline", "frostline_")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One misuse: a stable code, how bad it is, what is wrong, and the fix."""
-
-    code: str
-    severity: Severity
-    message: str
-    fix: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return f"[{self.severity}] {self.code}: {self.message}\n    fix: {self.fix}"
 
 
 def _typo_of_requires_grad(key: str) -> bool:
@@ -138,7 +119,7 @@ def check_model(model: nn.Module, optimizer: torch.optim.Optimizer | None = None
         ))
     if optimizer is not None:
         found.extend(_optimizer_findings(model, optimizer))
-    return sorted(found, key=lambda f: f.severity != "error")
+    return by_severity(found)
 
 
 def raise_on_errors(findings: list[Finding]) -> None:
