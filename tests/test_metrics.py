@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+)
 
 import frostline as fl
 from frostline.metrics import classification_metrics, headline
@@ -34,6 +40,9 @@ def test_equals_sklearn(seed, k):
     assert m["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
     assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
     assert headline(m)["f1"] == m["f1"]["macro"] and m["loss"] == 0.5 and m["n"] == 200
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(y_true, y_pred))
+    assert m["majority_baseline"] == pytest.approx(np.bincount(y_true).max() / 200)
 
 
 def test_absent_class_in_truth():

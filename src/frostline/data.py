@@ -175,8 +175,8 @@ def _read_delimited(p: Path, text_column: str | int | None, label_column: str | 
         if len(row) <= max(t_col, l_col):
             skipped += 1
             continue
-        text, label = row[t_col].strip(), row[l_col].strip()
-        if not text or not label:
+        text, label = row[t_col], row[l_col].strip()  # text as written: exact duplicates stay exact
+        if not text.strip() or not label:
             skipped += 1
             continue
         texts.append(text)
@@ -202,7 +202,7 @@ def _read_jsonl(p: Path, text_key: str, label_key: str) -> tuple[list[str], list
             if text is None or label is None or not str(text).strip():
                 skipped += 1
                 continue
-            texts.append(str(text).strip())
+            texts.append(str(text))
             raw.append(str(label))
             ids.append(i)
     if not texts and keys and (text_key not in keys or label_key not in keys):

@@ -40,8 +40,10 @@ def classification_metrics(
         loss: Mean loss over the split, if known.
 
     Returns:
-        ``{"n", "loss", "accuracy", "precision", "recall", "f1", "support", "confusion_matrix"}``; precision,
-        recall and f1 are ``{"per_class": {name: v}, "macro": v, "weighted": v}``.
+        ``{"n", "loss", "accuracy", "balanced_accuracy", "mcc", "majority_baseline", "majority_class",
+        "precision", "recall", "f1", "support", "confusion_matrix"}``; precision, recall and f1 are
+        ``{"per_class": {name: v}, "macro": v, "weighted": v}``. The majority baseline is the accuracy of always
+        predicting the most frequent class of this split.
     """
     k = len(label_names)
     cm = confusion(y_true, y_pred, k)
@@ -61,16 +63,31 @@ def classification_metrics(
             "weighted": float((values * weights).sum()),
         }
 
+    present = support > 0
     return {
         "n": n,
         "loss": None if loss is None else float(loss),
         "accuracy": float(tp.sum() / n) if n else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "mcc": mcc(cm),
+        "majority_baseline": float(support.max() / n) if n else 0.0,
+        "majority_class": label_names[int(support.argmax())] if k else None,
         "precision": summary(precision),
         "recall": summary(recall),
         "f1": summary(f1),
         "support": {name: int(s) for name, s in zip(label_names, support, strict=True)},
         "confusion_matrix": cm.tolist(),
     }
+
+
+def mcc(cm: np.ndarray) -> float:
+    """Matthews correlation coefficient of a confusion matrix (multi-class form; 0 when undefined)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    s = cm.sum()
+    c = np.trace(cm)
+    t, p = cm.sum(axis=1), cm.sum(axis=0)
+    denom = np.sqrt((s * s - (p * p).sum()) * (s * s - (t * t).sum()))
+    return float((c * s - (t * p).sum()) / denom) if denom > 0 else 0.0
 
 
 def headline(m: dict[str, Any], average: str = "macro") -> dict[str, float | None]:
