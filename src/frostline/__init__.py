@@ -12,6 +12,7 @@ from .heads import HeadInfo, find_head, replace_head
 from .models import LoadedModel, load_model, minilm_dir
 from .optim import make_optimizer, param_groups
 from .select import Selection, resolve, resolve_params
+from . import diagnose
 from .summary import module_rows, summary
 from .verify import FrozenCheck, Snapshot, snapshot, verify_frozen
 
