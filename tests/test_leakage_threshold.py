@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 
 import frostline as fl
 from frostline.data import Dataset, Splits, from_tensors, read_image_folder
+from frostline.diagnose import leakage as leakage_findings
 from frostline.leakage import check_splits, dedup, normalize_text, within
 from frostline.threshold import choose_threshold, curves, parse_objective, positive_index, predict_at
 from tests.conftest import make_image_folder
@@ -35,7 +36,7 @@ def test_exact_and_near_across_splits():
     assert report.leaked == 3 and report.copies == 2 and report.duplicated == 2
     assert report.near_copies == 3 and report.conflicting == 1
     assert {tuple(e["in"]) for e in report.examples} == {("train", "val"), ("train", "test")}
-    findings = fl.diagnose.leakage(report)
+    findings = leakage_findings(report)
     assert [f.code for f in findings] == ["data-leakage", "conflicting-labels"]
     assert "3 validation/test samples also occur" in findings[0].message and "--dedup" in findings[0].fix
 

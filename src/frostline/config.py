@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from .diagnose import Thresholds
 from .engine import TrainConfig
 from .errors import FrostlineError, did_you_mean
 
@@ -45,12 +46,25 @@ class RunConfig:
     accelerator: str = "auto"
     precision: str | None = None
     verify: bool = True
+    dedup: bool = False
+    optimize: str | None = None
+    positive_label: str | None = None
+    good_accuracy: float = 0.80
+    good_precision: float = 0.75
+    good_recall: float = 0.75
+    bad_accuracy: float = 0.60
+    bad_class_recall: float = 0.20
     out: str = "runs/latest"
 
     def train_config(self) -> TrainConfig:
         """The engine's part of the configuration."""
         names = {f.name for f in fields(TrainConfig)}
         return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def thresholds(self) -> Thresholds:
+        """The verdict thresholds."""
+        return Thresholds(self.good_accuracy, self.good_precision, self.good_recall, self.bad_accuracy,
+                          self.bad_class_recall)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for config.yaml)."""

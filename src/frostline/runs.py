@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from . import atomic
 from .engine import Predictions, Resume
 from .errors import FrostlineError
+from .threshold import predict_at
 
 METRICS_SCHEMA = "frostline.metrics/1"
 STATE_SCHEMA = "frostline.state/1"
@@ -103,13 +104,19 @@ class RunFolder:
         return Resume(state["next_epoch"], state["step"], state["history"], state["best_epoch"],
                       state["best_val_loss"], extra["optimizer"], extra["rng"], best)
 
-    def write_predictions(self, pred: Predictions, ids: np.ndarray, label_names: list[str]) -> Path:
-        """predictions.csv: index, true label, predicted label, one probability column per class."""
+    def write_predictions(self, pred: Predictions, ids: np.ndarray, label_names: list[str],
+                          threshold: tuple[int, float] | None = None) -> Path:
+        """predictions.csv: index, true label, predicted label (arg-max), one probability column per class, and
+        ``predicted_at_threshold`` when an operating threshold ``(positive class, t)`` was chosen."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["index", "true", "predicted", *[f"p_{n}" for n in label_names]])
-        for pos, y, yhat, probs in zip(pred.positions, pred.labels, pred.preds, pred.probs, strict=True):
-            writer.writerow([int(ids[pos]), label_names[y], label_names[yhat], *[f"{p:.9g}" for p in probs]])
+        extra = ["predicted_at_threshold"] if threshold else []
+        writer.writerow(["index", "true", "predicted", *[f"p_{n}" for n in label_names], *extra])
+        at = predict_at(pred.probs, *threshold) if threshold else None
+        for i, (pos, y, yhat, probs) in enumerate(zip(pred.positions, pred.labels, pred.preds, pred.probs,
+                                                      strict=True)):
+            row = [int(ids[pos]), label_names[y], label_names[yhat], *[f"{p:.9g}" for p in probs]]
+            writer.writerow(row + ([label_names[at[i]]] if at is not None else []))
         return atomic.write_text(self.file("predictions.csv"), buf.getvalue())
 
     def write_metrics(self, metrics: dict[str, Any]) -> Path:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from .errors import FrostlineError, did_you_mean
 
@@ -70,6 +69,8 @@ def predict_at(probs: np.ndarray, positive: int, threshold: float) -> np.ndarray
 
 def curves(probs: np.ndarray, labels: np.ndarray, positive: int, max_points: int = 200) -> dict[str, Any]:
     """PR and ROC curves of the positive class (one-vs-rest), AP, ROC-AUC, and macro one-vs-rest ROC-AUC."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
     y = (labels == positive).astype(int)
     out: dict[str, Any] = {"positive_rate": float(y.mean()) if len(y) else 0.0}
     if y.min(initial=1) == y.max(initial=0):
@@ -101,6 +102,8 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, positive: int,
     Returns ``{"threshold", "precision", "recall", "f1", "met"}``; ``met`` is False when no threshold satisfies
     the constraint, in which case the one closest to it is returned.
     """
+    from sklearn.metrics import precision_recall_curve
+
     y = labels == positive
     if y.all() or not y.any():
         raise FrostlineError("cannot choose a threshold: the validation split has only one class for the "

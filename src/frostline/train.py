@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .audit import audit_run
 from .batching import Encoded
 from .config import RunConfig
 from .data import Dataset, Splits, limit, read_image_folder, read_table, split
@@ -21,6 +22,8 @@ from .engine import EpochRecord, Predictions, fit, predict
 from .errors import FrostlineError
 from .freeze import trainable_state
 from .heads import replace_head
+from .html_report import write_compare_report, write_run_report
+from .leakage import LeakageReport, check_splits, dedup
 from .metrics import classification_metrics
 from .models import LoadedModel, load_model
 from .runs import RunFolder
@@ -40,10 +43,23 @@ class Prepared:
     val: Encoded
     test: Encoded
     initial_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    leakage: LeakageReport | None = None
+    dedup_dropped: int = 0
+    base: dict[str, Any] | None = None
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
         self.loaded.model.load_state_dict(self.initial_state)
+
+    def base_metrics(self, batch_size: int = 128) -> dict[str, Any]:
+        """The model before fine-tuning (pretrained body, fresh head) on validation and test, computed once."""
+        if self.base is None:
+            self.reset()
+            labels, model = self.splits.label_names, self.loaded.model
+            self.base = {"val": split_metrics(predict(model, self.val, batch_size), labels),
+                         "test": split_metrics(predict(model, self.test, batch_size), labels),
+                         "params": {"total": sum(p.numel() for p in model.parameters()), "trainable": 0}}
+        return self.base
 
 
 @dataclass
@@ -69,7 +85,11 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None) -> Prepared:
     """Load the model and data, split, replace the head, and encode every split."""
     if cfg.data is None:
         raise FrostlineError("no data given: pass --data FILE (CSV/TSV/JSONL) or an image folder")
-    full = limit(read_data(cfg.data, cfg), cfg.max_samples, cfg.seed)
+    full = read_data(cfg.data, cfg)
+    dropped = 0
+    if cfg.dedup:
+        full, dropped = dedup(full)
+    full = limit(full, cfg.max_samples, cfg.seed)
     names = full.label_names
     val = read_data(cfg.val_data, cfg, names) if cfg.val_data else None
     test = read_data(cfg.test_data, cfg, names) if cfg.test_data else None
@@ -82,7 +102,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None) -> Prepared:
     loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
     enc = [Encoded(s, loaded.tokenizer, cfg.max_length) for s in (splits.train, splits.val, splits.test)]
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
-    return Prepared(loaded, splits, *enc, initial_state=state)
+    leak = check_splits(splits, source=full if val is None and test is None else None)
+    return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -122,6 +143,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
             echo(f"{run.path}: run already complete, reusing its results")
             return RunResult(cfg.strategy, run.path, run.metrics(), reused=True)
     prepared = prepared or prepare(cfg)
+    base = prepared.base_metrics(cfg.eval_batch_size)
     prepared.reset()
     model, labels = prepared.loaded.model, prepared.splits.label_names
     strategy = parse_strategy(cfg.strategy, model)
@@ -153,8 +175,8 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     result = fit(model, prepared.train, prepared.val, strategy, cfg.train_config(), on_epoch_end=on_epoch_end,
                  resume=resume, progress=progress)
     test_pred = predict(model, prepared.test, cfg.eval_batch_size)
+    val_pred = predict(model, prepared.val, cfg.eval_batch_size)
     test = split_metrics(test_pred, labels)
-    run.write_predictions(test_pred, prepared.splits.test.ids, labels)
     parts = model_parts(model)
     final_plan = strategy.plan(max(0, len(result.history) - 1), parts, cfg.lr, cfg.head_lr).params
     metrics = {
@@ -174,8 +196,16 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         "seconds": {"total": round(result.seconds, 3),
                     "per_epoch": [round(h["seconds"], 3) for h in result.history]},
         "test": test,
+        "base": base,
     }
+    metrics["data"]["dedup_dropped"] = prepared.dedup_dropped
+    audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
+              prepared.leakage, cfg.thresholds())
+    chosen = metrics["threshold"].get("chosen")
+    at = (labels.index(metrics["threshold"]["positive"]), chosen["threshold"]) if chosen else None
+    run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
     run.write_metrics(metrics)
+    write_run_report(run.file("report.html"), metrics)
     frozen = trainable_state(model)
     run.write_state({"complete": True, "next_epoch": len(result.history), "step": 0, "history": result.history,
                      "best_epoch": result.best_epoch,
@@ -198,17 +228,6 @@ class Comparison:
     out: Path
 
 
-def base_metrics(prepared: Prepared, batch_size: int = 128) -> dict[str, Any]:
-    """The model before fine-tuning (pretrained body, freshly initialised head) on validation and test."""
-    prepared.reset()
-    labels = prepared.splits.label_names
-    model = prepared.loaded.model
-    val = split_metrics(predict(model, prepared.val, batch_size), labels)
-    test = split_metrics(predict(model, prepared.test, batch_size), labels)
-    return {"val": val, "test": test, "params": {"total": sum(p.numel() for p in model.parameters()),
-                                                 "trainable": 0}}
-
-
 def compare(cfg: RunConfig, strategies: list[str], progress: Progress | None = None,
             echo: Callable[[str], None] = print) -> Comparison:
     """Run every strategy on the same split and starting weights; sub-folders of ``cfg.out`` per strategy."""
@@ -218,7 +237,7 @@ def compare(cfg: RunConfig, strategies: list[str], progress: Progress | None = N
     prepared = prepare(cfg)
     for s in strategies:  # fail on a bad name before hours of training
         parse_strategy(s, prepared.loaded.model).plan(0, model_parts(prepared.loaded.model), cfg.lr, cfg.head_lr)
-    base = base_metrics(prepared, cfg.eval_batch_size)
+    base = prepared.base_metrics(cfg.eval_batch_size)
     runs = []
     for s in strategies:
         sub = RunConfig(**{**cfg.to_dict(), "strategy": s, "out": str(out / _folder_name(s))})
@@ -231,6 +250,7 @@ def compare(cfg: RunConfig, strategies: list[str], progress: Progress | None = N
         "base": base,
         "runs": [{"strategy": r.strategy, "out": str(r.out), "metrics": r.metrics} for r in runs],
     })
+    write_compare_report(out / "report.html", base, [(r.strategy, r.metrics) for r in runs])
     return Comparison(base, runs, out)
 
 

@@ -49,6 +49,15 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "accelerator": (str, typer.Option(help="auto | cpu | cuda.")),
     "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 on GPU).")),
     "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors every epoch.")),
+    "dedup": (bool, typer.Option("--dedup/--no-dedup", help="Drop duplicates (after normalising) before splitting.")),
+    "optimize": (str | None, typer.Option(help="Choose a threshold on validation: f1, recall@precision>=0.95, "
+                                               "precision@recall>=0.90.")),
+    "positive_label": (str | None, typer.Option(help="Positive class for thresholds and curves (default: rarest).")),
+    "good_accuracy": (float, typer.Option(help="Verdict 'good' needs accuracy above this.")),
+    "good_precision": (float, typer.Option(help="... and macro precision above this.")),
+    "good_recall": (float, typer.Option(help="... and macro recall above this.")),
+    "bad_accuracy": (float, typer.Option(help="Verdict 'bad' below this accuracy.")),
+    "bad_class_recall": (float, typer.Option(help="... or any class recall below this.")),
 }
 
 

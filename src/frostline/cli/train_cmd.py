@@ -58,11 +58,26 @@ def _echo(text: str) -> None:
     console.print(text, highlight=False)
 
 
+def show_findings(findings: list[dict], title: str = "findings", brief: bool = False) -> None:
+    """Print diagnoses: severity, message and what to do (``brief``: errors and warnings, one line each)."""
+    color = {"error": "red", "warning": "yellow", "info": "green"}
+    shown = [f for f in findings if not brief or f["severity"] != "info" or f["code"].startswith("verdict")]
+    console.print(f"[bold]{title}[/]")
+    for f in shown:
+        console.print(f"  [{color[f['severity']]}]{f['severity']}[/] [bold]{f['code']}[/]: {f['message']}",
+                      highlight=False)
+        if not brief:
+            console.print(f"      what to do: {f['fix']}", highlight=False, markup=False)
+
+
 def show_comparison(result: Comparison) -> None:
-    """Print the comparison table and where the runs are."""
+    """Print the comparison table, each strategy's findings, and where the runs and reports are."""
     rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
     console.print(compare_table(rows))
-    console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}")
+    for r in result.runs:
+        show_findings(r.metrics.get("diagnoses", []), f"findings: {r.strategy}", brief=True)
+    console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}; "
+                  f"report: {result.out / 'report.html'}")
 
 
 @app.command("train")
@@ -78,7 +93,12 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help="St
     console.print(history_table(m))
     console.print(class_table(m["test"]))
     console.print(confusion_table(m["test"], m["labels"]))
-    console.print(f"run folder: {result.out}")
+    chosen = (m.get("threshold") or {}).get("chosen")
+    if chosen:
+        console.print(class_table(chosen["test"], title=f"test at threshold {chosen['threshold']:.4f} "
+                                                         f"({chosen['objective']}, chosen on validation)"))
+    show_findings(m.get("diagnoses", []))
+    console.print(f"run folder: {result.out}; report: {result.out / 'report.html'}")
 
 
 @app.command("compare")

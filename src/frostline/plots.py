@@ -1,0 +1,127 @@
+"""matplotlib figures for the HTML report, returned as PNG bytes (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+COLORS = {"train": "#1f77b4", "val": "#d62728"}
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def learning_curves(history: list[dict[str, Any]], best_epoch: int | None = None, title: str = "") -> bytes:
+    """Train and validation loss and accuracy per epoch; the best epoch marked."""
+    epochs = [h["epoch"] + 1 for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        for split in ("train", "val"):
+            ax.plot(epochs, [h[split][key] for h in history], marker="o", color=COLORS[split],
+                    label="validation" if split == "val" else split)
+        if best_epoch is not None and best_epoch >= 0:
+            ax.axvline(best_epoch + 1, color="grey", linestyle=":", label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _png(fig)
+
+
+def confusion_heatmap(cm: list[list[int]], labels: list[str], title: str = "test") -> bytes:
+    """Confusion matrix heat map with counts (rows true, columns predicted)."""
+    arr = np.asarray(cm)
+    size = max(3.0, 0.7 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    ax.imshow(arr, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = arr.max() if arr.size else 0
+    for i in range(arr.shape[0]):
+        for j in range(arr.shape[1]):
+            ax.text(j, i, str(arr[i, j]), ha="center", va="center",
+                    color="white" if top and arr[i, j] > top / 2 else "black")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def _nearest(curve: dict[str, list[float]], threshold: float) -> tuple[float, float] | None:
+    ts = np.asarray(curve["threshold"])
+    if not len(ts):
+        return None
+    i = int(np.argmin(np.abs(ts - threshold)))
+    return curve["recall"][i], curve["precision"][i]
+
+
+def pr_curve(section: dict[str, Any]) -> bytes | None:
+    """Precision-recall curve of the positive class on test, with the default and the chosen threshold."""
+    c = section["curves"]
+    if not c.get("pr"):
+        return None
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    ax.plot(c["pr"]["recall"], c["pr"]["precision"], color="#1f77b4",
+            label=f"AP {c['average_precision']:.3f}, ROC-AUC {c['roc_auc']:.3f}")
+    ax.axhline(c["positive_rate"], color="grey", linestyle=":", label=f"chance ({c['positive_rate']:.2f})")
+    default = section["default"]["threshold"]
+    if default is not None and (pt := _nearest(c["pr"], default)):
+        ax.plot(*pt, "s", color="black", label=f"default threshold {default:g}")
+    chosen = section.get("chosen")
+    if chosen:
+        t = chosen["test"]["recall"]["per_class"][section["positive"]]
+        p = chosen["test"]["precision"]["per_class"][section["positive"]]
+        ax.plot(t, p, "o", color="#d62728", markersize=9,
+                label=f"chosen {chosen['threshold']:.3f} ({chosen['objective']})")
+    ax.set_xlabel(f"recall of {section['positive']!r}")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("precision-recall (test)")
+    return _png(fig)
+
+
+def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
+    """Validation loss per epoch for every strategy."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, m in runs:
+        epochs = [h["epoch"] + 1 for h in m["history"]]
+        axes[0].plot(epochs, [h["val"]["loss"] for h in m["history"]], marker="o", label=name)
+        axes[1].plot(epochs, [h["val"]["accuracy"] for h in m["history"]], marker="o", label=name)
+    for ax, label in zip(axes, ("validation loss", "validation accuracy"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def compare_bars(rows: list[dict[str, Any]]) -> bytes:
+    """Test accuracy, macro recall and macro F1 per strategy (the base model included)."""
+    names = [r["strategy"] for r in rows]
+    keys = ("accuracy", "recall", "f1")
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names)), 3.4))
+    for i, key in enumerate(keys):
+        ax.bar(x + (i - 1) * 0.26, [r[key] for r in rows], width=0.26, label=key if key != "f1" else "F1 (macro)")
+    ax.set_xticks(x, names, rotation=15, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=3, loc="lower right")
+    ax.set_title("test metrics by strategy")
+    return _png(fig)
