@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.frostline-installed
 
-.PHONY: test demo install lint clean
+.PHONY: test demo install lint clean browser
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
@@ -24,7 +24,17 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Headless Chromium for the report test: installed only if missing and only where apt can (root or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+		if command -v apt-get >/dev/null 2>&1 && $$SUDO true 2>/dev/null; then \
+			$$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+			{ $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } || \
+			echo "note: could not install chromium; the browser test will be skipped"; \
+		else echo "note: no apt (or no root): the browser test will be skipped"; fi; }
+
+test: $(STAMP) browser
 	$(PY) -m ruff check src tests $(wildcard benchmarks)
 	$(PY) -m pytest -q
 
