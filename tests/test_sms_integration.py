@@ -40,3 +40,29 @@ def test_compare_minilm_on_sms_spam(tmp_path):
     for m in runs.values():
         assert m["test"]["support"]["spam"] + m["test"]["support"]["ham"] == 36
         assert m["history"][0]["frozen_verified"] > 0 or m["run"]["strategy"] == "full"
+
+
+def test_random_split_of_sms_is_flagged_for_leakage_and_dedup_clears_it():
+    from collections import Counter
+
+    from frostline.data import read_table, split
+    from frostline.diagnose import leakage
+    from frostline.leakage import check_splits, dedup
+
+    ds = read_table(SMS, "SMS", "Label")
+    assert len(ds) == 5574
+    splits = split(ds, 0.15, 0.15, seed=0)
+    report = check_splits(splits, source=ds)
+    counts = Counter(ds.inputs)
+    assert report.copies == 403 and report.duplicated == 281  # the data README's numbers
+    train_texts = set(splits.train.inputs)
+    assert report.exact["train-val"] == sum(t in train_texts for t in splits.val.inputs) > 0
+    assert report.exact["train-test"] == sum(t in train_texts for t in splits.test.inputs) > 0
+    assert report.exact["val-test"] == sum(t in set(splits.val.inputs) for t in splits.test.inputs)
+    assert sum(c - 1 for c in counts.values()) == 403
+    (finding,) = leakage(report)
+    assert finding.code == "data-leakage" and "403 extra exact copies of 281 samples" in finding.message
+    clean, dropped = dedup(ds)
+    assert dropped == report.near_copies and len(clean) == 5574 - dropped
+    clean_report = check_splits(split(clean, 0.15, 0.15, seed=0), source=clean)
+    assert clean_report.leaked == 0 and clean_report.copies == 0 and leakage(clean_report) == []

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 from typer.testing import CliRunner
 
 from frostline.cli import app
@@ -54,11 +61,12 @@ def test_train_writes_complete_run_folder(tmp_path, text_args):
 
 def test_metrics_json_equals_sklearn_on_predictions_csv(tmp_path, text_args):
     out = tmp_path / "run"
-    assert _run("train", *text_args, "--strategy", "full", "--out", out).exit_code == 0
+    result = _run("train", *text_args, "--strategy", "full", "--optimize", "f1", "--out", out)
+    assert result.exit_code == 0, result.output
     m = json.loads((out / "metrics.json").read_text())
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == m["test"]["n"] == 15
-    assert list(rows[0]) == ["index", "true", "predicted", "p_ham", "p_spam"]
+    assert list(rows[0]) == ["index", "true", "predicted", "p_ham", "p_spam", "predicted_at_threshold"]
     labels = m["labels"]
     y = np.array([labels.index(r["true"]) for r in rows])
     yhat = np.array([labels.index(r["predicted"]) for r in rows])
@@ -70,6 +78,25 @@ def test_metrics_json_equals_sklearn_on_predictions_csv(tmp_path, text_args):
     assert [m["test"]["f1"]["per_class"][n] for n in labels] == pytest.approx(f)
     assert m["test"]["confusion_matrix"] == confusion_matrix(y, yhat, labels=[0, 1]).tolist()
     assert m["test"]["accuracy"] == pytest.approx((y == yhat).mean())
+    t = m["test"]
+    assert t["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, yhat))
+    assert t["mcc"] == pytest.approx(matthews_corrcoef(y, yhat))
+    assert t["majority_baseline"] == pytest.approx(np.bincount(y).max() / len(y))
+    # Curves and the chosen operating threshold, from the probability columns.
+    th = m["threshold"]
+    pos = labels.index(th["positive"])
+    assert th["positive"] == "spam"  # the rarer class by default
+    assert th["curves"]["roc_auc"] == pytest.approx(roc_auc_score(y == pos, probs[:, pos]))
+    assert th["curves"]["average_precision"] == pytest.approx(average_precision_score(y == pos, probs[:, pos]))
+    at = np.array([labels.index(r["predicted_at_threshold"]) for r in rows])
+    assert np.array_equal(at, np.where(probs[:, pos] >= th["chosen"]["threshold"], pos, 1 - pos))
+    chosen = th["chosen"]["test"]
+    p2, r2, f2, _ = precision_recall_fscore_support(y, at, labels=[0, 1], zero_division=0)
+    assert [chosen["f1"]["per_class"][n] for n in labels] == pytest.approx(f2)
+    assert [chosen["recall"]["per_class"][n] for n in labels] == pytest.approx(r2)
+    assert [chosen["precision"]["per_class"][n] for n in labels] == pytest.approx(p2)
+    assert chosen["confusion_matrix"] == confusion_matrix(y, at, labels=[0, 1]).tolist()
+    assert m["diagnoses"][-1]["code"].startswith("verdict-")
     source_ids = {int(r["index"]) for r in rows}
     assert len(source_ids) == 15 and max(source_ids) < 100  # rows point back into the data file
 
@@ -153,3 +180,21 @@ def test_different_run_in_folder_is_refused(tmp_path, text_args):
     result = _run("train", *text_args, "--strategy", "full", "--out", out)
     assert result.exit_code == 2 and "holds a different run (differs in: strategy)" in result.output
     assert Path(out, "model.safetensors").is_file()
+
+
+def test_dedup_flag_removes_leakage_finding(tmp_path, tiny_hf_dir):
+    rows = [f"{'spam' if i % 4 == 0 else 'ham'}\t{'win cash now' if i % 4 == 0 else 'see you at lunch'} {i % 7}"
+            for i in range(80)]  # only 7 x 2 distinct texts: heavy duplication
+    data = tmp_path / "dups.tsv"
+    data.write_text("\n".join(rows) + "\n")
+    args = ["--model", f"hf:{tiny_hf_dir}", "--data", data, "--text-column", "1", "--label-column", "0",
+            "--epochs", "1", "--batch-size", "8", "--val-frac", "0.2", "--test-frac", "0.2"]
+    assert _run("train", *args, "--strategy", "linear-probe", "--out", tmp_path / "a").exit_code == 0
+    leaky = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    codes = [d["code"] for d in leaky["diagnoses"]]
+    assert codes[0] == "data-leakage" and leaky["leakage"]["copies"] == 80 - 14
+    result = _run("train", *args, "--dedup", "--strategy", "linear-probe", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    clean = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert "data-leakage" not in [d["code"] for d in clean["diagnoses"]]
+    assert clean["data"]["dedup_dropped"] == 80 - 14 and clean["leakage"]["leaked"] == 0

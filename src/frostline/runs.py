@@ -115,7 +115,7 @@ class RunFolder:
         at = predict_at(pred.probs, *threshold) if threshold else None
         for i, (pos, y, yhat, probs) in enumerate(zip(pred.positions, pred.labels, pred.preds, pred.probs,
                                                       strict=True)):
-            row = [int(ids[pos]), label_names[y], label_names[yhat], *[f"{p:.9g}" for p in probs]]
+            row = [int(ids[pos]), label_names[y], label_names[yhat], *[repr(float(p)) for p in probs]]
             writer.writerow(row + ([label_names[at[i]]] if at is not None else []))
         return atomic.write_text(self.file("predictions.csv"), buf.getvalue())
 
