@@ -104,6 +104,7 @@ def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
         axes[0].plot(epochs, [h["val"]["loss"] for h in m["history"]], marker="o", label=name)
         axes[1].plot(epochs, [h["val"]["accuracy"] for h in m["history"]], marker="o", label=name)
     for ax, label in zip(axes, ("validation loss", "validation accuracy"), strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -72,11 +72,14 @@ def _test(m: dict[str, Any]) -> dict[str, Any]:
 def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison") -> Table:
     """The comparison table: one row per strategy."""
     t = Table(title=title, header_style="bold")
-    for col in ("strategy", "trainable params", "seconds", "val loss", "accuracy", "precision", "recall", "F1"):
+    base = rows[0] if rows and rows[0]["strategy"].startswith("base") else None
+    cols = ["strategy", "trainable params", "seconds", "val loss", "accuracy", "precision", "recall", "F1"]
+    for col in [*cols, *(["F1 vs base"] if base else [])]:
         t.add_column(col, justify="left" if col == "strategy" else "right")
     for r in rows:
+        change = [] if base is None else ["" if r is base else f"{r['f1'] - base['f1']:+.4f}"]
         t.add_row(r["strategy"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
-                  _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]))
+                  _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), *change)
     t.caption = ("val loss: best epoch; accuracy, precision, recall, F1: test split, macro average over classes; "
-                 "seconds: training and validation")
+                 "seconds: training and validation; base: pretrained body, new head only initialised")
     return t
