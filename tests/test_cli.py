@@ -31,7 +31,9 @@ def test_inspect_freeze_preview_json():
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     plan = data["plan"]
-    assert plan["head_kept"] == "fc" and plan["pinned"] == ["bn1", "layer1.1", "layer2.1"]
+    assert plan["head_kept"] == "fc"
+    assert plan["pinned"] == ["conv1", "bn1", "layer1", "layer1.0", "layer1.1", "layer1.2", "layer2", "layer2.0",
+                              "layer2.1", "layer2.2"]  # the frozen stem and stages, activations included
     assert plan["trainable"] == 16 * 32 * 9 + 64 + 32 * 5 + 5
     assert data["blocks"]["blocks"] == ["layer1", "layer2", "layer3"]
 

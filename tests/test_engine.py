@@ -46,7 +46,10 @@ def test_frozen_parameters_byte_identical_after_run(strategy):
     assert any("running_mean" in n for n in snap.digests)  # pinned BatchNorm statistics are covered too
     moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
     assert moved and moved <= last and moved >= first
-    assert all(h["frozen_verified"] > 0 for h in result.history)  # the engine checked every epoch itself
+    # The engine checks every plan itself: checksums when a plan starts, verified when it ends.
+    assert result.history[-1]["frozen_verified"] > 0
+    if strategy == "gradual":
+        assert all(h["frozen_verified"] > 0 for h in result.history[1:])
     if strategy == "gradual":
         assert [h["groups_added"] for h in result.history] == [["head"], ["block 2"], ["block 1"]]
 

@@ -134,6 +134,22 @@ def test_dropout_in_frozen_region_is_pinned_but_not_outside(bert):
     assert not fl.is_pinned(bert.dropout)  # feeds the trainable head
 
 
+def test_frozen_transformer_is_deterministic_in_train_mode(bert):
+    """HF attention drops attention probabilities by its own `training` flag, not a Dropout module."""
+    fl.freeze(bert, "all", except_="last:1")
+    attention = bert.bert.encoder.layer[0].attention.self
+    assert fl.is_pinned(attention) and not fl.is_pinned(bert.bert.encoder.layer[3].attention.self)
+    bert.train()
+    batch = text_batch()
+    captured = []
+    handle = bert.bert.encoder.layer[2].register_forward_hook(lambda _m, _a, out: captured.append(out))
+    bert(**batch)
+    bert(**batch)
+    handle.remove()
+    first, second = (c[0] if isinstance(c, tuple) else c for c in captured)
+    assert torch.equal(first, second)  # the frozen prefix gives the same output twice in train mode
+
+
 def test_unfreeze_unpins(resnet):
     resnet.train()
     fl.freeze(resnet, "all")
@@ -228,5 +244,5 @@ def test_trainable_state(resnet):
     fl.freeze(resnet, "fc.weight", rows=[0])
     state = fl.trainable_state(resnet)
     assert state["frozen_tensors"] == ["conv1.weight", "bn1.weight", "bn1.bias"]
-    assert state["masked"] == {"fc.weight": 32} and state["pinned"] == ["bn1"]
+    assert state["masked"] == {"fc.weight": 32} and state["pinned"] == ["conv1", "bn1"]
     assert state["frozen"] == 3 * 8 * 9 + 16 + 32

@@ -39,7 +39,12 @@ def test_compare_minilm_on_sms_spam(tmp_path):
     assert test_sizes == {36}  # the same 15% stratified test split for every strategy
     for m in runs.values():
         assert m["test"]["support"]["spam"] + m["test"]["support"]["ham"] == 36
-        assert m["history"][0]["frozen_verified"] > 0 or m["run"]["strategy"] == "full"
+        assert m["history"][-1]["frozen_verified"] > 0 or m["run"]["strategy"] == "full"
+    # The frozen prefix of the real MiniLM is cached once and reused; full fine-tuning has no prefix.
+    assert runs["linear-probe"]["history"][0]["cache"].startswith("cache built")
+    assert runs["linear-probe"]["history"][1]["cache"].startswith("cache reused: input of classifier")
+    assert "input of bert.encoder.layer.4 cached" in runs["partial:2"]["history"][0]["cache"]
+    assert runs["full"]["history"][0]["cache"].startswith("plain loop: no frozen prefix")
 
 
 def test_random_split_of_sms_is_flagged_for_leakage_and_dedup_clears_it():

@@ -46,6 +46,8 @@ class RunConfig:
     accelerator: str = "auto"
     precision: str | None = None
     verify: bool = True
+    cache: bool = True
+    cache_budget: float = 2048.0
     dedup: bool = False
     optimize: str | None = None
     positive_label: str | None = None

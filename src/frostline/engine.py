@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import Encoded
+from .batching import Batch, Encoded
+from .blocks import discover_blocks
+from .cache import PrefixCache
 from .check import check_model
 from .errors import FrostlineError
 from .freeze import set_trainable
+from .heads import find_head
 from .metrics import classification_metrics
+from .outputs import logits_of
 from .schedule import LRSchedule, PlanOptimizer
 from .strategies import Strategy, model_parts
 from .verify import snapshot, verify_frozen
@@ -48,6 +53,8 @@ class TrainConfig:
     accelerator: str = "auto"
     precision: str | None = None
     verify: bool = True
+    cache: bool = True
+    cache_budget: float = 2048.0
 
     def validate(self) -> None:
         """Raise a clear error for values out of range."""
@@ -92,6 +99,8 @@ class EpochRecord:
     train: dict[str, Any]
     val: dict[str, Any]
     frozen_verified: int = 0
+    cache: str = ""
+    timing: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
@@ -127,15 +136,32 @@ class FitResult:
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
 
-def logits_of(output: Any) -> torch.Tensor:
-    """Logits from a model output: a tensor, a Hugging Face output, or a tuple."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return output.logits
-    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise FrostlineError(f"cannot find logits in a model output of type {type(output).__name__}")
+class Clock:
+    """Wall time per phase of an epoch (synchronising CUDA so GPU work is counted where it happens)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self.spent: dict[str, float] = {}
+
+    def reset(self) -> None:
+        """Start a new epoch."""
+        self.spent = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        if self.cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.spent[phase] = self.spent.get(phase, 0.0) + time.perf_counter() - t0
+
+    def totals(self) -> dict[str, float]:
+        """Seconds per phase, rounded."""
+        return {k: round(v, 4) for k, v in self.spent.items()}
 
 
 def forward(model: nn.Module, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
@@ -161,15 +187,19 @@ def make_fabric(accelerator: str = "auto", precision: str | None = None, seed: i
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any = None) -> Predictions:
-    """Probabilities for every sample of ``data`` in eval mode (order of the dataset)."""
+def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any = None,
+            forward_fn: Callable[[Batch], torch.Tensor] | None = None) -> Predictions:
+    """Probabilities for every sample of ``data`` in eval mode (order of the dataset).
+
+    ``forward_fn(batch)`` replaces the plain forward pass (the engine passes the cached path).
+    """
     was_training = model.training
     model.eval()
     device = fabric.device if fabric is not None else next(model.parameters()).device
     probs, labels, positions, loss_sum = [], [], [], 0.0
     for batch in data.batches(batch_size):
         batch = batch.to(device)
-        logits = forward(model, batch.inputs).float()
+        logits = (forward_fn(batch) if forward_fn is not None else forward(model, batch.inputs)).float()
         loss_sum += nn.functional.cross_entropy(logits, batch.labels, reduction="sum").item()
         probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
         labels.append(batch.labels.cpu().numpy())
@@ -235,57 +265,104 @@ def fit(
     assert popt.optimizer is not None
     fmodel = fabric.setup_module(model)
     fopt = fabric.setup_optimizers(popt.optimizer)
+
+    def fwd(inputs: dict[str, torch.Tensor] | torch.Tensor) -> Any:
+        return fmodel(**inputs) if isinstance(inputs, dict) else fmodel(inputs)
+
+    head = find_head(model).name
+    prefix = PrefixCache(model, parts, discover_blocks(model, head), head, config.cache_budget,
+                         fabric.autocast) if config.cache else None
     best_state = dict(resume.best_state) if resume is not None else {}
     stopped_early, t_run, bad_epochs = False, time.perf_counter(), 0
     if history:
         losses = [h["val"]["loss"] for h in history]
         bad_epochs = len(losses) - 1 - int(np.argmin(losses))
-    for epoch in range(start, config.epochs):
-        t0 = time.perf_counter()
-        plan = strategy.plan(epoch, parts, config.lr, config.head_lr)
-        set_trainable(model, plan.params)
-        added = popt.apply(plan, step) + (first_added if epoch == start else [])
-        snap = snapshot(model) if config.verify else None
-        fmodel.train()
-        advance = progress(f"epoch {epoch + 1}/{config.epochs} train", steps_per_epoch) if progress else None
-        loss_sum, preds, truth = 0.0, [], []
-        for batch in train.batches(config.batch_size, shuffle=True, seed=config.seed, epoch=epoch):
-            batch = batch.to(fabric.device)
-            popt.set_lr(step)
-            logits = forward(fmodel, batch.inputs).float()
-            loss = nn.functional.cross_entropy(logits, batch.labels)
-            fabric.backward(loss)
-            if config.clip is not None:
-                fabric.clip_gradients(fmodel, fopt, max_norm=config.clip, error_if_nonfinite=False)
-            fopt.step()
-            fopt.zero_grad(set_to_none=True)
-            step += 1
-            loss_sum += loss.item() * len(batch.labels)
-            preds.append(logits.argmax(-1).cpu().numpy())
-            truth.append(batch.labels.cpu().numpy())
-            if advance:
-                advance(loss.item())
-        verified = verify_frozen(model, snap).checked if snap is not None else 0
-        train_metrics = classification_metrics(np.concatenate(truth), np.concatenate(preds), labels,
-                                               loss_sum / len(train))
-        val_pred = predict(fmodel, val, config.eval_batch_size, fabric)
-        val_metrics = classification_metrics(val_pred.labels, val_pred.preds, labels, val_pred.loss)
-        record = EpochRecord(epoch, plan.note, sum(model.get_parameter(n).numel() for n in plan.params), added,
-                             popt.lrs(), time.perf_counter() - t0, train_metrics, val_metrics, verified)
-        history.append(record.to_dict())
-        is_best = val_pred.loss < best_loss
-        if is_best:
-            best_loss, best_epoch, bad_epochs = val_pred.loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        if on_epoch_end is not None:
-            on_epoch_end(record, is_best, popt, step)
-        if config.patience is not None and bad_epochs >= config.patience and epoch + 1 < config.epochs:
-            stopped_early = True
-            log.info("early stop after epoch %d: validation loss did not improve for %d epochs", epoch + 1,
-                     bad_epochs)
-            break
+    snap, snap_plan = None, None
+    clock = Clock(fabric.device)
+    try:
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            clock.reset()
+            plan = strategy.plan(epoch, parts, config.lr, config.head_lr)
+            set_trainable(model, plan.params)
+            added = popt.apply(plan, step) + (first_added if epoch == start else [])
+            verified = 0
+            if config.verify and plan.params != snap_plan:  # checksum once per plan, verify when it ends
+                with clock("verify"):
+                    verified = verify_frozen(model, snap).checked if snap is not None else 0
+                    snap, snap_plan = snapshot(model), plan.params
+            cache_status = "plain loop: cache disabled"
+            if prefix is not None:
+                with clock("cache"):
+                    cache_status = prefix.update(plan.params, {"train": train, "val": val}, fwd,
+                                                 config.eval_batch_size, fabric.device)
+                log.info("epoch %d: %s", epoch + 1, cache_status)
+            active = prefix.active() if prefix is not None else nullcontext()
+
+            def run(batch: Batch, split: str) -> torch.Tensor:
+                return prefix.forward(fwd, batch, split) if prefix is not None else logits_of(fwd(batch.inputs))
+
+            with active:
+                fmodel.train()
+                advance = progress(f"epoch {epoch + 1}/{config.epochs} train", steps_per_epoch) if progress else None
+                loss_sum, preds, truth = 0.0, [], []
+                batches = train.batches(config.batch_size, shuffle=True, seed=config.seed, epoch=epoch)
+                while True:
+                    with clock("data"):
+                        batch = next(batches, None)
+                        if batch is None:
+                            break
+                        batch = batch.to(fabric.device)
+                    popt.set_lr(step)
+                    with clock("forward"):
+                        logits = run(batch, "train").float()
+                        loss = nn.functional.cross_entropy(logits, batch.labels)
+                    with clock("backward"):
+                        fabric.backward(loss)
+                    with clock("optimizer"):
+                        if config.clip is not None:
+                            fabric.clip_gradients(fmodel, fopt, max_norm=config.clip, error_if_nonfinite=False)
+                        fopt.step()
+                        fopt.zero_grad(set_to_none=True)
+                    step += 1
+                    loss_sum += loss.item() * len(batch.labels)
+                    preds.append(logits.argmax(-1).cpu().numpy())
+                    truth.append(batch.labels.cpu().numpy())
+                    if advance:
+                        advance(loss.item())
+                with clock("eval"):
+                    val_pred = predict(fmodel, val, config.eval_batch_size, fabric,
+                                       lambda b: run(b, "val"))
+            train_metrics = classification_metrics(np.concatenate(truth), np.concatenate(preds), labels,
+                                                   loss_sum / len(train))
+            val_metrics = classification_metrics(val_pred.labels, val_pred.preds, labels, val_pred.loss)
+            last_epoch = epoch + 1 == config.epochs
+            is_best = val_pred.loss < best_loss
+            stop = (config.patience is not None and not is_best and bad_epochs + 1 >= config.patience
+                    and not last_epoch)
+            if config.verify and snap is not None and (last_epoch or stop):
+                with clock("verify"):
+                    verified += verify_frozen(model, snap).checked
+                    snap, snap_plan = None, None
+            record = EpochRecord(epoch, plan.note, sum(model.get_parameter(n).numel() for n in plan.params),
+                                 added, popt.lrs(), time.perf_counter() - t0, train_metrics, val_metrics, verified,
+                                 cache_status, clock.totals())
+            history.append(record.to_dict())
+            if is_best:
+                best_loss, best_epoch, bad_epochs = val_pred.loss, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if on_epoch_end is not None:
+                on_epoch_end(record, is_best, popt, step)
+            if stop:
+                stopped_early = True
+                log.info("early stop after epoch %d: validation loss did not improve for %d epochs", epoch + 1,
+                         bad_epochs)
+                break
+    finally:
+        if prefix is not None:
+            prefix.close()
     if best_state:
         model.load_state_dict(best_state)
     return FitResult(history, best_epoch, stopped_early, time.perf_counter() - t_run,

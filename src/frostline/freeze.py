@@ -4,9 +4,10 @@ Frozen means unchanged after training, by every route:
 
 * no gradient: ``requires_grad_(False)``, and any stale ``.grad`` is dropped (an optimizer would still apply
   weight decay and momentum to a tensor that keeps an old gradient);
-* running statistics: BatchNorm-like layers whose parameters are frozen, and dropout inside a fully frozen
-  module, are pinned to eval mode by a forward pre-hook, so ``model.train()`` cannot switch them back.
-  ``bn="train"`` keeps BatchNorm layers trainable instead (fastai's ``train_bn``);
+* eval mode: every module whose parameters are all frozen (BatchNorm, dropout, attention with its own dropout
+  probability) is pinned to eval mode by a forward pre-hook, so ``model.train()`` cannot switch it back and
+  running statistics never drift. ``bn="train"`` keeps BatchNorm layers trainable instead (fastai's
+  ``train_bn``);
 * inside one tensor: ``rows=``, ``cols=`` or ``mask=`` freezes single elements (see :mod:`frostline.masks`).
 """
 
@@ -23,7 +24,7 @@ from .errors import FrostlineError
 from .heads import find_head
 from .masks import build_mask, element_mask, freeze_elements, unfreeze_elements
 from .select import resolve, resolve_params
-from .tree import DROPOUTS, has_running_stats, is_within
+from .tree import has_running_stats, is_within
 
 BnMode = Literal["eval", "train"]
 _BN_ATTR = "frostline_bn"
@@ -112,27 +113,26 @@ def _fully_frozen(module: nn.Module) -> bool:
 
 
 def refresh_pins(model: nn.Module) -> list[str]:
-    """Pin or unpin norm and dropout layers to match the current ``requires_grad`` state.
+    """Pin to eval mode every module of the frozen part, and unpin the rest, to match ``requires_grad`` now.
 
-    A running-stat norm is pinned when its own parameters are frozen (or, without affine parameters, when
-    the nearest ancestor holding parameters is fully frozen); a dropout when that ancestor is fully frozen.
-    With ``bn="train"`` norms are never pinned. Returns the pinned module paths.
+    A module is pinned when the parameters of its *scope* are all frozen: its own subtree if that holds
+    parameters, else (dropout, activations) the nearest ancestor that does. Pinning whole frozen modules, not
+    only Dropout and BatchNorm layers, also stops stochasticity that hangs on a module's ``training`` flag, such
+    as the attention-probability dropout of Hugging Face attention layers. With ``bn="train"``, running-stat
+    norms are never pinned. Returns the pinned module paths.
     """
     bn_mode = getattr(model, _BN_ATTR, "eval")
     modules = dict(model.named_modules())
+    frozen_scope: dict[str, bool] = {}
+    for name, module in modules.items():
+        if next(module.parameters(), None) is not None:
+            frozen_scope[name] = _fully_frozen(module)
     pinned: list[str] = []
     for name, module in modules.items():
-        norm = has_running_stats(module)
-        if not norm and not isinstance(module, DROPOUTS):
-            continue
-        scope: nn.Module | None = module if norm and next(module.parameters(False), None) is not None else None
         path = name
-        while scope is None and path:
+        while path not in frozen_scope and path:
             path = path.rpartition(".")[0]
-            candidate = modules[path]
-            if next(candidate.parameters(), None) is not None:
-                scope = candidate
-        should = scope is not None and _fully_frozen(scope) and not (norm and bn_mode == "train")
+        should = frozen_scope.get(path, False) and not (has_running_stats(module) and bn_mode == "train")
         _set_pinned(module, should, model.training)
         if should:
             pinned.append(name)

@@ -49,6 +49,8 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "accelerator": (str, typer.Option(help="auto | cpu | cuda.")),
     "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 on GPU).")),
     "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors every epoch.")),
+    "cache": (bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's output (when valid).")),
+    "cache_budget": (float, typer.Option(help="MiB of cached activations kept in memory; beyond, memory-mapped.")),
     "dedup": (bool, typer.Option("--dedup/--no-dedup", help="Drop duplicates (after normalising) before splitting.")),
     "optimize": (str | None, typer.Option(help="Choose a threshold on validation: f1, recall@precision>=0.95, "
                                                "precision@recall>=0.90.")),
