@@ -116,9 +116,9 @@ def test_gradual_rebuilds_when_the_boundary_moves_and_lp_ft_drops_it():
     assert "input of fc cached" in statuses[0] and "input of layer3 cached" in statuses[1]
     assert "input of layer2 cached" in statuses[2] and all(s.startswith("cache built") for s in statuses)
     _, lpft, _ = _fit(lambda: models.TinyResNet(num_classes=2), _images, "lp-ft:2", cache=True)
-    assert [h["cache"].split(":")[0] for h in lpft.history] == ["cache built in 0.0s", "cache reused",
-                                                                "plain loop"] or \
-        lpft.history[2]["cache"] == "plain loop: no frozen prefix (the first part of the model trains)"
+    statuses = [h["cache"] for h in lpft.history]
+    assert statuses[0].startswith("cache built") and statuses[1].startswith("cache reused: input of fc")
+    assert statuses[2] == "plain loop: no frozen prefix (the first part of the model trains)"
 
 
 def test_fallback_reasons():
