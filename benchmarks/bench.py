@@ -116,7 +116,8 @@ def measure_floor(model: nn.Module, state: dict, train: Encoded, val: Encoded, s
     head = fl.find_head(model).name
     cache = PrefixCache(model, parts, discover_blocks(model, head), head)
     t0 = time.perf_counter()
-    status = cache.update(trainable, {"train": train, "val": val}, _fwd(model), eval_batch_size, torch.device("cpu"))
+    status = cache.update(trainable, {"train": train, "val": val}, _fwd(model),
+                          {"train": batch_size, "val": eval_batch_size}, torch.device("cpu"))
     frozen = time.perf_counter() - t0 if status.startswith("cache built") else 0.0
     use = cache if status.startswith("cache built") else None
     epoch = bare_epoch(model, use, train, val, trainable, batch_size, eval_batch_size, lr)

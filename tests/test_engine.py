@@ -133,3 +133,17 @@ def fl_state(path):
     import json
 
     return json.loads((path / "state.json").read_text())
+
+
+def test_stale_gradients_do_not_leak_into_the_first_step():
+    runs = []
+    for stale in (False, True):
+        torch.manual_seed(0)
+        model = models.TinyResNet(num_classes=2)
+        train_enc, val_enc, _ = _image_splits()
+        if stale:  # an earlier loop left gradients on the parameters
+            model(torch.randn(4, 3, 8, 8)).sum().backward()
+        fit(model, train_enc, val_enc, parse_strategy("full"), CFG)
+        runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    for name, value in runs[0].items():
+        assert torch.equal(runs[1][name], value), name

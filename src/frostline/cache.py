@@ -242,8 +242,12 @@ class PrefixCache:
         self.build_seconds = 0.0
 
     def update(self, trainable: set[str], data: dict[str, Encoded], fwd: Callable[[Any], Any],
-               batch_size: int, device: torch.device) -> str:
-        """Make the cache match the plan: keep it, rebuild it for a new boundary, or drop it (with the reason)."""
+               batch_size: int | dict[str, int], device: torch.device) -> str:
+        """Make the cache match the plan: keep it, rebuild it for a new boundary, or drop it (with the reason).
+
+        ``batch_size`` may differ per split: building each split at the batch size it is used with keeps the
+        cached values bit-identical to a full pass where kernels depend on the batch size.
+        """
         plan = plan_cache(self.model, self.parts, trainable, self.layout, self.head)
         if isinstance(plan, str):
             self._drop()
@@ -255,7 +259,8 @@ class PrefixCache:
         self._drop()
         t0 = time.perf_counter()
         for name, enc in data.items():
-            self.stores[name] = self._build(plan, enc, fwd, batch_size, device)
+            size = batch_size[name] if isinstance(batch_size, dict) else batch_size
+            self.stores[name] = self._build(plan, enc, fwd, size, device)
         self.build_seconds = time.perf_counter() - t0
         self.plan = plan
         problem = self._self_check(data["train"], fwd, device)

@@ -266,6 +266,7 @@ def fit(
     assert popt.optimizer is not None
     fmodel = fabric.setup_module(model)
     fopt = fabric.setup_optimizers(popt.optimizer)
+    model.zero_grad(set_to_none=True)  # a gradient left by an earlier loop must not leak into the first step
 
     def fwd(inputs: dict[str, torch.Tensor] | torch.Tensor) -> Any:
         return fmodel(**inputs) if isinstance(inputs, dict) else fmodel(inputs)
@@ -296,7 +297,8 @@ def fit(
             if prefix is not None:
                 with clock("cache"):
                     cache_status = prefix.update(plan.params, {"train": train, "val": val}, fwd,
-                                                 config.eval_batch_size, fabric.device)
+                                                 {"train": config.batch_size, "val": config.eval_batch_size},
+                                                 fabric.device)
                 log.info("epoch %d: %s", epoch + 1, cache_status)
             active = prefix.active() if prefix is not None else nullcontext()
 
@@ -319,12 +321,12 @@ def fit(
                         logits = run(batch, "train").float()
                         loss = nn.functional.cross_entropy(logits, batch.labels)
                     with clock("backward"):
+                        fopt.zero_grad(set_to_none=True)
                         fabric.backward(loss)
                     with clock("optimizer"):
                         if config.clip is not None:
                             fabric.clip_gradients(fmodel, fopt, max_norm=config.clip, error_if_nonfinite=False)
                         fopt.step()
-                        fopt.zero_grad(set_to_none=True)
                     step += 1
                     loss_sum += loss.item() * len(batch.labels)
                     preds.append(logits.argmax(-1).cpu().numpy())
