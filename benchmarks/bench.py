@@ -13,7 +13,9 @@ thing), it runs:
 * the floor: one forward pass of the frozen part over train and validation, plus epochs x one bare epoch of the
   trainable part (forward, backward, optimizer step on train; forward on validation), both measured here.
 
-It prints seconds per epoch, totals, peak memory (resident set growth, sampled every 5 ms), final validation
+It prints seconds per epoch, totals, peak memory (on Linux the kernel's high-water mark of the resident set, reset
+before each run through /proc/self/clear_refs, minus the resident set at the start; glibc's mmap threshold is fixed
+and the heap trimmed before each run so the growth is that run's; elsewhere sampled every 5 ms), final validation
 accuracy and macro F1 of both loops, whether their validation predictions are equal, the ratios
 textbook / frostline and frostline / floor, and where frostline's time goes.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -50,9 +53,45 @@ SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "SM
 STRATEGIES = ["linear-probe", "partial:2", "full"]
 
 
+def _glibc() -> Any:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD fixed: large tensors are mmapped and returned when freed
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+LIBC = _glibc()
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _hwm_mib() -> float | None:
+    """The kernel's peak resident set (VmHWM) in MiB, or None where /proc does not report it."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset VmHWM to the current resident set (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _hwm_mib() is not None
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -60,7 +99,10 @@ def peak_memory(out: dict[str, float]):
     """Peak growth of resident memory (MiB) while the block runs; CUDA peak allocation on a GPU."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    if LIBC is not None:
+        LIBC.malloc_trim(0)  # give freed heap pages back, so growth measures this run only
     base, peak, stop = _rss_mib(), [0.0], threading.Event()
+    exact = _reset_hwm()
 
     def sample() -> None:
         while not stop.is_set():
@@ -68,13 +110,16 @@ def peak_memory(out: dict[str, float]):
             time.sleep(0.005)
 
     thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+    if not exact:
+        thread.start()
     try:
         yield
     finally:
         stop.set()
-        thread.join()
-        out["peak_mib"] = max(peak[0], _rss_mib() - base)
+        if not exact:
+            thread.join()
+        hwm = _hwm_mib() if exact else None
+        out["peak_mib"] = hwm - base if hwm is not None else max(peak[0], _rss_mib() - base)
         if torch.cuda.is_available():
             out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
 
@@ -126,6 +171,12 @@ def measure_floor(model: nn.Module, state: dict, train: Encoded, val: Encoded, s
     return {"frozen_forward": frozen, "trainable_epoch": epoch, "floor": frozen + epochs * epoch}
 
 
+def _cache_mib(history: list[dict]) -> float:
+    """Size of the largest cache a run built, from its status lines ("..., 16.1 MiB in memory")."""
+    sizes = [float(m.group(1)) for h in history for m in [re.search(r"([0-9.]+) MiB", h["cache"])] if m]
+    return max(sizes, default=0.0)
+
+
 def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, strategy: str, args: Any) -> dict:
     labels = train.ds.label_names
     trainable = parse_strategy(strategy, model).plan(0, model_parts(model), args.lr, args.lr).params
@@ -157,6 +208,7 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
         "strategy": strategy,
         "trainable": result.trainable_params,
         "cache": result.history[-1]["cache"],
+        "cache_mib": _cache_mib(result.history),
         "textbook": {"per_epoch": tb["seconds"], "total": tb_total, "peak_mib": tb["peak_mib"],
                      "val_accuracy": tb_m["accuracy"], "val_f1": tb_m["f1"]["macro"]},
         "frostline": {"per_epoch": [h["seconds"] for h in result.history], "total": fr_total,
@@ -237,8 +289,8 @@ def report(title: str, rows: list[dict], epochs: int) -> None:
               f"{epochs} x trainable epoch {r['floor']['trainable_epoch']:.2f}")
 
 
-def targets(rows: list[dict]) -> list[str]:
-    """The issue's targets, checked against the measurements."""
+def targets(rows: list[dict], case: str) -> list[str]:
+    """The issue's targets, checked against the measurements (the partial:2 ones are set for MiniLM only)."""
     by = {r["strategy"]: r for r in rows}
     checks = [(f"{r['strategy']}: frostline within 1.15x of its floor", r["vs_floor"] <= 1.15, f"{r['vs_floor']:.2f}x")
               for r in rows]
@@ -247,16 +299,20 @@ def targets(rows: list[dict]) -> list[str]:
                        f"{by['linear-probe']['speedup']:.2f}x"))
     if "partial:2" in by:
         r = by["partial:2"]
-        checks.append(("partial:2: >= 1.3x faster than textbook", r["speedup"] >= 1.3, f"{r['speedup']:.2f}x"))
-        checks.append(("partial:2: peak memory not above textbook",
-                       r["frostline"]["peak_mib"] <= r["textbook"]["peak_mib"] * 1.05,
-                       f"{r['frostline']['peak_mib']:.0f} vs {r['textbook']['peak_mib']:.0f} MiB"))
+        ok_speed, ok_mem = r["speedup"] >= 1.3, r["frostline"]["peak_mib"] <= r["textbook"]["peak_mib"] * 1.05
+        if case != "text":  # the issue sets these for MiniLM (frozen part about 2/3 of the forward)
+            ok_speed = ok_mem = None
+        checks.append(("partial:2: >= 1.3x faster than textbook", ok_speed, f"{r['speedup']:.2f}x"))
+        checks.append(("partial:2: peak memory not above textbook (5% allowed: repeated identical runs differ by "
+                       "up to 4%)", ok_mem, f"{r['frostline']['peak_mib']:.0f} vs {r['textbook']['peak_mib']:.0f} "
+                       f"MiB, of which the cache {r['cache_mib']:.1f} MiB"))
     if "full" in by:
         checks.append(("full: no slower than textbook (within 5%)", by["full"]["speedup"] >= 0.95,
                        f"{by['full']['speedup']:.2f}x"))
     checks += [(f"{r['strategy']}: equal validation predictions", r["equal_predictions"],
                 f"max prob diff {r['max_prob_diff']:.1e}") for r in rows]
-    return [f"{'PASS' if ok else 'MISS'}  {name}: {value}" for name, ok, value in checks]
+    word = {True: "PASS", False: "MISS", None: "info"}
+    return [f"{word[ok]}  {name}: {value}" for name, ok, value in checks]
 
 
 def main() -> None:
@@ -284,7 +340,7 @@ def main() -> None:
         model.load_state_dict(state)
         rows = [run_strategy(model, state, train, val, s, args) for s in args.strategies.split(",")]
         report(title, rows, args.epochs)
-        print("\n" + "\n".join(targets(rows)))
+        print("\n" + "\n".join(targets(rows, name)))
         results[name] = {"title": title, "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

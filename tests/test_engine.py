@@ -147,3 +147,21 @@ def test_stale_gradients_do_not_leak_into_the_first_step():
         runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
     for name, value in runs[0].items():
         assert torch.equal(runs[1][name], value), name
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "gradual", "lp-ft:1", "full"])
+def test_restore_best_brings_back_the_best_epoch_exactly(strategy):
+    torch.manual_seed(0)
+    model = models.TinyResNet(num_classes=2)
+    train_enc, val_enc, _ = _image_splits()
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=3.0, head_lr=3.0, warmup=0.0, patience=None, clip=None,
+                      optimizer="sgd", schedule="constant")  # a learning rate this high overshoots after epoch 1
+    states = []
+    result = fit(model, train_enc, val_enc, parse_strategy(strategy, model), cfg,
+                 on_epoch_end=lambda *_: states.append({k: v.clone() for k, v in model.state_dict().items()}))
+    assert result.best_epoch < len(states) - 1  # otherwise restoring proves nothing
+    best = states[result.best_epoch]
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    # Only what training could change is copied: a linear probe keeps the head, not the frozen backbone.
+    if strategy == "linear-probe":
+        assert set(result.best_state) == {"fc.weight", "fc.bias"}

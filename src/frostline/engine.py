@@ -23,7 +23,7 @@ from .blocks import discover_blocks
 from .cache import PrefixCache
 from .check import check_model
 from .errors import FrostlineError
-from .freeze import set_trainable
+from .freeze import is_pinned, set_trainable
 from .heads import find_head
 from .metrics import classification_metrics
 from .outputs import logits_of
@@ -165,6 +165,44 @@ class Clock:
         return {k: round(v, 4) for k, v in self.spent.items()}
 
 
+def mutable_names(model: nn.Module) -> set[str]:
+    """State-dict keys that training can change now: trainable parameters, buffers of modules not pinned to eval."""
+    names = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    for mod_name, module in model.named_modules(remove_duplicate=False):
+        if not is_pinned(module):
+            names.update(f"{mod_name}.{b}" if mod_name else b for b, _ in module.named_buffers(recurse=False))
+    return names & set(model.state_dict(keep_vars=True))
+
+
+class BestState:
+    """The best epoch's weights, copying only what training can change (frozen tensors stay as they are).
+
+    At the best epoch it clones the mutable tensors. When a later plan unfreezes a tensor, :meth:`extend` clones it
+    first: it has not changed since the best epoch, since it was frozen in between. A frozen 7B backbone with a new
+    head costs a copy of the head, not of the model.
+    """
+
+    def __init__(self, state: dict[str, torch.Tensor] | None = None) -> None:
+        self.state: dict[str, torch.Tensor] = dict(state or {})
+
+    def capture(self, model: nn.Module) -> None:
+        """Record the current epoch as the best."""
+        keep = mutable_names(model)
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in keep}
+
+    def extend(self, model: nn.Module) -> None:
+        """Before tensors become trainable, keep their (unchanged since the best epoch) values."""
+        if self.state:
+            current = model.state_dict()
+            for k in mutable_names(model) - self.state.keys():
+                self.state[k] = current[k].detach().clone()
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's values back."""
+        if self.state:
+            model.load_state_dict(self.state, strict=False)
+
+
 def forward(model: nn.Module, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
     """Call ``model`` on a batch's inputs and return logits."""
     return logits_of(model(**inputs) if isinstance(inputs, dict) else model(inputs))
@@ -236,7 +274,9 @@ def fit(
         progress: Factory of a progress callback: ``progress(description, total)`` returns ``advance(loss)``.
 
     Returns:
-        A :class:`FitResult` whose ``best_state`` holds the best weights (already loaded into ``model``).
+        A :class:`FitResult`. With ``config.restore_best`` the best epoch's weights are loaded back into ``model``
+        and ``best_state`` holds the best epoch's values of every tensor training could change; without it the
+        model keeps the last epoch's weights and no copy is held.
     """
     config.validate()
     labels = train.ds.label_names
@@ -274,7 +314,7 @@ def fit(
     head = find_head(model).name
     prefix = PrefixCache(model, parts, discover_blocks(model, head), head, config.cache_budget,
                          fabric.autocast) if config.cache else None
-    best_state = dict(resume.best_state) if resume is not None else {}
+    best = BestState(resume.best_state if resume is not None else None)
     stopped_early, t_run, bad_epochs = False, time.perf_counter(), 0
     if history:
         losses = [h["val"]["loss"] for h in history]
@@ -287,6 +327,7 @@ def fit(
             clock.reset()
             plan = strategy.plan(epoch, parts, config.lr, config.head_lr)
             set_trainable(model, plan.params)
+            best.extend(model)
             added = popt.apply(plan, step) + (first_added if epoch == start else [])
             verified = 0
             if config.verify and plan.params != snap_plan:  # checksum once per plan, verify when it ends
@@ -327,6 +368,7 @@ def fit(
                         if config.clip is not None:
                             fabric.clip_gradients(fmodel, fopt, max_norm=config.clip, error_if_nonfinite=False)
                         fopt.step()
+                        fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
                     step += 1
                     loss_sum += loss.item() * len(batch.labels)
                     preds.append(logits.argmax(-1).cpu().numpy())
@@ -353,7 +395,8 @@ def fit(
             history.append(record.to_dict())
             if is_best:
                 best_loss, best_epoch, bad_epochs = val_pred.loss, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if config.restore_best:  # otherwise no copy is held (a caller checkpoints in on_epoch_end)
+                    best.capture(model)
             else:
                 bad_epochs += 1
             if on_epoch_end is not None:
@@ -366,9 +409,9 @@ def fit(
     finally:
         if prefix is not None:
             prefix.close()
-    if best_state and config.restore_best:
-        model.load_state_dict(best_state)
+    if config.restore_best:
+        best.restore(model)
     return FitResult(history, best_epoch, stopped_early, time.perf_counter() - t_run,
                      sum(p.numel() for p in model.parameters()),
                      sum(model.get_parameter(n).numel() for n in plan.params),
-                     str(fabric.device), precision, best_state)
+                     str(fabric.device), precision, best.state)

@@ -100,9 +100,8 @@ class RunFolder:
             return None
         self.load_weights(model, "last.safetensors")
         extra = torch.load(self.file("optimizer.pt"), weights_only=True, map_location="cpu")
-        best = load_file(str(self.file("model.safetensors"))) if self.file("model.safetensors").is_file() else {}
         return Resume(state["next_epoch"], state["step"], state["history"], state["best_epoch"],
-                      state["best_val_loss"], extra["optimizer"], extra["rng"], best)
+                      state["best_val_loss"], extra["optimizer"], extra["rng"])  # the best stays on disk
 
     def write_predictions(self, pred: Predictions, ids: np.ndarray, label_names: list[str],
                           threshold: tuple[int, float] | None = None) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,10 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
                          "head": prepared.loaded.head.to_dict(), "config": cfg.identity()})
 
     state_history: list[dict[str, Any]] = list(resume.history) if resume else []
-    result = fit(model, prepared.train, prepared.val, strategy, cfg.train_config(), on_epoch_end=on_epoch_end,
-                 resume=resume, progress=progress)
+    # The best epoch is checkpointed to disk as it happens and loaded back from there: no copy held in memory.
+    result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
+                 on_epoch_end=on_epoch_end, resume=resume, progress=progress)
+    run.load_weights(model)
     test_pred = predict(model, prepared.test, cfg.eval_batch_size)
     val_pred = predict(model, prepared.val, cfg.eval_batch_size)
     test = split_metrics(test_pred, labels)
