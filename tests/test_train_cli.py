@@ -148,6 +148,22 @@ def test_image_folder_with_factory_model(tmp_path):
     assert m["labels"] == ["blue", "red"] and m["head"]["num_classes"] == 2
 
 
+def test_augment_option_turns_the_cache_off_and_text_rejects_it(tmp_path, text_args):
+    folder = make_image_folder(tmp_path / "imgs", per_class=10)
+    out = tmp_path / "run"
+    result = _run("train", "--model", "tests.models:tiny_resnet", "--data", folder, "--image-size", "12",
+                  "--strategy", "linear-probe", "--epochs", "1", "--batch-size", "4", "--augment", "hflip,crop:2",
+                  "--out", out)
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["history"][0]["cache"].startswith("plain loop: training images are augmented (hflip,crop:2)")
+    result = _run("train", *text_args, "--augment", "hflip", "--out", tmp_path / "t")
+    assert result.exit_code == 2 and "needs images (N, C, H, W); got text data" in result.output
+    result = _run("train", "--model", "tests.models:tiny_resnet", "--data", folder, "--augment", "flip",
+                  "--out", tmp_path / "u")
+    assert result.exit_code == 2 and "unknown augmentation 'flip'" in result.output
+
+
 @pytest.mark.parametrize(
     ("extra", "match"),
     [

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .augment import Augment
 from .data import IMAGENET_MEAN, IMAGENET_STD, Dataset
 from .errors import FrostlineError
 
@@ -35,10 +36,17 @@ class Batch:
 
 
 class Encoded:
-    """A dataset prepared for batching: token ids for text, normalised floats for images."""
+    """A dataset prepared for batching: token ids for text, normalised floats for images.
 
-    def __init__(self, ds: Dataset, tokenizer: Any = None, max_length: int = 128) -> None:
+    ``augment`` (images only) transforms the batches of shuffled (training) passes, drawn from (seed, epoch, batch).
+    """
+
+    def __init__(self, ds: Dataset, tokenizer: Any = None, max_length: int = 128,
+                 augment: Augment | None = None) -> None:
         self.ds = ds
+        if augment is not None and not (isinstance(ds.inputs, torch.Tensor) and ds.inputs.dim() == 4):
+            raise FrostlineError(f"augmentation ({augment.describe()}) needs images (N, C, H, W); got {ds.kind} data")
+        self.augment = augment
         self.labels = torch.as_tensor(ds.labels, dtype=torch.long)
         self.pad_id = 0
         self.ids: list[list[int]] = []
@@ -99,9 +107,14 @@ class Encoded:
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                 bucket: bool = True) -> Iterator[Batch]:
-        """Yield batches of at most ``batch_size`` samples (see :meth:`plan_batches`)."""
-        for positions in self.plan_batches(batch_size, shuffle, seed, epoch, bucket):
-            yield self.batch(positions)
+        """Yield batches of at most ``batch_size`` samples (see :meth:`plan_batches`); shuffled ones augmented."""
+        for i, positions in enumerate(self.plan_batches(batch_size, shuffle, seed, epoch, bucket)):
+            batch = self.batch(positions)
+            if shuffle and self.augment is not None:
+                g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, i]).generate_state(1)[0]))
+                assert isinstance(batch.inputs, torch.Tensor)
+                batch.inputs = self.augment(batch.inputs, g)
+            yield batch
 
     def num_batches(self, batch_size: int) -> int:
         """Number of batches per pass."""

@@ -249,6 +249,9 @@ class PrefixCache:
         cached values bit-identical to a full pass where kernels depend on the batch size.
         """
         plan = plan_cache(self.model, self.parts, trainable, self.layout, self.head)
+        augment = getattr(data["train"], "augment", None)
+        if augment is not None and not isinstance(plan, str):
+            plan = f"training images are augmented ({augment.describe()}): the frozen part sees new inputs every epoch"
         if isinstance(plan, str):
             self._drop()
             self.status = f"plain loop: {plan}"

@@ -25,6 +25,7 @@ class RunConfig:
     val_data: str | None = None
     test_data: str | None = None
     image_size: int = 64
+    augment: str | None = None
     max_samples: int | None = None
     val_frac: float = 0.15
     test_frac: float = 0.15

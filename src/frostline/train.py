@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .audit import audit_run
+from .augment import parse_augment
 from .batching import Encoded
 from .config import RunConfig
 from .data import Dataset, Splits, limit, read_image_folder, read_table, split
@@ -100,7 +101,9 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None) -> Prepared:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
     torch.manual_seed(cfg.seed)
     loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
-    enc = [Encoded(s, loaded.tokenizer, cfg.max_length) for s in (splits.train, splits.val, splits.test)]
+    augment = parse_augment(cfg.augment)
+    enc = [Encoded(s, loaded.tokenizer, cfg.max_length, augment if s is splits.train else None)
+           for s in (splits.train, splits.val, splits.test)]
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     leak = check_splits(splits, source=full if val is None and test is None else None)
     return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped)

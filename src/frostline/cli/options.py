@@ -28,6 +28,8 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "val_data": (str | None, typer.Option(help="Your own validation file (else split from --data).")),
     "test_data": (str | None, typer.Option(help="Your own test file (else split from --data).")),
     "image_size": (int, typer.Option(help="Images are resized to this square size.")),
+    "augment": (str | None, typer.Option(help="Training-image augmentation: hflip, vflip, crop:PIXELS, e.g. "
+                                              "hflip,crop:4 (turns the frozen-prefix cache off).")),
     "max_samples": (int | None, typer.Option("--max-samples", "--limit",
                                              help="Use a stratified sample of this many rows (quick runs).")),
     "val_frac": (float, typer.Option(help="Validation fraction of --data.")),
@@ -48,7 +50,8 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "seed": (int, typer.Option(help="Seed for splits, initialisation and data order.")),
     "accelerator": (str, typer.Option(help="auto | cpu | cuda.")),
     "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 on GPU).")),
-    "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors every epoch.")),
+    "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors when a plan starts, "
+                                                             "verify when it ends.")),
     "cache": (bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's output (when valid).")),
     "cache_budget": (float, typer.Option(help="MiB of cached activations kept in memory; beyond, memory-mapped.")),
     "dedup": (bool, typer.Option("--dedup/--no-dedup", help="Drop duplicates (after normalising) before splitting.")),
