@@ -166,7 +166,10 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         run.save_last(model, popt.optimizer)
         run.log(f"epoch {record.epoch + 1}: {record.plan}, train loss {record.train['loss']:.4f}, val loss "
                 f"{record.val['loss']:.4f}, val acc {record.val['accuracy']:.4f}, {record.seconds:.1f}s"
-                f"{' (best)' if is_best else ''}")
+                f"{' (best)' if is_best else ''}; {record.cache}")
+        if not record.cache.startswith("cache reused") and record.cache != shown[-1]:
+            echo(f"epoch {record.epoch + 1}: {record.cache}")  # once per change: built, dropped, fell back
+            shown.append(record.cache)
         state_history.append(record.to_dict())
         best = min(state_history, key=lambda h: h["val"]["loss"])
         run.write_state({"complete": False, "next_epoch": record.epoch + 1, "step": step,
@@ -175,6 +178,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
                          "head": prepared.loaded.head.to_dict(), "config": cfg.identity()})
 
     state_history: list[dict[str, Any]] = list(resume.history) if resume else []
+    shown = [""]
     # The best epoch is checkpointed to disk as it happens and loaded back from there: no copy held in memory.
     result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
                  on_epoch_end=on_epoch_end, resume=resume, progress=progress)
