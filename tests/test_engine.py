@@ -165,3 +165,12 @@ def test_restore_best_brings_back_the_best_epoch_exactly(strategy):
     # Only what training could change is copied: a linear probe keeps the head, not the frozen backbone.
     if strategy == "linear-probe":
         assert set(result.best_state) == {"fc.weight", "fc.bias"}
+
+
+def test_run_config_defaults_equal_the_engine_defaults():
+    # RunConfig repeats TrainConfig's keys (flat CLI / YAML keys); the two must not drift apart.
+    from dataclasses import fields
+
+    shared = {f.name for f in fields(TrainConfig)} & {f.name for f in fields(RunConfig)}
+    assert len(shared) == len(fields(TrainConfig)) - 1  # all but restore_best (train restores from disk)
+    assert {k: getattr(RunConfig(), k) for k in shared} == {k: getattr(TrainConfig(), k) for k in shared}

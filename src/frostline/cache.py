@@ -330,8 +330,7 @@ class PrefixCache:
     def active(self) -> Iterator[None]:
         """Apply the model edit (if any) for the duration of the block."""
         if self.plan is None or self.plan.edit is None:
-            with nullcontext():
-                yield
+            yield
             return
         with edited(self.model, self.plan.edit) as stub:
             self._stub = stub

@@ -1,8 +1,9 @@
 """The training loop, explicit and in one place, on Lightning Fabric (CPU, one GPU, bf16 where supported).
 
-Per epoch: apply the strategy's plan (freeze, pin, grow the optimizer), checksum what is frozen, train with
-gradient clipping and the schedule, verify the frozen tensors did not change, evaluate on validation, keep the
-best weights by validation loss, stop early when it stops improving.
+Per epoch: apply the strategy's plan (freeze, pin, grow the optimizer), checksum what is frozen when a plan
+starts, make the frozen-prefix cache match the plan, train with gradient clipping and the schedule, evaluate on
+validation, verify the frozen tensors when the plan ends, keep the best weights by validation loss, stop early
+when it stops improving.
 """
 
 from __future__ import annotations
@@ -361,8 +362,7 @@ def fit(
                     with clock("forward"):
                         logits = run(batch, "train").float()
                         loss = nn.functional.cross_entropy(logits, batch.labels)
-                    with clock("backward"):
-                        fopt.zero_grad(set_to_none=True)
+                    with clock("backward"):  # gradients are None here: cleared at the start and after each step
                         fabric.backward(loss)
                     with clock("optimizer"):
                         if config.clip is not None:
@@ -370,11 +370,12 @@ def fit(
                         fopt.step()
                         fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
                     step += 1
-                    loss_sum += loss.item() * len(batch.labels)
+                    batch_loss = loss.item()
+                    loss_sum += batch_loss * len(batch.labels)
                     preds.append(logits.argmax(-1).cpu().numpy())
                     truth.append(batch.labels.cpu().numpy())
                     if advance:
-                        advance(loss.item())
+                        advance(batch_loss)
                 with clock("eval"):
                     val_pred = predict(fmodel, val, config.eval_batch_size, fabric,
                                        lambda b: run(b, "val"))
