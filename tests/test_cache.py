@@ -30,6 +30,7 @@ def _fit(factory, data, strategy, cache, **kw):
     torch.manual_seed(0)
     model = factory()
     train_enc, val_enc = data()
+    kw.setdefault("probe", "sgd")  # the SGD path on cached vs plain inputs; the convex probe is tested below
     cfg = TrainConfig(epochs=3, batch_size=8, lr=0.01, head_lr=0.05, warmup=0.2, patience=None, cache=cache, **kw)
     result = fit(model, train_enc, val_enc, parse_strategy(strategy, model), cfg)
     return model, result, predict(model, val_enc)
@@ -90,7 +91,7 @@ def test_cached_equals_plain_on_text_with_dropout(text_data, strategy, status):
         text_data.reset()
         model = text_data.loaded.model
         torch.manual_seed(0)
-        cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=1e-2, patience=None, cache=cache)
+        cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=1e-2, patience=None, cache=cache, probe="sgd")
         result = fit(model, text_data.train, text_data.val, parse_strategy(strategy, model), cfg)
         pred = predict(model, text_data.val)
         results.append((result, pred, {n: p.detach().clone() for n, p in model.named_parameters()}))
@@ -119,6 +120,14 @@ def test_gradual_rebuilds_when_the_boundary_moves_and_lp_ft_drops_it():
     statuses = [h["cache"] for h in lpft.history]
     assert statuses[0].startswith("cache built") and statuses[1].startswith("cache reused: input of fc")
     assert statuses[2] == "plain loop: no frozen prefix (the first part of the model trains)"
+
+
+def test_lp_ft_with_the_convex_probe_skips_the_converged_probe_epochs():
+    _, lpft, _ = _fit(lambda: models.TinyResNet(num_classes=2), _images, "lp-ft:2", cache=True, probe="auto")
+    assert [h["epoch"] for h in lpft.history] == [1, 3]  # epoch 2 would re-fit the same convex problem
+    assert lpft.history[0]["probe"]["converged"] and "L-BFGS" in lpft.history[0]["cache"]
+    assert lpft.history[1]["probe"] is None and lpft.history[1]["plan"] == "full fine-tuning"
+    assert not lpft.converged  # the run as a whole went on to fine-tune
 
 
 def test_fallback_reasons():

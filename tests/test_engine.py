@@ -64,7 +64,8 @@ def test_training_learns_and_is_deterministic():
     a, b = runs
     assert [h["train"]["loss"] for h in a.history] == [h["train"]["loss"] for h in b.history]
     assert a.history[-1]["val"]["accuracy"] > 0.8
-    assert a.best_epoch == int(np.argmin([h["val"]["loss"] for h in a.history]))
+    assert a.best_epoch == int(np.argmin([h["val"]["loss"] for h in a.history])) + 1  # epochs count from 1
+    assert [h["epoch"] for h in a.history] == list(range(1, len(a.history) + 1))
 
 
 def test_early_stopping_restores_best():
@@ -76,7 +77,7 @@ def test_early_stopping_restores_best():
     result = fit(model, train_enc, val_enc, parse_strategy("full"), cfg)
     losses = [h["val"]["loss"] for h in result.history]
     assert result.stopped_early and len(losses) < 8
-    assert losses[-1] >= losses[result.best_epoch]
+    assert losses[-1] >= losses[result.best_epoch - 1]
 
 
 @pytest.mark.parametrize(("field", "value", "match"), [
@@ -155,12 +156,13 @@ def test_restore_best_brings_back_the_best_epoch_exactly(strategy):
     model = models.TinyResNet(num_classes=2)
     train_enc, val_enc, _ = _image_splits()
     cfg = TrainConfig(epochs=4, batch_size=16, lr=3.0, head_lr=3.0, warmup=0.0, patience=None, clip=None,
-                      optimizer="sgd", schedule="constant")  # a learning rate this high overshoots after epoch 1
+                      optimizer="sgd", schedule="constant",  # a learning rate this high overshoots after epoch 1
+                      probe="sgd")  # an SGD probe that overshoots (the convex one converges in epoch 1)
     states = []
     result = fit(model, train_enc, val_enc, parse_strategy(strategy, model), cfg,
                  on_epoch_end=lambda *_: states.append({k: v.clone() for k, v in model.state_dict().items()}))
-    assert result.best_epoch < len(states) - 1  # otherwise restoring proves nothing
-    best = states[result.best_epoch]
+    assert result.best_epoch < len(states)  # otherwise restoring proves nothing
+    best = states[result.best_epoch - 1]
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
     # Only what training could change is copied: a linear probe keeps the head, not the frozen backbone.
     if strategy == "linear-probe":

@@ -38,7 +38,8 @@ def test_exact_and_near_across_splits():
     assert {tuple(e["in"]) for e in report.examples} == {("train", "val"), ("train", "test")}
     findings = leakage_findings(report)
     assert [f.code for f in findings] == ["data-leakage", "conflicting-labels"]
-    assert "3 validation/test samples also occur" in findings[0].message and "--dedup" in findings[0].fix
+    assert "2 test and 1 validation samples also occur" in findings[0].message and "--dedup" in findings[0].fix
+    assert report.positions == {"val": [0], "test": [0, 1]}
 
 
 def test_dedup_keeps_first_normalised():

@@ -65,4 +65,4 @@ def test_compare_report_in_browser(runs):
     tmp, _, page = runs
     _check_page(page, tmp, ["Strategy comparison", "Learning curves", "Findings: linear-probe", "Findings: full"],
                 min_images=2)
-    assert "base (no fine-tuning)" in page.read_text() and "F1 change vs base" in page.read_text()
+    assert "base model" in page.read_text() and "F1 change vs base" in page.read_text()

@@ -105,7 +105,7 @@ def test_compare_prints_table_with_base_row(tmp_path, text_args):
     out = tmp_path / "cmp"
     result = _run("compare", *text_args, "--strategies", "linear-probe,gradual", "--out", out)
     assert result.exit_code == 0, result.output
-    assert "base (no fine-tuning)" in result.output and "linear-probe" in result.output
+    assert "base model" in result.output and "linear-probe" in result.output
     assert "gradual" in result.output
     summary = json.loads((out / "compare.json").read_text())
     assert [r["strategy"] for r in summary["runs"]] == ["linear-probe", "gradual"]
@@ -123,7 +123,7 @@ def test_evaluate_checkpoint(tmp_path, text_args):
     other = make_text_file(tmp_path / "other.tsv", n=40, seed=9)
     result = _run("evaluate", "--checkpoint", out, "--data", other, "--json", "--out", tmp_path / "ev")
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.output)["test"]
     assert metrics["n"] == 40 and sum(metrics["support"].values()) == 40
     assert len(list(csv.DictReader((tmp_path / "ev" / "predictions.csv").open()))) == 40
 

@@ -360,6 +360,13 @@ class PrefixCache:
         finally:
             stub.value = None
 
+    def features(self, split: str) -> np.ndarray:
+        """Every cached input of the head for ``split``, in dataset order (head-only plans; eval-mode values)."""
+        store = self.stores.get(split)
+        if self.plan is None or self.plan.kind != "head" or store is None:
+            raise RuntimeError(f"no cached head features for split {split!r}")
+        return store.gather(np.arange(store.n)).numpy()
+
     def _drop(self) -> None:
         for store in self.stores.values():
             store.close()

@@ -11,6 +11,10 @@ import yaml
 from .diagnose import Thresholds
 from .engine import TrainConfig
 from .errors import FrostlineError, did_you_mean
+from .optim import OPTIMIZERS
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 
 @dataclass
@@ -31,6 +35,8 @@ class RunConfig:
     test_frac: float = 0.15
     max_length: int = 128
     dropout: float | None = None
+    pooling: str = "auto"
+    probe: str = "auto"
     strategy: str = "full"
     epochs: int = 3
     batch_size: int = 32
@@ -58,6 +64,59 @@ class RunConfig:
     bad_accuracy: float = 0.60
     bad_class_recall: float = 0.20
     out: str = "runs/latest"
+
+    def validate(self, strategies: list[str] | None = None) -> RunConfig:
+        """Check every option that can be checked before the model or the data load; returns ``self``.
+
+        Args:
+            strategies: The strategies of a comparison (default: ``[self.strategy]``).
+        """
+        from .augment import parse_augment
+        from .models import check_model_spec
+        from .pooling import check_pooling
+        from .schedule import LRSchedule
+        from .strategies import check_strategy_spec
+        from .threshold import parse_objective
+
+        _check_types(self)
+        check_model_spec(self.model)
+        check_pooling(self.pooling)
+        for spec in strategies if strategies is not None else [self.strategy]:
+            check_strategy_spec(spec)
+        self.train_config().validate()
+        LRSchedule(1, 0, self.schedule)
+        if self.optimizer.lower() not in OPTIMIZERS:
+            raise FrostlineError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+                                 f"{did_you_mean(self.optimizer.lower(), OPTIMIZERS)}")
+        if self.accelerator not in ACCELERATORS:
+            raise FrostlineError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
+                                 f"{did_you_mean(self.accelerator, ACCELERATORS)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise FrostlineError(f"precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
+                                 f"{self.precision!r}{did_you_mean(str(self.precision), PRECISIONS)}")
+        if self.optimize is not None:
+            parse_objective(self.optimize)
+        parse_augment(self.augment)
+        for name, frac in (("val_frac", self.val_frac), ("test_frac", self.test_frac)):
+            if not 0 < frac < 1:
+                raise FrostlineError(f"{name} must be a fraction in (0, 1), got {frac!r}")
+        if self.val_frac + self.test_frac >= 1:
+            raise FrostlineError(f"val_frac + test_frac must leave training data, got {self.val_frac} + "
+                                 f"{self.test_frac}")
+        checks = [("image_size", self.image_size >= 8, ">= 8"), ("max_length", self.max_length >= 2, ">= 2"),
+                  ("max_samples", self.max_samples is None or self.max_samples >= 4, ">= 4 or unset"),
+                  ("cache_budget", self.cache_budget >= 0, ">= 0 MiB"),
+                  ("dropout", self.dropout is None or 0 <= self.dropout < 1, "a probability in [0, 1)")]
+        checks += [(n, 0 <= getattr(self, n) <= 1, "a fraction in [0, 1]") for n in
+                   ("good_accuracy", "good_precision", "good_recall", "bad_accuracy", "bad_class_recall")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise FrostlineError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+        for name in ("data", "val_data", "test_data"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).exists():
+                raise FrostlineError(f"{name} {path!r} does not exist")
+        return self
 
     def train_config(self) -> TrainConfig:
         """The engine's part of the configuration."""
@@ -106,14 +165,29 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:
-    """Defaults, then YAML, then flags given on the command line."""
-    merged = {k: v for k, v in {**yaml_values, **cli_values}.items() if k in config_keys()}
-    cfg = RunConfig(**merged)
+def _check_types(cfg: RunConfig) -> None:
+    """Each value has its field's type (YAML ``"false"`` is not a bool, ``true`` is not an epoch count)."""
     for f in fields(RunConfig):
         value = getattr(cfg, f.name)
-        if f.type in ("int", "int | None") and value is not None and not isinstance(value, int):
+        if value is None and "None" in str(f.type):
+            continue
+        kind = str(f.type).split(" |")[0]
+        if kind == "bool" and not isinstance(value, bool):
+            raise FrostlineError(f"{f.name} must be true or false, got {value!r}")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
             raise FrostlineError(f"{f.name} must be an integer, got {value!r}")
-        if f.type in ("float", "float | None") and value is not None and not isinstance(value, int | float):
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise FrostlineError(f"{f.name} must be a number, got {value!r}")
+        if kind == "str" and not isinstance(value, str):
+            raise FrostlineError(f"{f.name} must be a string, got {value!r}")
+
+
+def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:
+    """Defaults, then YAML, then flags given on the command line; types checked."""
+    merged = {k: v for k, v in {**yaml_values, **cli_values}.items() if k in config_keys()}
+    for key in ("text_column", "label_column"):  # a column number in YAML is an int
+        if isinstance(merged.get(key), int) and not isinstance(merged[key], bool):
+            merged[key] = str(merged[key])
+    cfg = RunConfig(**merged)
+    _check_types(cfg)
     return cfg

@@ -1,11 +1,17 @@
 """Diagnoses: when a number should not be trusted, say so in plain words, with the numbers and what to do.
 
-Each function takes plain metric dictionaries (as in ``metrics.json``) and returns :class:`Finding` s:
-accuracy paradox, overfitting, underfitting / frozen too much, data leakage, and a good / bad verdict.
+Each function takes plain metric dictionaries (as in ``metrics.json``) and returns :class:`Finding` s: accuracy
+paradox, overfitting, under-training, underfitting / frozen too much, data leakage, and a good / bad verdict.
+
+A finding is a claim and carries its evidence: a gap must exceed the noise of the split (a 95 % Wilson interval
+for accuracies and recalls, two standard errors of the paired per-sample change for validation losses), and its
+advice is computed from the model's own parts (what ``partial:1`` would train on *this* model), so it never tells
+a run to do what it already does.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,11 +38,53 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _count(n: int) -> str:
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(n)
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``p`` observed on ``n`` samples."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def strategy_sizes(parts: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Trainable parameters of ``linear-probe``, ``partial:1..N`` and ``full`` on this model (from its parts)."""
+    size = {p["name"]: int(p["params"]) for p in parts}
+    blocks = [int(p["params"]) for p in parts if p["name"].startswith("block ")]
+    head, post = size.get("head", 0), size.get("post", 0)
+    out = [("linear-probe", head)]
+    out += [(f"partial:{k}", head + post + sum(blocks[len(blocks) - k :])) for k in range(1, len(blocks) + 1)]
+    out.append(("full", sum(size.values())))
+    return out
+
+
+def _options(parts: list[dict[str, Any]], trainable: int, fewer: bool, total: int) -> str:
+    sizes = strategy_sizes(parts)
+    chosen = [(n, s) for n, s in sizes if (s < trainable if fewer else s > trainable)]
+    chosen = sorted(chosen, key=lambda x: -x[1] if fewer else x[1])[:3]
+    return ", ".join(f"{n} [{_count(s)}, {_pct(s / total) if total else '-'}]" for n, s in chosen)
+
+
+def _minority_recall(m: dict[str, Any], name: str) -> tuple[float, float, float]:
+    support = m["support"][name]
+    recall = m["recall"]["per_class"][name]
+    lo, hi = wilson(recall, support)
+    return recall, lo, hi
+
+
 def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 0.50) -> list[Finding]:
     """High accuracy hiding a minority class the model misses; or accuracy no better than the majority class.
 
-    Flags a class whose share is below ``1/k`` and whose recall is below ``low_recall`` when accuracy is at least
-    ``high`` or within 2 points of the majority baseline. Balanced classes are never flagged.
+    Flags a class whose share is below ``1/k`` and whose recall is below ``low_recall`` beyond noise (the upper end
+    of its 95 % interval below ``low_recall``, or a recall under 20 %) when accuracy is at least ``high`` or within
+    2 points of the majority baseline. Balanced classes are never flagged.
     """
     n, k = m["n"], sum(1 for s in m["support"].values() if s)
     if not n or k < 2:
@@ -46,18 +94,22 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
                "mcc": m["mcc"]}
     found = []
     for name, support in m["support"].items():
-        share, recall = support / n, m["recall"]["per_class"][name]
-        if support == 0 or share >= 1 / k or recall >= low_recall or (acc < high and acc < base - 0.02):
+        if support == 0 or support / n >= 1 / k or (acc < high and acc < base - 0.02):
             continue
+        recall, lo, hi = _minority_recall(m, name)
+        if not (hi < low_recall or recall < 0.2):
+            continue
+        share = support / n
         found.append(Finding(
             "accuracy-paradox", "error" if recall < 0.2 else "warning",
-            f"accuracy {_pct(acc)} looks good, but {name!r} ({_pct(share)} of samples) has recall {_pct(recall)}: "
-            f"the model misses {_pct(1 - recall)} of them. Always predicting {m['majority_class']!r} scores "
-            f"{_pct(base)}; balanced accuracy is {_pct(m['balanced_accuracy'])}, MCC {m['mcc']:.2f}.",
+            f"accuracy {_pct(acc)} looks good, but {name!r} ({_pct(share)} of samples) has recall {_pct(recall)} "
+            f"(95% interval {_pct(lo)}-{_pct(hi)} on {support}): the model misses {_pct(1 - recall)} of them. "
+            f"Always predicting {m['majority_class']!r} scores {_pct(base)}; balanced accuracy is "
+            f"{_pct(m['balanced_accuracy'])}, MCC {m['mcc']:.2f}.",
             f"judge by recall / F1 of {name!r}, balanced accuracy or MCC; raise its recall with "
             f"--optimize recall@precision>=0.90 (or precision@recall>=0.90), more {name!r} examples, or more "
             "trainable layers",
-            {**numbers, "class": name, "class_share": share, "class_recall": recall},
+            {**numbers, "class": name, "class_share": share, "class_recall": recall, "recall_interval": [lo, hi]},
         ))
     if not found and acc <= base + 0.01:
         found.append(Finding(
@@ -69,48 +121,92 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
     return found
 
 
-def overfitting(history: list[dict[str, Any]], trainable: int, total: int, n_train: int,
-                rising_epochs: int = 2, gap: float = 0.10) -> list[Finding]:
-    """Train/validation gap in accuracy or loss, or validation loss rising for ``rising_epochs`` while training
-    loss falls; says whether too few or too many parameters train."""
+def _significant_rise(h: dict[str, Any], key: str) -> bool:
+    change = h.get(key)
+    return bool(change) and change["se"] is not None and change["diff"] > 2 * change["se"] > 0
+
+
+def _significant_fall(h: dict[str, Any]) -> bool:
+    change = h.get("val_change")
+    return bool(change) and change["se"] is not None and change["diff"] < -2 * change["se"] < 0
+
+
+def overfitting(history: list[dict[str, Any]], params: dict[str, int], parts: list[dict[str, Any]],
+                n_train: int, best_epoch: int | None = None, rising_epochs: int = 2,
+                gap: float = 0.10) -> list[Finding]:
+    """A train/validation gap at the kept (best) epoch beyond the validation split's noise, or validation loss
+    rising significantly after the best epoch while training loss falls; the advice names strategies that train
+    fewer (or more) parameters than this run on this model."""
     if not history:
         return []
-    last = history[-1]
-    tr, va = last["train"], last["val"]
+    trainable, total = params["trainable"], params["total"]
+    kept = next((h for h in history if h["epoch"] == best_epoch), history[-1])
+    tr, va = kept["train"], kept["val"]
     acc_gap, loss_gap = tr["accuracy"] - va["accuracy"], va["loss"] - tr["loss"]
+    lo, hi = wilson(va["accuracy"], va["n"])
+    reasons, numbers = [], {"epoch": kept["epoch"], "train_accuracy": tr["accuracy"], "val_accuracy": va["accuracy"],
+                            "val_accuracy_interval": [lo, hi], "train_loss": tr["loss"], "val_loss": va["loss"]}
+    if acc_gap > gap and tr["accuracy"] > hi:
+        reasons.append(f"train accuracy {_pct(tr['accuracy'])} vs validation {_pct(va['accuracy'])} (95% interval "
+                       f"{_pct(lo)}-{_pct(hi)} on {va['n']}) at epoch {kept['epoch']}")
+    se = va.get("loss_se")
+    if loss_gap > 0.1 and va["loss"] > 1.5 * max(tr["loss"], 1e-12) and (se is None or loss_gap > 2 * se):
+        reasons.append(f"validation loss {va['loss']:.3f} vs train {tr['loss']:.3f} at epoch {kept['epoch']}")
+    k = rising_epochs
     val_losses = [h["val"]["loss"] for h in history]
     train_losses = [h["train"]["loss"] for h in history]
-    k = rising_epochs
-    rising = len(history) > k and all(val_losses[-i] > val_losses[-i - 1] for i in range(1, k + 1)) and \
-        train_losses[-1] < train_losses[-k - 1]
-    reasons = []
-    if acc_gap > gap:
-        reasons.append(f"train accuracy {_pct(tr['accuracy'])} vs validation {_pct(va['accuracy'])}")
-    if loss_gap > 0.1 and va["loss"] > 1.5 * max(tr["loss"], 1e-12):
-        reasons.append(f"validation loss {va['loss']:.3f} vs train {tr['loss']:.3f}")
+    rising = (len(history) > k and all(val_losses[-i] > val_losses[-i - 1] for i in range(1, k + 1))
+              and train_losses[-1] < train_losses[-k - 1] and _significant_rise(history[-1], "val_vs_best"))
     if rising:
         trend = " -> ".join(f"{v:.3f}" for v in val_losses[-k - 1 :])
-        reasons.append(f"validation loss rose for the last {k} epochs ({trend}) while training loss fell")
+        vs = history[-1]["val_vs_best"]
+        reasons.append(f"validation loss rose for the last {k} epochs ({trend}; +{vs['diff']:.3f} +/- "
+                       f"{vs['se']:.3f} per sample over the best epoch) while training loss fell; the best epoch's "
+                       f"weights (epoch {best_epoch}) are the ones kept")
+        numbers["val_loss_vs_best"] = vs
     if not reasons:
         return []
     share = trainable / total if total else 0.0
-    if share < 0.001:
-        fix = (f"only the head trains ({trainable:,} parameters): too few layers adapt and the head memorises "
-               f"{n_train:,} samples; add data or weight decay, or let features adapt with partial:1 / lp-ft")
-    elif share > 0.5 and n_train < 10_000:
-        fix = (f"{_pct(share)} of {total:,} parameters train on {n_train:,} samples: too many; freeze more "
-               "(partial:2, lp-ft, discriminative) or stop earlier (--patience 1)")
+    fewer = _options(parts, trainable, True, total)
+    more = _options(parts, trainable, False, total)
+    if share < 0.001 or not fewer:
+        fix = (f"only {_count(trainable)} parameters train ({_pct(share)}): the head memorises {n_train:,} samples; "
+               "add data or regularisation" + (f", or let features adapt: {more}" if more else ""))
     else:
-        fix = "stop earlier (--patience 1), lower --lr, add data or regularisation"
-    return [Finding("overfitting", "warning", "; ".join(reasons), fix,
-                    {"train_accuracy": tr["accuracy"], "val_accuracy": va["accuracy"], "train_loss": tr["loss"],
-                     "val_loss": va["loss"], "val_loss_rising": rising, "trainable_share": share})]
+        fix = (f"{_pct(share)} of {_count(total)} parameters train on {n_train:,} samples; to train fewer: {fewer}; "
+               "or stop earlier (--patience 1, fewer --epochs), lower --lr, add data")
+    numbers.update({"trainable_share": share, "val_loss_rising": rising})
+    return [Finding("overfitting", "warning", "; ".join(reasons), fix, numbers)]
 
 
-def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, trainable: int,
-                 total: int) -> list[Finding]:
+def under_trained(history: list[dict[str, Any]], best_epoch: int | None, stopped_early: bool = False,
+                  epochs: int | None = None) -> list[Finding]:
+    """Validation loss still falling, beyond noise, in each of the last epochs, the last being the best."""
+    if len(history) < 2 or stopped_early or history[-1].get("probe") or best_epoch != history[-1]["epoch"]:
+        return []
+    n = 2 if len(history) >= 3 else 1
+    if not all(_significant_fall(h) for h in history[-n:]):
+        return []
+    losses = " -> ".join(f"{h['val']['loss']:.3f}" for h in history[-n - 1 :])
+    accs = " -> ".join(_pct(h["val"]["accuracy"]) for h in history[-n - 1 :])
+    last = history[-1]["val_change"]
+    more = f"--epochs {epochs + max(2, epochs // 2)}" if epochs else "more epochs"
+    return [Finding(
+        "under-trained", "warning",
+        f"under-trained: validation loss fell in each of the last {n} epochs ({losses}; the last by "
+        f"{-last['diff']:.3f} +/- {last['se']:.3f} per sample) and accuracy went {accs}; the last epoch is the best",
+        f"train longer ({more}); the learning rate had decayed to its end, so more epochs, not a higher rate",
+        {"val_loss": [h["val"]["loss"] for h in history[-n - 1 :]], "last_change": last, "epochs": n},
+    )]
+
+
+def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, params: dict[str, int],
+                 parts: list[dict[str, Any]]) -> list[Finding]:
     """Nothing (or almost nothing) trainable, training loss that cannot move, flat validation, one-class output."""
+    trainable, total = params["trainable"], params["total"]
     share = trainable / total if total else 0.0
+    more = _options(parts, trainable, False, total)
+    unfreeze = f"unfreeze more: {more}" if more else "a higher --lr / --head-lr"
     found = []
     if trainable == 0:
         return [Finding("nothing-trainable", "error", "no parameter trains: the loss cannot change",
@@ -124,14 +220,14 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, tra
                 "loss-not-moving", "warning",
                 f"training loss moved from {first:.4f} to {last:.4f} over {len(history)} epochs "
                 f"({_pct(share)} of parameters trainable)",
-                "raise --lr / --head-lr, or unfreeze more (partial:2, full)",
+                f"raise --lr / --head-lr, or {unfreeze}",
                 {"first_train_loss": first, "last_train_loss": last, "trainable_share": share},
             ))
         if max(vals) - min(vals) < 0.005 and abs(vloss[0] - vloss[-1]) < 0.02 * max(abs(vloss[0]), 1e-12):
             found.append(Finding(
                 "validation-flat", "warning",
                 f"validation accuracy stayed at {_pct(vals[-1])} and loss at {vloss[-1]:.4f} for {len(history)} "
-                "epochs", "the model is not learning: more trainable layers, a higher learning rate, more epochs",
+                "epochs", f"the model is not learning: {unfreeze}, a higher learning rate, more epochs",
                 {"val_accuracy": vals, "val_loss": vloss},
             ))
     if test is not None and test["n"]:
@@ -142,27 +238,60 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, tra
             found.append(Finding(
                 "single-class-predictions", "error",
                 f"every test sample is predicted {used[0]!r} ({frozen_note}): the classifier ignores its input",
-                "unfreeze more (partial:2 or full), raise --head-lr, train longer, or rebalance the classes",
+                f"{unfreeze}, raise --head-lr, train longer, or rebalance the classes",
                 {"predicted": dict(zip(test["support"], predicted, strict=True)), "trainable_share": share},
             ))
     return found
 
 
-def leakage(report: LeakageReport | None) -> list[Finding]:
-    """Samples on both sides of a split, and duplicates with conflicting labels."""
+def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
+            clean: dict[str, Any] | None = None) -> list[Finding]:
+    """Samples on both sides of a split, graded by share and effect; duplicates with conflicting labels.
+
+    ``clean`` holds the test metrics re-scored without the leaked test samples. An error when at least 10 % of the
+    test split leaked or the leak inflates test accuracy or macro F1 by a point or more; otherwise a warning
+    that gives both scores (a few duplicated short messages do not void a result).
+    """
     if report is None:
         return []
     found = []
-    if report.leaked:
-        exact = ", ".join(f"{p}: {n}" for p, n in report.exact.items() if n)
-        near = ", ".join(f"{p}: {n}" for p, n in report.near.items() if n)
-        example = f" e.g. {report.examples[0]['sample']!r}" if report.examples else ""
+    by_split = report.leaked_by_split()
+    example = f" e.g. {report.examples[0]['sample']!r}" if report.examples else ""
+    exact = ", ".join(f"{p}: {n}" for p, n in report.exact.items() if n) or "none"
+    near = ", ".join(f"{k} {v}" for k, v in by_split.items())
+    where = f"exact copies {exact}; after normalising case, whitespace and punctuation: {near}"
+    if report.copies:
+        where += f"; the data holds {report.copies} extra exact copies of {report.duplicated} samples"
+    if by_split.get("test") and (test is None or clean is None or not test["n"]):
         found.append(Finding(
             "data-leakage", "error",
-            f"{report.leaked} validation/test samples also occur in an earlier split (exact: {exact or 'none'}; "
-            f"after normalising case, whitespace and punctuation: {near}). The data holds {report.copies} extra "
-            f"exact copies of {report.duplicated} samples ({report.near_copies} after normalising);{example}. "
-            "Validation and test scores are inflated by memorised samples.",
+            f"{by_split['test']} test and {by_split.get('val', 0)} validation samples also occur in an earlier split "
+            f"({where});{example}. Test scores are inflated by memorised samples",
+            "--dedup drops duplicates (after normalisation) before splitting", report.to_dict()))
+    elif by_split.get("test") and test is not None and clean is not None:
+        n_leak, n = by_split["test"], test["n"]
+        share = n_leak / n
+        d_acc = test["accuracy"] - clean["accuracy"]
+        d_f1 = test["f1"]["macro"] - clean["f1"]["macro"]
+        severe = share >= 0.10 or max(d_acc, d_f1) >= 0.01
+        found.append(Finding(
+            "data-leakage", "error" if severe else "warning",
+            f"{n_leak} of {n} test samples ({_pct(share)}) also occur in training or validation ({where});{example}. "
+            f"Test accuracy {test['accuracy']:.4f} / macro F1 {test['f1']['macro']:.4f} on all {n}, "
+            f"{clean['accuracy']:.4f} / {clean['f1']['macro']:.4f} on the {clean['n']} unseen: the leak moves the "
+            f"score by {100 * d_acc:+.1f} / {100 * d_f1:+.1f} points"
+            + ("" if severe else " (small: trust the unseen score)"),
+            "--dedup drops duplicates (after normalisation) before splitting; metrics.json test_clean has the "
+            "unseen score",
+            {**report.to_dict(), "test_share": share, "accuracy_all": test["accuracy"],
+             "accuracy_unseen": clean["accuracy"], "f1_all": test["f1"]["macro"], "f1_unseen": clean["f1"]["macro"]},
+        ))
+    elif by_split.get("val"):
+        found.append(Finding(
+            "data-leakage", "warning",
+            f"{by_split['val']} validation samples also occur in training ({where});{example}. The test split is "
+            "clean, but validation loss (best epoch, early stopping, thresholds) is measured partly on memorised "
+            "samples",
             "--dedup drops duplicates (after normalisation) before splitting",
             report.to_dict(),
         ))
@@ -175,35 +304,45 @@ def leakage(report: LeakageReport | None) -> list[Finding]:
     return found
 
 
-def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0) -> Finding:
-    """Good / bad / mixed by the thresholds; ``distrust`` counts error findings that undermine the numbers."""
+def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, scope: str = "") -> Finding:
+    """Good / bad / mixed by the thresholds; ``distrust`` counts error findings that undermine the numbers;
+    ``scope`` says which samples ``m`` covers when not the whole test split."""
     t = t or Thresholds()
     acc, p, r = m["accuracy"], m["precision"]["macro"], m["recall"]["macro"]
     worst = min(m["recall"]["per_class"].items(), key=lambda kv: kv[1]) if m["recall"]["per_class"] else ("-", 0)
     numbers = {"accuracy": acc, "precision_macro": p, "recall_macro": r, "worst_class": worst[0],
-               "worst_class_recall": worst[1], "thresholds": t.to_dict()}
+               "worst_class_recall": worst[1], "thresholds": t.to_dict(), "scope": scope or "test"}
     caveat = f"; but {distrust} error finding(s) say not to trust these numbers" if distrust else ""
+    on = f" ({scope})" if scope else ""
     if acc < t.bad_accuracy or worst[1] < t.bad_class_recall:
         why = (f"accuracy {_pct(acc)} < {_pct(t.bad_accuracy)}" if acc < t.bad_accuracy
                else f"recall of {worst[0]!r} {_pct(worst[1])} < {_pct(t.bad_class_recall)}")
-        return Finding("verdict-bad", "error", f"bad: {why}{caveat}", "see the findings above", numbers)
+        return Finding("verdict-bad", "error", f"bad{on}: {why}{caveat}", "see the findings above", numbers)
     if acc > t.good_accuracy and p > t.good_precision and r > t.good_recall:
         return Finding("verdict-good", "warning" if distrust else "info",
-                       f"good: accuracy {_pct(acc)}, macro precision {_pct(p)}, macro recall {_pct(r)}{caveat}",
+                       f"good{on}: accuracy {_pct(acc)}, macro precision {_pct(p)}, macro recall {_pct(r)}{caveat}",
                        "fix the errors above first" if distrust else "-", numbers)
     return Finding("verdict-mixed", "warning",
-                   f"mixed: accuracy {_pct(acc)}, macro precision {_pct(p)}, macro recall {_pct(r)} (good needs "
+                   f"mixed{on}: accuracy {_pct(acc)}, macro precision {_pct(p)}, macro recall {_pct(r)} (good needs "
                    f"> {_pct(t.good_accuracy)} / {_pct(t.good_precision)} / {_pct(t.good_recall)}){caveat}",
                    "see the findings above", numbers)
 
 
 def diagnose_run(metrics: dict[str, Any], leak: LeakageReport | None = None,
                  thresholds: Thresholds | None = None) -> list[Finding]:
-    """Every diagnosis of a finished run (``metrics.json`` content), errors first, the verdict last."""
-    test, history = metrics["test"], metrics["history"]
-    trainable, total = metrics["params"]["trainable"], metrics["params"]["total"]
-    found = [*leakage(leak), *accuracy_paradox(test),
-             *overfitting(history, trainable, total, metrics["data"]["sizes"]["train"]),
-             *underfitting(history, test, trainable, total)]
+    """Every diagnosis of a finished run (``metrics.json`` content), errors first, the verdict last.
+
+    With ``metrics["test_clean"]`` (the test split without leaked samples), leakage is graded by its effect and
+    the verdict judges the unseen samples.
+    """
+    test, history, params = metrics["test"], metrics["history"], metrics["params"]
+    parts = metrics.get("parts", [])
+    clean = metrics.get("test_clean")
+    best = metrics.get("best_epoch")
+    found = [*leakage(leak, test, clean), *accuracy_paradox(test),
+             *overfitting(history, params, parts, metrics["data"]["sizes"]["train"], best),
+             *under_trained(history, best, metrics.get("stopped_early", False), metrics["run"].get("epochs")),
+             *underfitting(history, test, params, parts)]
     errors = sum(f.severity == "error" for f in found)
-    return [*by_severity(found), verdict(test, thresholds, errors)]
+    scope = f"on the {clean['n']} test samples not seen in training" if clean else ""
+    return [*by_severity(found), verdict(clean or test, thresholds, errors, scope)]

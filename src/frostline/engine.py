@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,16 +23,22 @@ from .batching import Batch, Encoded
 from .blocks import discover_blocks
 from .cache import PrefixCache
 from .check import check_model
-from .errors import FrostlineError
+from .errors import FrostlineError, did_you_mean
 from .freeze import is_pinned, set_trainable
 from .heads import find_head
 from .metrics import classification_metrics
 from .outputs import logits_of
+from .probe import ProbeFit, fit_probe
+from .probe import probs as probe_probs
 from .schedule import LRSchedule, PlanOptimizer
 from .strategies import Strategy, model_parts
 from .verify import snapshot, verify_frozen
 
 log = logging.getLogger("frostline")
+#: How a head-only plan on cached features trains: ``auto`` / ``lbfgs`` fit the convex problem to convergence
+#: (:mod:`frostline.probe`), ``sgd`` runs the epochs like any other plan.
+PROBE_SOLVERS = ("auto", "lbfgs", "sgd")
+Status = Callable[[str], AbstractContextManager[Any]]
 
 
 @dataclass
@@ -57,9 +63,13 @@ class TrainConfig:
     cache: bool = True
     cache_budget: float = 2048.0
     restore_best: bool = True
+    probe: str = "auto"
 
     def validate(self) -> None:
         """Raise a clear error for values out of range."""
+        if self.probe not in PROBE_SOLVERS:
+            raise FrostlineError(f"probe must be one of {', '.join(PROBE_SOLVERS)}, got {self.probe!r}"
+                                 f"{did_you_mean(str(self.probe), PROBE_SOLVERS)}")
         checks = [
             ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"), ("lr", self.lr > 0, "> 0"),
@@ -75,12 +85,14 @@ class TrainConfig:
 
 @dataclass
 class Predictions:
-    """Class probabilities, true labels and dataset positions of one pass, with the mean loss."""
+    """Class probabilities, true labels and dataset positions of one pass, with the mean loss and the loss of
+    each sample (for standard errors and paired comparisons between epochs)."""
 
     probs: np.ndarray
     labels: np.ndarray
     positions: np.ndarray
     loss: float
+    losses: np.ndarray | None = None
 
     @property
     def preds(self) -> np.ndarray:
@@ -90,7 +102,12 @@ class Predictions:
 
 @dataclass
 class EpochRecord:
-    """What happened in one epoch."""
+    """What happened in one epoch (``epoch`` counts from 1).
+
+    ``probe``: how a convex linear probe was fit (:class:`frostline.probe.ProbeFit`); ``val_change`` /
+    ``val_vs_best``: mean per-sample change of the validation loss against the previous / best epoch so far, with
+    its paired standard error (``{"diff", "se"}``), the evidence that a rise or fall is more than noise.
+    """
 
     epoch: int
     plan: str
@@ -103,10 +120,14 @@ class EpochRecord:
     frozen_verified: int = 0
     cache: str = ""
     timing: dict[str, float] = field(default_factory=dict)
+    probe: dict[str, Any] | None = None
+    val_change: dict[str, float] | None = None
+    val_vs_best: dict[str, float] | None = None
+    val_losses: np.ndarray | None = field(default=None, repr=False)  # per sample; checkpointed, not in JSON
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "val_losses"}
 
 
 @dataclass
@@ -121,6 +142,8 @@ class Resume:
     optimizer_state: dict[str, Any] | None = None
     rng_state: torch.Tensor | None = None
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    prev_losses: np.ndarray | None = field(default=None, repr=False)
+    best_losses: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -136,6 +159,7 @@ class FitResult:
     device: str
     precision: str
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    converged: bool = False
 
 
 class Clock:
@@ -236,19 +260,57 @@ def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any 
     was_training = model.training
     model.eval()
     device = fabric.device if fabric is not None else next(model.parameters()).device
-    probs, labels, positions, loss_sum = [], [], [], 0.0
+    probs, labels, positions, losses = [], [], [], []
     for batch in data.batches(batch_size):
         batch = batch.to(device)
         logits = (forward_fn(batch) if forward_fn is not None else forward(model, batch.inputs)).float()
-        loss_sum += nn.functional.cross_entropy(logits, batch.labels, reduction="sum").item()
+        losses.append(nn.functional.cross_entropy(logits, batch.labels, reduction="none").cpu().numpy())
         probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
         labels.append(batch.labels.cpu().numpy())
         positions.append(batch.positions)
     model.train(was_training)
-    n = max(1, len(data))
+    if not probs:
+        k = len(data.ds.label_names)
+        return Predictions(np.zeros((0, k)), np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0, np.zeros(0))
     order = np.argsort(np.concatenate(positions))  # back to dataset order
+    per_sample = np.concatenate(losses)[order].astype(np.float64)
     return Predictions(np.concatenate(probs)[order], np.concatenate(labels)[order],
-                       np.concatenate(positions)[order], loss_sum / n)
+                       np.concatenate(positions)[order], float(per_sample.mean()), per_sample)
+
+
+def paired_change(now: np.ndarray | None, before: np.ndarray | None) -> dict[str, float] | None:
+    """Mean per-sample change of the validation loss between two epochs, and its standard error (paired)."""
+    if now is None or before is None or len(now) != len(before) or len(now) < 2:
+        return None
+    d = now - before
+    return {"diff": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+
+
+def probe_target(model: nn.Module, plan_params: set[str], prefix: PrefixCache | None) -> str:
+    """Module path of the Linear a convex probe can fit for this plan, or ``""`` with the reason logged."""
+    if prefix is None or prefix.plan is None or prefix.plan.kind != "head" or not prefix.stores:
+        return ""
+    linear = find_head(model).linear
+    module = model.get_submodule(linear)
+    names = {f"{linear}.{n}" for n, _ in module.named_parameters()}
+    return linear if isinstance(module, nn.Linear) and plan_params == names else ""
+
+
+def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: Encoded, val: Encoded
+                    ) -> tuple[dict[str, Any], np.ndarray, float, ProbeFit]:
+    """Fit the head on the cached features to convergence; returns the probe record, train predictions and loss."""
+    x_train, x_val = prefix.features("train"), prefix.features("val")
+    k = model.get_submodule(linear).out_features
+    w, b, pfit = fit_probe(x_train, train.ds.labels, x_val, val.ds.labels, k)
+    head = model.get_submodule(linear)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(w).to(head.weight))
+        if head.bias is not None:
+            head.bias.copy_(torch.from_numpy(b).to(head.bias))
+    p = probe_probs(x_train, w, b)
+    y = train.ds.labels
+    loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)).mean())
+    return pfit.to_dict(), p.argmax(axis=1), loss, pfit
 
 
 def fit(
@@ -261,8 +323,13 @@ def fit(
     on_epoch_end: Callable[[EpochRecord, bool, PlanOptimizer, int], None] | None = None,
     resume: Resume | None = None,
     progress: Callable[[str, int], Any] | None = None,
+    status: Status | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` with ``strategy``.
+
+    A head-only plan on cached features (a linear probe) is convex: with ``config.probe`` ``auto`` or ``lbfgs``
+    it is fit to convergence in its first epoch (:mod:`frostline.probe`) and later epochs of the same plan are
+    skipped (they could not improve it); ``sgd`` trains it for the epochs like any other plan.
 
     Args:
         model: The model (head already replaced).
@@ -272,14 +339,17 @@ def fit(
         config: Loop settings.
         on_epoch_end: Called with (record, is_best, optimizer, step) after each epoch (checkpointing).
         resume: State of an interrupted run to continue.
-        progress: Factory of a progress callback: ``progress(description, total)`` returns ``advance(loss)``.
+        progress: Factory of a progress callback: ``progress(description, total)`` returns ``advance(mean_loss)``.
+        status: ``status(message)`` returns a context manager shown around slow steps (cache build, probe fit).
 
     Returns:
-        A :class:`FitResult`. With ``config.restore_best`` the best epoch's weights are loaded back into ``model``
-        and ``best_state`` holds the best epoch's values of every tensor training could change; without it the
-        model keeps the last epoch's weights and no copy is held.
+        A :class:`FitResult`; epochs count from 1 (``history[].epoch``, ``best_epoch``). With
+        ``config.restore_best`` the best epoch's weights are loaded back into ``model`` and ``best_state`` holds
+        the best epoch's values of every tensor training could change; without it the model keeps the last
+        epoch's weights and no copy is held.
     """
     config.validate()
+    status = status or (lambda _msg: nullcontext())
     labels = train.ds.label_names
     fabric, precision = make_fabric(config.accelerator, config.precision, config.seed)
     parts = model_parts(model)
@@ -289,7 +359,8 @@ def fit(
     extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
     popt = PlanOptimizer(model, config.optimizer, config.weight_decay, schedule, **extra)
     history: list[dict[str, Any]] = []
-    best_epoch, best_loss, step, start = -1, float("inf"), 0, 0
+    best_epoch, best_loss, step, start = 0, float("inf"), 0, 0
+    probe_done: set[str] | None = None  # the head-only plan a convex fit already solved
     if resume is not None:
         history, best_epoch, best_loss = list(resume.history), resume.best_epoch, resume.best_loss
         step, start = resume.step, resume.next_epoch
@@ -299,6 +370,8 @@ def fit(
             popt.optimizer.load_state_dict(resume.optimizer_state)
         if resume.rng_state is not None:
             torch.set_rng_state(resume.rng_state)
+        if history and history[-1].get("probe"):
+            probe_done = strategy.plan(int(history[-1]["epoch"]) - 1, parts, config.lr, config.head_lr).params
     plan = strategy.plan(start, parts, config.lr, config.head_lr)
     set_trainable(model, plan.params)
     for finding in check_model(model):
@@ -316,17 +389,24 @@ def fit(
     prefix = PrefixCache(model, parts, discover_blocks(model, head), head, config.cache_budget,
                          fabric.autocast) if config.cache else None
     best = BestState(resume.best_state if resume is not None else None)
-    stopped_early, t_run, bad_epochs = False, time.perf_counter(), 0
+    stopped_early, converged, t_run, bad_epochs = False, False, time.perf_counter(), 0
     if history:
         losses = [h["val"]["loss"] for h in history]
         bad_epochs = len(losses) - 1 - int(np.argmin(losses))
     snap, snap_plan = None, None
     clock = Clock(fabric.device)
+    # per-sample validation losses of the best and the previous epoch: evidence for the findings
+    best_losses = resume.best_losses if resume is not None else None
+    prev_losses = resume.prev_losses if resume is not None else None
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
             clock.reset()
             plan = strategy.plan(epoch, parts, config.lr, config.head_lr)
+            if probe_done is not None and plan.params == probe_done:
+                step += steps_per_epoch  # converged already; the schedule of later plans stays as planned
+                log.info("epoch %d: skipped, the linear probe has converged", epoch + 1)
+                continue
             set_trainable(model, plan.params)
             best.extend(model)
             added = popt.apply(plan, step) + (first_added if epoch == start else [])
@@ -337,71 +417,102 @@ def fit(
                     snap, snap_plan = snapshot(model), plan.params
             cache_status = "plain loop: cache disabled"
             if prefix is not None:
-                with clock("cache"):
+                with clock("cache"), status(f"epoch {epoch + 1}: frozen-prefix cache"):
                     cache_status = prefix.update(plan.params, {"train": train, "val": val}, fwd,
                                                  {"train": config.batch_size, "val": config.eval_batch_size},
                                                  fabric.device)
                 log.info("epoch %d: %s", epoch + 1, cache_status)
             active = prefix.active() if prefix is not None else nullcontext()
+            linear = probe_target(model, plan.params, prefix) if config.probe != "sgd" else ""
+            if config.probe == "lbfgs" and not linear:
+                cache_status += "; linear probe trained by SGD: the head is not one Linear on cached features"
 
             def run(batch: Batch, split: str) -> torch.Tensor:
                 return prefix.forward(fwd, batch, split) if prefix is not None else logits_of(fwd(batch.inputs))
 
+            probe_record: dict[str, Any] | None = None
             with active:
-                fmodel.train()
-                advance = progress(f"epoch {epoch + 1}/{config.epochs} train", steps_per_epoch) if progress else None
-                loss_sum, preds, truth = 0.0, [], []
-                batches = train.batches(config.batch_size, shuffle=True, seed=config.seed, epoch=epoch)
-                while True:
-                    with clock("data"):
-                        batch = next(batches, None)
-                        if batch is None:
-                            break
-                        batch = batch.to(fabric.device)
-                    popt.set_lr(step)
-                    with clock("forward"):
-                        logits = run(batch, "train").float()
-                        loss = nn.functional.cross_entropy(logits, batch.labels)
-                    with clock("backward"):  # gradients are None here: cleared at the start and after each step
-                        fabric.backward(loss)
-                    with clock("optimizer"):
-                        if config.clip is not None:
-                            fabric.clip_gradients(fmodel, fopt, max_norm=config.clip, error_if_nonfinite=False)
-                        fopt.step()
-                        fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
-                    step += 1
-                    batch_loss = loss.item()
-                    loss_sum += batch_loss * len(batch.labels)
-                    preds.append(logits.argmax(-1).cpu().numpy())
-                    truth.append(batch.labels.cpu().numpy())
-                    if advance:
-                        advance(batch_loss)
+                if linear:
+                    assert prefix is not None
+                    with clock("probe"), status(f"epoch {epoch + 1}: fitting the linear probe (L-BFGS)"):
+                        probe_record, train_preds, train_loss, pfit = fit_probe_epoch(model, linear, prefix,
+                                                                                       train, val)
+                    cache_status += f"; {pfit.describe()}"
+                    truth_all = train.ds.labels
+                else:
+                    fmodel.train()
+                    advance = progress(f"epoch {epoch + 1}/{config.epochs} train", steps_per_epoch) \
+                        if progress else None
+                    loss_sum, seen, preds, truth = 0.0, 0, [], []
+                    batches = train.batches(config.batch_size, shuffle=True, seed=config.seed, epoch=epoch)
+                    while True:
+                        with clock("data"):
+                            batch = next(batches, None)
+                            if batch is None:
+                                break
+                            batch = batch.to(fabric.device)
+                        popt.set_lr(step)
+                        with clock("forward"):
+                            logits = run(batch, "train").float()
+                            loss = nn.functional.cross_entropy(logits, batch.labels)
+                        with clock("backward"):  # gradients are None here: cleared at the start and after each step
+                            fabric.backward(loss)
+                        with clock("optimizer"):
+                            if config.clip is not None:
+                                fabric.clip_gradients(fmodel, fopt, max_norm=config.clip, error_if_nonfinite=False)
+                            fopt.step()
+                            fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
+                        step += 1
+                        loss_sum += loss.item() * len(batch.labels)
+                        seen += len(batch.labels)
+                        preds.append(logits.argmax(-1).cpu().numpy())
+                        truth.append(batch.labels.cpu().numpy())
+                        if advance:
+                            advance(loss_sum / seen)  # the epoch's running mean, not one batch's noise
+                    train_preds, truth_all = np.concatenate(preds), np.concatenate(truth)
+                    train_loss = loss_sum / len(train)
                 with clock("eval"):
                     val_pred = predict(fmodel, val, config.eval_batch_size, fabric,
                                        lambda b: run(b, "val"))
-            train_metrics = classification_metrics(np.concatenate(truth), np.concatenate(preds), labels,
-                                                   loss_sum / len(train))
+            if linear:
+                step += steps_per_epoch
+                probe_done = plan.params
+            train_metrics = classification_metrics(truth_all, train_preds, labels, train_loss)
             val_metrics = classification_metrics(val_pred.labels, val_pred.preds, labels, val_pred.loss)
+            val_metrics["loss_se"] = float(val_pred.losses.std(ddof=1) / np.sqrt(len(val_pred.losses))) \
+                if val_pred.losses is not None and len(val_pred.losses) > 1 else None
             last_epoch = epoch + 1 == config.epochs
+            rest_same = linear and all(strategy.plan(e, parts, config.lr, config.head_lr).params == plan.params
+                                       for e in range(epoch + 1, config.epochs))
             is_best = val_pred.loss < best_loss
             stop = (config.patience is not None and not is_best and bad_epochs + 1 >= config.patience
                     and not last_epoch)
-            if config.verify and snap is not None and (last_epoch or stop):
+            if config.verify and snap is not None and (last_epoch or stop or rest_same):
                 with clock("verify"):
                     verified += verify_frozen(model, snap).checked
                     snap, snap_plan = None, None
-            record = EpochRecord(epoch, plan.note, sum(model.get_parameter(n).numel() for n in plan.params),
-                                 added, popt.lrs(), time.perf_counter() - t0, train_metrics, val_metrics, verified,
-                                 cache_status, clock.totals())
+            record = EpochRecord(epoch + 1, plan.note + (" (L-BFGS)" if linear else ""),
+                                 sum(model.get_parameter(n).numel() for n in plan.params), added, popt.lrs(),
+                                 time.perf_counter() - t0, train_metrics, val_metrics, verified, cache_status,
+                                 clock.totals(), probe=probe_record,
+                                 val_change=paired_change(val_pred.losses, prev_losses),
+                                 val_vs_best=paired_change(val_pred.losses, best_losses), val_losses=val_pred.losses)
             history.append(record.to_dict())
+            prev_losses = val_pred.losses
             if is_best:
-                best_loss, best_epoch, bad_epochs = val_pred.loss, epoch, 0
+                best_loss, best_epoch, bad_epochs = val_pred.loss, epoch + 1, 0
+                best_losses = val_pred.losses
                 if config.restore_best:  # otherwise no copy is held (a caller checkpoints in on_epoch_end)
                     best.capture(model)
             else:
                 bad_epochs += 1
             if on_epoch_end is not None:
                 on_epoch_end(record, is_best, popt, step)
+            if rest_same:
+                converged = True
+                log.info("linear probe converged in epoch %d; epochs %d-%d would not change it", epoch + 1,
+                         epoch + 2, config.epochs)
+                break
             if stop:
                 stopped_early = True
                 log.info("early stop after epoch %d: validation loss did not improve for %d epochs", epoch + 1,
@@ -415,4 +526,4 @@ def fit(
     return FitResult(history, best_epoch, stopped_early, time.perf_counter() - t_run,
                      sum(p.numel() for p in model.parameters()),
                      sum(model.get_parameter(n).numel() for n in plan.params),
-                     str(fabric.device), precision, best.state)
+                     str(fabric.device), precision, best.state, converged)

@@ -81,7 +81,7 @@ def freeze_plan_html(m: dict[str, Any]) -> str:
     for h in m["history"]:
         open_parts |= set(h["groups_added"])
         grid.append(set(open_parts))
-    head = ["part", "parameters", *[f"epoch {h['epoch'] + 1}" for h in m["history"]]]
+    head = ["part", "parameters", *[f"epoch {h['epoch']}" for h in m["history"]]]
     rows = []
     for p in m["parts"]:
         cells = "".join(f'<td class="{"on" if p["name"] in g else "off"}">{"trains" if p["name"] in g else "frozen"}'
@@ -147,9 +147,9 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
 
     rows = compare_rows(base, runs)
     ref = rows[0] if base is not None else None
-    head = ["strategy", "trainable", "seconds", "val loss", "accuracy", "precision", "recall", "F1",
+    head = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "precision", "recall", "F1",
             "F1 change vs base"]
-    table_rows = [[r["strategy"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
+    table_rows = [[r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
                    _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]),
                    "-" if ref is None or r is ref else f"{r['f1'] - ref['f1']:+.4f}"] for r in rows]
     body = ["<h2>Strategy comparison</h2>", _table(head, table_rows),
@@ -171,3 +171,35 @@ def write_run_report(path: str | Path, metrics: dict[str, Any]) -> Path:
 def write_compare_report(path: str | Path, base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> Path:
     """Write the comparison's ``report.html`` (atomically)."""
     return atomic.write_text(path, compare_report(base, runs))
+
+
+def evaluate_report(m: dict[str, Any]) -> str:
+    """HTML of an evaluation (``frostline evaluate --out``)."""
+    from . import plots
+
+    test, labels, th = m["test"], m["labels"], m.get("threshold") or {}
+    rows = [_metrics_rows(f"this data ({Path(m['data']).name})", test)]
+    if th.get("chosen"):
+        rows.append(_metrics_rows(f"at the run's threshold {th['chosen']['threshold']:.3f}", th["chosen"]["test"]))
+    own = m.get("run_test") or {}
+    own_text = (f"<p>the run's own test split: accuracy {own['accuracy']:.4f} on {own['n']} samples.</p>"
+                if own.get("n") else "")
+    c = th.get("curves") or {}
+    auc = (f"<p>positive class <b>{_e(th['positive'])}</b>: ROC-AUC {c['roc_auc']:.4f}, average precision "
+           f"{c['average_precision']:.4f}.</p>" if c.get("roc_auc") is not None else "")
+    per_class = [[n, _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
+                  _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
+    body = [f"<p>checkpoint <b>{_e(m['checkpoint'])}</b> on <b>{_e(m['data'])}</b> ({test['n']} samples).</p>",
+            "<h2>Findings</h2>", findings_html(m.get("diagnoses", [])),
+            "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), own_text,
+            _table(["class", "precision", "recall", "F1", "support"], per_class),
+            "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
+                                              "confusion matrix"),
+            "<h2>Precision-recall trade-off</h2>", auc, _img(plots.pr_curve(th) if c.get("pr") else None,
+                                                             "precision-recall curve")]
+    return _page(f"frostline evaluation: {Path(m['checkpoint']).name} on {Path(m['data']).name}", "".join(body))
+
+
+def write_evaluate_report(path: str | Path, m: dict[str, Any]) -> Path:
+    """Write an evaluation's ``report.html`` (atomically)."""
+    return atomic.write_text(path, evaluate_report(m))

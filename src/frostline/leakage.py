@@ -64,15 +64,24 @@ class LeakageReport:
     exact: dict[str, int] = field(default_factory=dict)
     near: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
+    positions: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def leaked(self) -> int:
         """Validation and test samples that also occur (near-)exactly in an earlier split."""
+        if self.positions:
+            return sum(len(v) for v in self.positions.values())
         return sum(self.near.values())
 
+    def leaked_by_split(self) -> dict[str, int]:
+        """Distinct leaked samples per later split (``val``: seen in train; ``test``: seen in train or val)."""
+        return {k: len(v) for k, v in self.positions.items()}
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
-        return {**asdict(self), "leaked": self.leaked}
+        """JSON-ready view (positions as counts per split)."""
+        d = asdict(self)
+        d["positions"] = self.leaked_by_split()
+        return {**d, "leaked": self.leaked}
 
 
 def within(ds: Dataset) -> tuple[int, int, int, int]:
@@ -94,15 +103,18 @@ def check_splits(splits: Splits, source: Dataset | None = None, max_examples: in
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     keys = {name: sample_keys(ds) for name, ds in parts.items()}
     near = {name: sample_keys(ds, near=True) for name, ds in parts.items()}
+    leaked: dict[str, set[int]] = {"val": set(), "test": set()}
     for a, b in PAIRS:
         seen_exact, seen_near = set(keys[a]), set(near[a])
         report.exact[f"{a}-{b}"] = sum(k in seen_exact for k in keys[b])
         hits = [i for i, k in enumerate(near[b]) if k in seen_near]
         report.near[f"{a}-{b}"] = len(hits)
+        leaked[b].update(hits)
         for i in hits[: max(0, max_examples - len(report.examples))]:
             ds = parts[b]
             sample = ds.inputs[i] if ds.kind == "text" else (ds.keys[i] if ds.keys else f"#{int(ds.ids[i])}")
             report.examples.append({"sample": str(sample)[:160], "in": [a, b], "row": int(ds.ids[i])})
+    report.positions = {k: sorted(v) for k, v in leaked.items()}
     return report
 
 

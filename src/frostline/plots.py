@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+matplotlib.rcParams["text.parse_math"] = False  # a label such as "$5 off" is text, not mathtext
+
 COLORS = {"train": "#1f77b4", "val": "#d62728"}
 
 
@@ -24,14 +26,14 @@ def _png(fig: Any) -> bytes:
 
 def learning_curves(history: list[dict[str, Any]], best_epoch: int | None = None, title: str = "") -> bytes:
     """Train and validation loss and accuracy per epoch; the best epoch marked."""
-    epochs = [h["epoch"] + 1 for h in history]
+    epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         for split in ("train", "val"):
             ax.plot(epochs, [h[split][key] for h in history], marker="o", color=COLORS[split],
                     label="validation" if split == "val" else split)
-        if best_epoch is not None and best_epoch >= 0:
-            ax.axvline(best_epoch + 1, color="grey", linestyle=":", label="best epoch")
+        if best_epoch is not None and best_epoch >= 1:
+            ax.axvline(best_epoch, color="grey", linestyle=":", label="best epoch")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_xticks(epochs)
@@ -78,7 +80,7 @@ def pr_curve(section: dict[str, Any]) -> bytes | None:
     ax.plot(c["pr"]["recall"], c["pr"]["precision"], color="#1f77b4",
             label=f"AP {c['average_precision']:.3f}, ROC-AUC {c['roc_auc']:.3f}")
     ax.axhline(c["positive_rate"], color="grey", linestyle=":", label=f"chance ({c['positive_rate']:.2f})")
-    default = section["default"]["threshold"]
+    default = (section.get("default") or {}).get("threshold")
     if default is not None and (pt := _nearest(c["pr"], default)):
         ax.plot(*pt, "s", color="black", label=f"default threshold {default:g}")
     chosen = section.get("chosen")
@@ -101,7 +103,7 @@ def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
     """Validation loss per epoch for every strategy."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for name, m in runs:
-        epochs = [h["epoch"] + 1 for h in m["history"]]
+        epochs = [h["epoch"] for h in m["history"]]
         axes[0].plot(epochs, [h["val"]["loss"] for h in m["history"]], marker="o", label=name)
         axes[1].plot(epochs, [h["val"]["accuracy"] for h in m["history"]], marker="o", label=name)
     for ax, label in zip(axes, ("validation loss", "validation accuracy"), strict=True):

@@ -20,7 +20,7 @@ def history_table(metrics: dict[str, Any]) -> Table:
         t.add_column(col, justify="left" if col == "plan" else "right")
     for h in metrics["history"]:
         best = " *" if h["epoch"] == metrics["best_epoch"] else ""
-        t.add_row(f"{h['epoch'] + 1}{best}", h["plan"], f"{h['trainable']:,}", f"{h['seconds']:.1f}",
+        t.add_row(f"{h['epoch']}{best}", h["plan"], f"{h['trainable']:,}", f"{h['seconds']:.1f}",
                   _f(h["train"]["loss"]), _f(h["val"]["loss"]), _f(h["val"]["accuracy"]), _f(h["val"]["f1"]["macro"]))
     t.caption = "* best epoch (lowest validation loss): its weights are kept"
     return t
@@ -55,13 +55,24 @@ def compare_rows(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, An
     """Rows of the comparison: the base model first, then each strategy (test metrics, best validation loss)."""
     rows = []
     if base is not None:
-        rows.append({"strategy": "base (no fine-tuning)", "trainable": 0, "seconds": 0.0,
+        rows.append({"strategy": "base model", "trainable": 0, "seconds": 0.0, "budget": "-",
                      "val_loss": base["val"]["loss"], **_test(base["test"])})
     for name, m in runs:
-        best = m["history"][m["best_epoch"]]
+        best = next(h for h in m["history"] if h["epoch"] == m["best_epoch"])
         rows.append({"strategy": name, "trainable": m["params"]["trainable"], "seconds": m["seconds"]["total"],
-                     "val_loss": best["val"]["loss"], **_test(m["test"])})
+                     "budget": budget_text(m), "val_loss": best["val"]["loss"], **_test(m["test"])})
     return rows
+
+
+def budget_text(m: dict[str, Any]) -> str:
+    """What a run trained with, in a few characters: epochs run / planned and rates, or the probe's fit."""
+    b = m["run"].get("budget")
+    if not b:
+        return "-"
+    probe = b.get("probe")
+    if probe and b.get("converged"):
+        return f"L-BFGS, C={probe['C']:g}"
+    return f"{b['epochs_run']}/{b['epochs']} ep{' +LP' if probe else ''}, {b['lr']:g}/{b['head_lr']:g}"
 
 
 def _test(m: dict[str, Any]) -> dict[str, Any]:
@@ -72,14 +83,16 @@ def _test(m: dict[str, Any]) -> dict[str, Any]:
 def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison") -> Table:
     """The comparison table: one row per strategy."""
     t = Table(title=title, header_style="bold")
-    base = rows[0] if rows and rows[0]["strategy"].startswith("base") else None
-    cols = ["strategy", "trainable params", "seconds", "val loss", "accuracy", "precision", "recall", "F1"]
+    base = rows[0] if rows and rows[0]["strategy"] == "base model" else None
+    cols = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "prec.", "recall", "F1"]
     for col in [*cols, *(["F1 vs base"] if base else [])]:
-        t.add_column(col, justify="left" if col == "strategy" else "right")
+        t.add_column(col, justify="left" if col in ("strategy", "budget") else "right", no_wrap=col == "strategy")
     for r in rows:
         change = [] if base is None else ["" if r is base else f"{r['f1'] - base['f1']:+.4f}"]
-        t.add_row(r["strategy"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
+        t.add_row(r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
                   _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), *change)
-    t.caption = ("val loss: best epoch; accuracy, precision, recall, F1: test split, macro average over classes; "
-                 "seconds: training and validation; base: pretrained body, new head only initialised")
+    t.caption = ("budget: epochs run / planned, body / head learning rate; L-BFGS: linear probe fit to convergence, "
+                 "L2 strength C chosen on validation (+LP: its first epoch). val loss: best epoch; accuracy, "
+                 "precision, recall, F1: test split, macro averages; seconds: training and validation; base model: "
+                 "pretrained body, new head only initialised")
     return t

@@ -76,11 +76,14 @@ class RunFolder:
         """model.safetensors: the best weights so far."""
         atomic.save_tensors(self.file("model.safetensors"), model.state_dict(), {"format": "pt"})
 
-    def save_last(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """last.safetensors and optimizer.pt, for resuming."""
+    def save_last(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  val_losses: dict[str, np.ndarray | None] | None = None) -> None:
+        """last.safetensors and optimizer.pt (with the per-sample validation losses of the previous and best
+        epochs, the evidence later findings compare against), for resuming."""
         atomic.save_tensors(self.file("last.safetensors"), model.state_dict(), {"format": "pt"})
+        losses = {k: torch.from_numpy(v) for k, v in (val_losses or {}).items() if v is not None}
         atomic.save_torch(self.file("optimizer.pt"), {"optimizer": optimizer.state_dict(),
-                                                      "rng": torch.get_rng_state()})
+                                                      "rng": torch.get_rng_state(), "val_losses": losses})
 
     def load_weights(self, model: torch.nn.Module, name: str = "model.safetensors") -> None:
         """Load safetensors weights into ``model`` (strict: every key must match)."""
@@ -100,8 +103,10 @@ class RunFolder:
             return None
         self.load_weights(model, "last.safetensors")
         extra = torch.load(self.file("optimizer.pt"), weights_only=True, map_location="cpu")
+        losses = {k: v.numpy() for k, v in extra.get("val_losses", {}).items()}
         return Resume(state["next_epoch"], state["step"], state["history"], state["best_epoch"],
-                      state["best_val_loss"], extra["optimizer"], extra["rng"])  # the best stays on disk
+                      state["best_val_loss"], extra["optimizer"], extra["rng"],  # the best weights stay on disk
+                      prev_losses=losses.get("prev"), best_losses=losses.get("best"))
 
     def write_predictions(self, pred: Predictions, ids: np.ndarray, label_names: list[str],
                           threshold: tuple[int, float] | None = None) -> Path:

@@ -216,6 +216,15 @@ def _number(text: str, kind: type, spec: str, expected: str) -> float | int:
     return value
 
 
+def check_strategy_spec(spec: str) -> str:
+    """Validate a strategy's form without a model (``surgical:`` selectors are resolved once the model loads)."""
+    if isinstance(spec, str) and spec.strip().partition(":")[0] == "surgical":
+        if not spec.strip().partition(":")[2]:
+            raise FrostlineError("strategy 'surgical' needs a selector, e.g. surgical:blocks:0-1 or surgical:stem")
+        return spec.strip()
+    return str(parse_strategy(spec))
+
+
 def parse_strategy(spec: str, model: nn.Module | None = None) -> Strategy:
     """Build a strategy from its name, e.g. ``"partial:2"``, ``"discriminative:0.7"``, ``"surgical:blocks:0"``.
 

@@ -49,15 +49,39 @@ def parse_objective(spec: str) -> Objective:
     return Objective(m.group(1), m.group(2), minimum)
 
 
-def positive_index(labels: list[str], train_labels: np.ndarray, positive: str | None) -> int:
-    """Index of the positive class: the one named, else the rarest class in training."""
+#: Label names that mean "the positive class" when the classes are equally frequent (compared case-folded).
+POSITIVE_NAMES = ("positive", "pos", "yes", "true", "1", "spam", "fraud", "anomaly", "abnormal", "malignant",
+                  "toxic", "relevant", "fresh")
+
+
+def choose_positive(labels: list[str], train_labels: np.ndarray, positive: str | None) -> tuple[int, str]:
+    """Index of the positive class for curves and thresholds, and why.
+
+    The class named by ``positive``; else the rarest class in training; on a tie, a label named like a positive
+    class (:data:`POSITIVE_NAMES`); else the last label, with a reason that says to set ``--positive-label``.
+    """
     if positive is not None:
         if positive not in labels:
             raise FrostlineError(f"--positive-label {positive!r} is not a class; classes: {labels}"
                                  f"{did_you_mean(positive, labels)}")
-        return labels.index(positive)
+        return labels.index(positive), "--positive-label"
     counts = np.bincount(train_labels, minlength=len(labels))
-    return int(np.argmin(counts))
+    rarest = np.flatnonzero(counts == counts.min())
+    if len(rarest) == 1:
+        i = int(rarest[0])
+        return i, f"the rarest class in training ({int(counts[i])} of {int(counts.sum())})"
+    named = [int(i) for i in rarest if labels[i].strip().casefold() in POSITIVE_NAMES]
+    if len(named) == 1:
+        return named[0], f"classes tie at {int(counts.min())} training samples; {labels[named[0]]!r} is named like a " \
+                         "positive class"
+    i = int(rarest[-1])
+    return i, (f"classes tie at {int(counts.min())} training samples and none is named like a positive class: took "
+               f"the last, {labels[i]!r}; set --positive-label to choose")
+
+
+def positive_index(labels: list[str], train_labels: np.ndarray, positive: str | None) -> int:
+    """Index of the positive class (see :func:`choose_positive`)."""
+    return choose_positive(labels, train_labels, positive)[0]
 
 
 def predict_at(probs: np.ndarray, positive: int, threshold: float) -> np.ndarray:

@@ -1,37 +1,46 @@
 """Whole runs: load model and data, replace the head, fine-tune with a strategy, write the run folder.
 
-``train`` runs one strategy, ``compare`` several on the same split and starting weights (plus the base model
-before fine-tuning), ``evaluate`` scores a finished run's checkpoint on a data file.
+``train`` runs one strategy; :mod:`frostline.comparison` runs several on the same split and starting weights;
+:mod:`frostline.inference` scores a finished run on new data and predicts on unlabelled data.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .audit import audit_run
 from .augment import parse_augment
 from .batching import Encoded
 from .config import RunConfig
-from .data import Dataset, Splits, limit, read_image_folder, read_table, split
+from .data import Dataset, Splits, fingerprint, limit, read_image_folder, read_table, split
 from .engine import EpochRecord, Predictions, fit, predict
 from .errors import FrostlineError
 from .freeze import trainable_state
 from .heads import replace_head
-from .html_report import write_compare_report, write_run_report
+from .html_report import write_run_report
 from .leakage import LeakageReport, check_splits, dedup
 from .metrics import classification_metrics
 from .models import LoadedModel, load_model
 from .runs import RunFolder
 from .schedule import PlanOptimizer
 from .strategies import model_parts, parse_strategy
+from .threshold import choose_positive
 
 Progress = Callable[[str, int], Callable[[float], None]]
+Status = Callable[[str], AbstractContextManager[Any]]
+
+
+def no_status(_message: str) -> AbstractContextManager[Any]:
+    """The silent status (library use)."""
+    return nullcontext()
 
 
 @dataclass
@@ -52,14 +61,15 @@ class Prepared:
         """Put the starting weights back (every strategy starts from the same model and head)."""
         self.loaded.model.load_state_dict(self.initial_state)
 
-    def base_metrics(self, batch_size: int = 128) -> dict[str, Any]:
+    def base_metrics(self, batch_size: int = 128, status: Status = no_status) -> dict[str, Any]:
         """The model before fine-tuning (pretrained body, fresh head) on validation and test, computed once."""
         if self.base is None:
             self.reset()
             labels, model = self.splits.label_names, self.loaded.model
-            self.base = {"val": split_metrics(predict(model, self.val, batch_size), labels),
-                         "test": split_metrics(predict(model, self.test, batch_size), labels),
-                         "params": {"total": sum(p.numel() for p in model.parameters()), "trainable": 0}}
+            with status(f"scoring the base model on {len(self.val) + len(self.test)} validation and test samples"):
+                self.base = {"val": split_metrics(predict(model, self.val, batch_size), labels),
+                             "test": split_metrics(predict(model, self.test, batch_size), labels),
+                             "params": {"total": sum(p.numel() for p in model.parameters()), "trainable": 0}}
         return self.base
 
 
@@ -82,11 +92,21 @@ def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None) -
     return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names)
 
 
-def prepare(cfg: RunConfig, loaded: LoadedModel | None = None) -> Prepared:
-    """Load the model and data, split, replace the head, and encode every split."""
+def model_record(loaded: LoadedModel) -> dict[str, Any]:
+    """How the model was built, for state.json / metrics.json (the model is rebuilt from this, never from code a
+    run folder names: a ``module:function`` model needs ``--model`` again, see :mod:`frostline.inference`)."""
+    return {"spec": loaded.spec, "source": loaded.source, "source_file": loaded.source_file,
+            "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes}
+
+
+def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = no_status,
+            echo: Callable[[str], None] = print) -> Prepared:
+    """Load the model and data, split, replace the head, and encode every split (options checked first)."""
     if cfg.data is None:
         raise FrostlineError("no data given: pass --data FILE (CSV/TSV/JSONL) or an image folder")
-    full = read_data(cfg.data, cfg)
+    cfg.validate()
+    with status(f"reading {cfg.data}"):
+        full = read_data(cfg.data, cfg)
     dropped = 0
     if cfg.dedup:
         full, dropped = dedup(full)
@@ -95,17 +115,28 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None) -> Prepared:
     val = read_data(cfg.val_data, cfg, names) if cfg.val_data else None
     test = read_data(cfg.test_data, cfg, names) if cfg.test_data else None
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
+    choose_positive(names, splits.train.labels, cfg.positive_label)  # a bad --positive-label fails before loading
     torch.manual_seed(cfg.seed)  # the new head's initial weights are part of the run's identity
-    loaded = loaded or load_model(cfg.model)
+    if loaded is None:
+        with status(f"loading model {cfg.model}"):
+            loaded = load_model(cfg.model, pooling=cfg.pooling)
+        for note in loaded.notes:
+            echo(f"note: {note}")
     if full.kind == "text" and loaded.tokenizer is None:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
+    if full.kind != "text" and loaded.tokenizer is not None:
+        raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model "
+                             "(hf:<vision model folder> or package.module:function)")
     torch.manual_seed(cfg.seed)
     loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
     augment = parse_augment(cfg.augment)
-    enc = [Encoded(s, loaded.tokenizer, cfg.max_length, augment if s is splits.train else None)
-           for s in (splits.train, splits.val, splits.test)]
+    what = "tokenising" if full.kind == "text" else "preparing"
+    with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
+        enc = [Encoded(s, loaded.tokenizer, cfg.max_length, augment if s is splits.train else None)
+               for s in (splits.train, splits.val, splits.test)]
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
-    leak = check_splits(splits, source=full if val is None and test is None else None)
+    with status("checking the splits for leakage"):
+        leak = check_splits(splits, source=full if val is None and test is None else None)
     return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped)
 
 
@@ -124,17 +155,26 @@ def _data_summary(splits: Splits) -> dict[str, Any]:
 
 
 def split_metrics(pred: Predictions, labels: list[str]) -> dict[str, Any]:
-    """Point metrics of one prediction pass."""
-    return classification_metrics(pred.labels, pred.preds, labels, pred.loss)
+    """Point metrics of one prediction pass (with the standard error of the mean loss)."""
+    m = classification_metrics(pred.labels, pred.preds, labels, pred.loss)
+    if pred.losses is not None and len(pred.losses) > 1:
+        m["loss_se"] = float(np.std(pred.losses, ddof=1) / np.sqrt(len(pred.losses)))
+    return m
+
+
+def _head_record(prepared: Prepared) -> dict[str, Any]:
+    loaded = prepared.loaded
+    return {**loaded.head.to_dict(), "pooling": loaded.pooling.to_dict() if loaded.pooling else None}
 
 
 def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress | None = None,
-          echo: Callable[[str], None] = print) -> RunResult:
+          echo: Callable[[str], None] = print, status: Status = no_status) -> RunResult:
     """Fine-tune with ``cfg.strategy`` and write the run folder ``cfg.out``.
 
     An unfinished run in ``cfg.out`` with the same configuration is resumed from its last finished epoch; a
     finished one is reported, not retrained; a different run there is an error (nothing is overwritten).
     """
+    cfg.validate()
     run = RunFolder(cfg.out)
     if run.exists():
         state = run.state()
@@ -145,8 +185,8 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         if state.get("complete") and run.file("metrics.json").is_file():
             echo(f"{run.path}: run already complete, reusing its results")
             return RunResult(cfg.strategy, run.path, run.metrics(), reused=True)
-    prepared = prepared or prepare(cfg)
-    base = prepared.base_metrics(cfg.eval_batch_size)
+    prepared = prepared or prepare(cfg, status=status, echo=echo)
+    base = prepared.base_metrics(cfg.eval_batch_size, status)
     prepared.reset()
     model, labels = prepared.loaded.model, prepared.splits.label_names
     strategy = parse_strategy(cfg.strategy, model)
@@ -158,44 +198,58 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         run.log(f"resume at epoch {resume.next_epoch + 1}")
     run.log(f"start strategy={strategy} model={cfg.model} data={cfg.data} sizes={prepared.splits.sizes()}")
     started = time.time()
+    head, model_info = _head_record(prepared), model_record(prepared.loaded)
+    losses = {"prev": resume.prev_losses if resume else None, "best": resume.best_losses if resume else None}
 
     def on_epoch_end(record: EpochRecord, is_best: bool, popt: PlanOptimizer, step: int) -> None:
         if is_best:
             run.save_best(model)
+            losses["best"] = record.val_losses
+        losses["prev"] = record.val_losses
         assert popt.optimizer is not None
-        run.save_last(model, popt.optimizer)
-        run.log(f"epoch {record.epoch + 1}: {record.plan}, train loss {record.train['loss']:.4f}, val loss "
+        run.save_last(model, popt.optimizer, losses)
+        run.log(f"epoch {record.epoch}: {record.plan}, train loss {record.train['loss']:.4f}, val loss "
                 f"{record.val['loss']:.4f}, val acc {record.val['accuracy']:.4f}, {record.seconds:.1f}s"
                 f"{' (best)' if is_best else ''}; {record.cache}")
         if not record.cache.startswith("cache reused") and record.cache != shown[-1]:
-            echo(f"epoch {record.epoch + 1}: {record.cache}")  # once per change: built, dropped, fell back
+            echo(f"epoch {record.epoch}: {record.cache}")  # once per change: built, dropped, fell back, probe fit
             shown.append(record.cache)
         state_history.append(record.to_dict())
         best = min(state_history, key=lambda h: h["val"]["loss"])
-        run.write_state({"complete": False, "next_epoch": record.epoch + 1, "step": step,
+        run.write_state({"complete": False, "next_epoch": record.epoch, "step": step,
                          "history": state_history, "best_epoch": best["epoch"],
                          "best_val_loss": best["val"]["loss"], "label_names": labels,
-                         "head": prepared.loaded.head.to_dict(), "config": cfg.identity()})
+                         "head": head, "model": model_info, "config": cfg.identity()})
 
     state_history: list[dict[str, Any]] = list(resume.history) if resume else []
     shown = [""]
     # The best epoch is checkpointed to disk as it happens and loaded back from there: no copy held in memory.
     result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
-                 on_epoch_end=on_epoch_end, resume=resume, progress=progress)
+                 on_epoch_end=on_epoch_end, resume=resume, progress=progress, status=status)
+    if result.converged and len(result.history) < cfg.epochs:
+        echo(f"the linear probe converged in epoch {result.history[-1]['epoch']}: epochs "
+             f"{result.history[-1]['epoch'] + 1}-{cfg.epochs} would not change it and were skipped")
     run.load_weights(model)
-    test_pred = predict(model, prepared.test, cfg.eval_batch_size)
-    val_pred = predict(model, prepared.val, cfg.eval_batch_size)
+    with status(f"scoring the best epoch ({result.best_epoch}) on validation and test"):
+        test_pred = predict(model, prepared.test, cfg.eval_batch_size)
+        val_pred = predict(model, prepared.val, cfg.eval_batch_size)
     test = split_metrics(test_pred, labels)
     parts = model_parts(model)
-    final_plan = strategy.plan(max(0, len(result.history) - 1), parts, cfg.lr, cfg.head_lr).params
+    last_epoch = result.history[-1]["epoch"] if result.history else 1
+    final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params
     metrics = {
         "run": {"model": cfg.model, "strategy": str(strategy), "epochs": cfg.epochs, "seed": cfg.seed,
                 "device": result.device, "precision": result.precision,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                "resumed_from_epoch": resume.next_epoch if resume else None},
+                "resumed_from_epoch": resume.next_epoch if resume else None,
+                "budget": {"epochs": cfg.epochs, "epochs_run": len(result.history), "lr": cfg.lr,
+                           "head_lr": cfg.head_lr, "batch_size": cfg.batch_size, "schedule": cfg.schedule,
+                           "probe": next((h["probe"] for h in result.history if h.get("probe")), None),
+                           "converged": result.converged}},
+        "model": model_info,
         "labels": labels,
         "data": _data_summary(prepared.splits),
-        "head": prepared.loaded.head.to_dict(),
+        "head": head,
         "params": {"total": result.total_params, "trainable": result.trainable_params},
         "parts": [{"name": p.name, "params": sum(model.get_parameter(n).numel() for n in p.params),
                    "trainable": bool(set(p.params) & final_plan)} for p in parts],
@@ -208,87 +262,39 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         "base": base,
     }
     metrics["data"]["dedup_dropped"] = prepared.dedup_dropped
+    metrics["data"]["fingerprint"] = fingerprint(cfg.data) if cfg.data else None
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())
     chosen = metrics["threshold"].get("chosen")
     at = (labels.index(metrics["threshold"]["positive"]), chosen["threshold"]) if chosen else None
-    run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
-    run.write_metrics(metrics)
-    write_run_report(run.file("report.html"), metrics)
+    with status("writing predictions, metrics.json and report.html"):
+        run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
+        run.write_metrics(metrics)
+        write_run_report(run.file("report.html"), metrics)
     frozen = trainable_state(model)
-    run.write_state({"complete": True, "next_epoch": len(result.history), "step": 0, "history": result.history,
+    run.write_state({"complete": True, "next_epoch": last_epoch, "step": 0, "history": result.history,
                      "best_epoch": result.best_epoch,
                      "best_val_loss": min(h["val"]["loss"] for h in result.history),
-                     "label_names": labels, "head": prepared.loaded.head.to_dict(), "config": cfg.identity(),
+                     "label_names": labels, "head": head, "model": model_info, "config": cfg.identity(),
+                     "data_fingerprint": metrics["data"]["fingerprint"],
                      "plan": {k: frozen[k] for k in ("trainable", "frozen", "total", "pinned", "bn")},
-                     "metrics": {"test": {k: test[k] for k in ("loss", "accuracy")}}})
+                     "threshold": {"positive": metrics["threshold"]["positive"],
+                                   "chosen": chosen["threshold"] if chosen else None,
+                                   "objective": chosen["objective"] if chosen else None},
+                     "metrics": {"test": {k: test[k] for k in ("n", "loss", "accuracy")}
+                                 | {"f1_macro": test["f1"]["macro"]}}})
     for name in ("last.safetensors", "optimizer.pt"):
         run.file(name).unlink(missing_ok=True)
     run.log(f"done: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']['macro']:.4f}")
     return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
 
 
-@dataclass
-class Comparison:
-    """Results of :func:`compare`: the base model and one run per strategy."""
-
-    base: dict[str, Any] | None
-    runs: list[RunResult]
-    out: Path
-
-
-def compare(cfg: RunConfig, strategies: list[str], progress: Progress | None = None,
-            echo: Callable[[str], None] = print) -> Comparison:
-    """Run every strategy on the same split and starting weights; sub-folders of ``cfg.out`` per strategy."""
-    if not strategies:
-        raise FrostlineError("no strategies given, e.g. --strategies linear-probe,partial:2,full")
-    out = Path(cfg.out)
-    prepared = prepare(cfg)
-    for s in strategies:  # fail on a bad name before hours of training
-        parse_strategy(s, prepared.loaded.model).plan(0, model_parts(prepared.loaded.model), cfg.lr, cfg.head_lr)
-    base = prepared.base_metrics(cfg.eval_batch_size)
-    runs = []
-    for s in strategies:
-        sub = RunConfig(**{**cfg.to_dict(), "strategy": s, "out": str(out / _folder_name(s))})
-        echo(f"== {s}")
-        runs.append(train(sub, prepared, progress, echo))
-    from . import atomic
-
-    atomic.write_json(out / "compare.json", {
-        "schema": "frostline.compare/1",
-        "base": base,
-        "runs": [{"strategy": r.strategy, "out": str(r.out), "metrics": r.metrics} for r in runs],
-    })
-    write_compare_report(out / "report.html", base, [(r.strategy, r.metrics) for r in runs])
-    return Comparison(base, runs, out)
-
-
-def _folder_name(strategy: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy)
-
-
-def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, label_column: str | None = None,
-             header: bool | None = None, batch_size: int = 128, out: str | Path | None = None) -> dict[str, Any]:
-    """Score a finished run's best checkpoint on ``data``; optionally write predictions.csv and metrics.json."""
-    run = RunFolder(checkpoint)
-    if not run.exists():
-        raise FrostlineError(f"{checkpoint} is not a frostline run folder (no state.json)")
-    state = run.state()
-    cfg = RunConfig(**{**state["config"], "out": str(checkpoint)})
-    cfg.text_column = text_column or cfg.text_column
-    cfg.label_column = label_column or cfg.label_column
-    cfg.header = cfg.header if header is None else header
-    labels = state["label_names"]
-    loaded = load_model(cfg.model)
-    head = state["head"]
-    replace_head(loaded.model, len(labels), labels=labels, dropout=head.get("dropout"))
-    run.load_weights(loaded.model)
-    ds = read_data(data, cfg, labels)
-    enc = Encoded(ds, loaded.tokenizer, cfg.max_length)
-    pred = predict(loaded.model, enc, batch_size)
-    metrics = split_metrics(pred, labels)
-    if out is not None:
-        dest = RunFolder(out)
-        dest.write_predictions(pred, ds.ids, labels)
-        dest.write_metrics({"checkpoint": str(checkpoint), "data": str(data), "labels": labels, "test": metrics})
-    return metrics
+def __getattr__(name: str) -> Any:
+    """``compare`` and ``evaluate`` moved to their own modules; the old import paths keep working."""
+    if name in ("compare", "Comparison"):
+        from . import comparison as module
+    elif name == "evaluate":
+        from . import inference as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(module, name)

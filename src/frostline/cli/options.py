@@ -36,6 +36,10 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "test_frac": (float, typer.Option(help="Test fraction of --data.")),
     "max_length": (int, typer.Option(help="Truncate text to this many tokens (batches pad dynamically).")),
     "dropout": (float | None, typer.Option(help="Dropout before the new head.")),
+    "pooling": (str, typer.Option(help="Text encoders: auto (a sentence-transformers folder's pooling, else the "
+                                       "model's own) | native | cls | pooler | mean | max.")),
+    "probe": (str, typer.Option(help="Head-only plans on cached features: auto / lbfgs fit the convex probe to "
+                                     "convergence (L2 chosen on validation); sgd trains it for the epochs.")),
     "epochs": (int, typer.Option(help="Epochs.")),
     "batch_size": (int, typer.Option(help="Training batch size.")),
     "eval_batch_size": (int, typer.Option(help="Evaluation batch size.")),

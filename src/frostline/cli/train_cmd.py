@@ -1,28 +1,32 @@
-"""``frostline train``, ``compare``, ``evaluate`` and ``demo``: thin wrappers over :mod:`frostline.train`."""
+"""``frostline train``, ``compare`` and ``demo``: thin wrappers over :mod:`frostline.train` and
+:mod:`frostline.comparison`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..comparison import Comparison, compare
 from ..config import RunConfig
 from ..demo import DEMO_STRATEGIES, demo_config
 from ..report import class_table, compare_rows, compare_table, confusion_table, history_table
-from ..train import Comparison, compare, evaluate, train
-from .app import app, console, friendly, print_json
+from ..train import train
+from .app import app, console, friendly
 from .options import run_options
+from .status import status
 
 OutOpt = Annotated[str, typer.Option(help="Run folder (resumed if interrupted, never overwritten).")]
+STRATEGY_HELP = ("linear-probe | partial:N | full | gradual | discriminative[:F] | lp-ft[:K] | surgical:SELECTOR "
+                 "(e.g. surgical:blocks:0-1)")
 
 
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, int], Callable[[float], None]]]:
-    """A progress-bar factory for the engine: one bar per epoch with the running loss, closed when full.
+    """A progress-bar factory for the engine: one bar per epoch with the epoch's running mean loss.
 
     Each epoch's bar is its own live display, so piped output keeps bars in order under their run's heading.
     """
@@ -37,10 +41,10 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[float], None]]]:
         live.append(bars)
         done = 0
 
-        def advance(loss: float) -> None:
+        def advance(mean_loss: float) -> None:
             nonlocal done
             done += 1
-            bars.update(task, advance=1, loss=f"loss {loss:.4f}")
+            bars.update(task, advance=1, loss=f"mean loss {mean_loss:.4f}")
             if done >= total:
                 bars.stop()
 
@@ -58,15 +62,14 @@ def _echo(text: str) -> None:
     console.print(text, highlight=False)
 
 
-def show_findings(findings: list[dict], title: str = "findings", brief: bool = False) -> None:
-    """Print diagnoses: severity, message and what to do (``brief``: errors and warnings, one line each)."""
+def show_findings(findings: list[dict], title: str = "findings") -> None:
+    """Print diagnoses: severity, message and what to do (the same lines after train, compare and evaluate)."""
     color = {"error": "red", "warning": "yellow", "info": "green"}
-    shown = [f for f in findings if not brief or f["severity"] != "info" or f["code"].startswith("verdict")]
     console.print(f"[bold]{title}[/]")
-    for f in shown:
+    for f in findings:
         console.print(f"  [{color[f['severity']]}]{f['severity']}[/] [bold]{f['code']}[/]: {f['message']}",
                       highlight=False)
-        if not brief:
+        if f["fix"] not in ("-", ""):
             console.print(f"      what to do: {f['fix']}", highlight=False, markup=False)
 
 
@@ -75,7 +78,7 @@ def show_comparison(result: Comparison) -> None:
     rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
     console.print(compare_table(rows))
     for r in result.runs:
-        show_findings(r.metrics.get("diagnoses", []), f"findings: {r.strategy}", brief=True)
+        show_findings(r.metrics.get("diagnoses", []), f"findings: {r.strategy}")
     console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}; "
                   f"report: {result.out / 'report.html'}")
 
@@ -83,12 +86,12 @@ def show_comparison(result: Comparison) -> None:
 @app.command("train")
 @friendly
 @run_options
-def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help="Strategy.")] = "full",
+def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = "full",
                   out: OutOpt = "runs/latest") -> None:
     """Fine-tune MODEL on DATA with one strategy and write the run folder."""
     cfg.strategy, cfg.out = strategy, out
     with progress_bars() as progress:
-        result = train(cfg, progress=progress, echo=_echo)
+        result = train(cfg, progress=progress, echo=_echo, status=status)
     m = result.metrics
     console.print(history_table(m))
     console.print(class_table(m["test"]))
@@ -106,35 +109,17 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help="St
 @run_options
 def compare_command(
     cfg: RunConfig,
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategies.")] = "linear-probe,partial:2,full",
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies, each optionally with its own budget: "
+                                                 "full@lr=3e-5@epochs=4 (epochs, lr, head_lr, batch_size, "
+                                                 "weight_decay, warmup, schedule, patience, optimizer, probe).")
+                          ] = "linear-probe,partial:2,full",
     out: OutOpt = "runs/compare",
 ) -> None:
     """Run several strategies on the same split and starting weights; print one table with the base model."""
     cfg.out = out
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
     with progress_bars() as progress:
-        result = compare(cfg, names, progress=progress, echo=_echo)
+        result = compare(cfg, strategies, progress=progress, echo=_echo, status=status)
     show_comparison(result)
-
-
-@app.command("evaluate")
-@friendly
-def evaluate_command(
-    checkpoint: Annotated[str, typer.Option(help="A finished run folder.")],
-    data: Annotated[str, typer.Option(help="Labelled data file or image folder.")],
-    text_column: Annotated[str | None, typer.Option(help="Text column (default: the run's).")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column (default: the run's).")] = None,
-    header: Annotated[bool | None, typer.Option("--header/--no-header")] = None,
-    out: Annotated[str | None, typer.Option(help="Write predictions.csv and metrics.json here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
-) -> None:
-    """Score a finished run's best checkpoint on a labelled data set."""
-    metrics = evaluate(checkpoint, data, text_column, label_column, header, out=out)
-    if as_json:
-        print_json(metrics)
-        return
-    console.print(class_table(metrics, title=Path(data).name))
-    console.print(confusion_table(metrics, list(metrics["support"])))
 
 
 @app.command("demo")
@@ -148,5 +133,5 @@ def demo_command(
     cfg = demo_config(out, max_samples, epochs)
     _echo(f"demo: {cfg.model} on {cfg.data} ({max_samples} messages, {epochs} epochs per strategy)")
     with progress_bars() as progress:
-        result = compare(cfg, DEMO_STRATEGIES, progress=progress, echo=_echo)
+        result = compare(cfg, DEMO_STRATEGIES, progress=progress, echo=_echo, status=status)
     show_comparison(result)

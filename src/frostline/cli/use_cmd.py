@@ -1,0 +1,96 @@
+"""``frostline evaluate`` and ``frostline predict``: use a finished run (thin wrappers over
+:mod:`frostline.scoring` and :mod:`frostline.inference`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..inference import predict_file
+from ..report import class_table, confusion_table
+from ..scoring import evaluate
+from .app import app, console, friendly, print_json
+from .status import status
+from .train_cmd import show_findings
+
+CheckpointOpt = Annotated[str, typer.Option(help="A finished run folder.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Rebuild the model from this spec (needed for runs built by your "
+                                                   "own module:function; frostline never imports code a run names).")]
+
+
+@app.command("evaluate")
+@friendly
+def evaluate_command(
+    checkpoint: CheckpointOpt,
+    data: Annotated[str, typer.Option(help="Labelled data file or image folder.")],
+    text_column: Annotated[str | None, typer.Option(help="Text column (default: the run's).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column (default: the run's).")] = None,
+    header: Annotated[bool | None, typer.Option("--header/--no-header")] = None,
+    out: Annotated[str | None, typer.Option(help="Write predictions.csv, metrics.json and report.html to this new "
+                                                 "folder.")] = None,
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
+) -> None:
+    """Score a finished run's best checkpoint on labelled data, with findings and the run's own test score."""
+    result = evaluate(checkpoint, data, text_column, label_column, header, out=out, model=model, status=status)
+    if as_json:
+        print_json(result)
+        return
+    m, th = result["test"], result["threshold"]
+    console.print(class_table(m, title=Path(data).name))
+    console.print(confusion_table(m, result["labels"]))
+    c = th.get("curves") or {}
+    if c.get("roc_auc") is not None:
+        console.print(f"positive class {th['positive']!r}: ROC-AUC {c['roc_auc']:.4f}, average precision "
+                      f"{c['average_precision']:.4f}", highlight=False)
+    if th.get("chosen"):
+        console.print(class_table(th["chosen"]["test"], title=f"at the run's threshold {th['chosen']['threshold']:.4f} "
+                                                               f"({th['chosen']['objective']})"))
+    if not result["overlap"]["checked"]:
+        console.print(f"[dim]overlap with the training data not checked: {result['overlap']['note']}[/]",
+                      highlight=False)
+    show_findings(result["diagnoses"])
+    if out:
+        console.print(f"written: {out}/predictions.csv, metrics.json, report.html")
+
+
+@app.command("predict")
+@friendly
+def predict_command(
+    checkpoint: CheckpointOpt,
+    data: Annotated[str, typer.Option(help="Unlabelled data: a CSV/TSV/JSONL file (its text column), a .txt file "
+                                           "(one text per line), or a folder of images.")],
+    out: Annotated[str | None, typer.Option(help="Write a CSV (input, predicted, p_<class>...) to this new file; - "
+                                                 "for standard output.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column: name or number (a one-column file needs "
+                                                         "none).")] = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    show: Annotated[int, typer.Option(help="Rows to show in the terminal when no --out is given.")] = 20,
+) -> None:
+    """Predict the class of every input of an unlabelled file or image folder with a finished run."""
+    result = predict_file(checkpoint, data, out, text_column, model, batch_size, status=status)
+    if out == "-":
+        return
+    counts = Counter(result.predicted_at_threshold or result.predicted)
+    rule = (f"at the run's threshold {result.threshold['threshold']:.4f} for {result.threshold['positive']!r}"
+            if result.threshold else "arg-max")
+    summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in result.label_names)
+    if out is None:
+        t = Table(title=f"predictions ({rule}); first {min(show, len(result.names))} of {len(result.names)}",
+                  header_style="bold")
+        t.add_column("input", overflow="fold", max_width=70)
+        t.add_column("predicted")
+        for name in result.label_names:
+            t.add_column(f"p({name})", justify="right")
+        labels = result.predicted_at_threshold or result.predicted
+        for i in range(min(show, len(result.names))):
+            t.add_row(result.names[i], labels[i], *[f"{p:.4f}" for p in result.probs[i]])
+        console.print(t)
+    console.print(f"{len(result.names)} predicted ({rule}): {summary}" + (f"; written to {out}" if out else
+                                                                         "; --out FILE writes them all"),
+                  highlight=False)

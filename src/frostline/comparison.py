@@ -1,0 +1,152 @@
+"""Several strategies on the same split and starting weights, each with a budget that lets it finish.
+
+A strategy may carry its own budget after ``@``: ``full@lr=3e-5@epochs=4`` (CLI), or in YAML::
+
+    strategies:
+      - linear-probe
+      - {strategy: full, lr: 3.0e-5, epochs: 4}
+
+Keys: ``epochs``, ``lr``, ``head_lr``, ``batch_size``, ``weight_decay``, ``warmup``, ``schedule``, ``patience``,
+``optimizer``, ``probe``. What each strategy ran with is recorded in its ``metrics.json`` (``run.budget``) and
+shown in the comparison table. A linear probe on cached features is fit to convergence whatever its epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .config import RunConfig, _check_types
+from .errors import FrostlineError, did_you_mean
+from .html_report import write_compare_report
+from .strategies import model_parts, parse_strategy
+from .train import Progress, RunResult, Status, no_status, prepare, train
+
+BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
+                                "weight_decay": float, "warmup": float, "schedule": str, "patience": int,
+                                "optimizer": str, "probe": str}
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """One strategy of a comparison and the options it overrides."""
+
+    spec: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The strategy as typed, with its overrides (``full@lr=3e-05``)."""
+        return self.spec + "".join(f"@{k}={v}" for k, v in self.overrides.items())
+
+
+def _value(key: str, text: Any, where: str) -> Any:
+    kind = BUDGET_KEYS[key]
+    if not isinstance(text, str):
+        return text
+    try:
+        return kind(text) if kind is not float else float(text)
+    except ValueError:
+        raise FrostlineError(f"{where}: {key} must be {'an integer' if kind is int else 'a number'}, got "
+                             f"{text!r}") from None
+
+
+def _overrides(items: dict[str, Any], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in items.items():
+        key = str(key).replace("-", "_")
+        if key not in BUDGET_KEYS:
+            raise FrostlineError(f"{where}: unknown budget key {key!r}; expected one of {', '.join(BUDGET_KEYS)}"
+                                 f"{did_you_mean(key, BUDGET_KEYS)}")
+        out[key] = _value(key, value, where)
+    return out
+
+
+def parse_strategies(items: str | list[Any]) -> list[StrategyRun]:
+    """Parse ``linear-probe,partial:2,full@lr=3e-5@epochs=4`` or a YAML list of names / mappings."""
+    entries = [s.strip() for s in items.split(",") if s.strip()] if isinstance(items, str) else list(items)
+    runs = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            spec = entry.get("strategy")
+            if not isinstance(spec, str) or not spec.strip():
+                raise FrostlineError(f"strategy entry {entry!r} needs a 'strategy' key, e.g. {{strategy: full, "
+                                     "lr: 3.0e-5}")
+            rest = {k: v for k, v in entry.items() if k != "strategy"}
+            runs.append(StrategyRun(spec.strip(), _overrides(rest, spec)))
+            continue
+        spec, *pairs = str(entry).split("@")
+        items_: dict[str, Any] = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq or not key or not value:
+                raise FrostlineError(f"strategy {entry!r}: expected STRATEGY@key=value (e.g. full@lr=3e-5@epochs=4), "
+                                     f"got {pair!r}")
+            items_[key.strip()] = value.strip()
+        runs.append(StrategyRun(spec.strip(), _overrides(items_, spec)))
+    if not runs:
+        raise FrostlineError("no strategies given, e.g. --strategies linear-probe,partial:2,full")
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise FrostlineError(f"a strategy is listed twice: {labels}")
+    return runs
+
+
+def run_config(cfg: RunConfig, item: StrategyRun, out: Path) -> RunConfig:
+    """The configuration of one strategy of the comparison (checked)."""
+    sub = RunConfig(**{**cfg.to_dict(), **item.overrides, "strategy": item.spec,
+                       "out": str(out / folder_name(item.label))})
+    _check_types(sub)
+    return sub.validate()
+
+
+@dataclass
+class Comparison:
+    """Results of :func:`compare`: the base model and one run per strategy."""
+
+    base: dict[str, Any] | None
+    runs: list[RunResult]
+    out: Path
+
+
+def compare(cfg: RunConfig, strategies: list[str] | list[Any] | str, progress: Progress | None = None,
+            echo: Callable[[str], None] = print, status: Status = no_status) -> Comparison:
+    """Run every strategy on the same split and starting weights; sub-folders of ``cfg.out`` per strategy.
+
+    Args:
+        cfg: Options shared by every strategy.
+        strategies: Names, ``name@key=value`` overrides, or mappings (see the module docstring).
+        progress: Progress-bar factory for the engine.
+        echo: Where to print one-line notes.
+        status: Status-line context for slow steps.
+    """
+    items = parse_strategies(strategies if isinstance(strategies, str | list) else list(strategies))
+    out = Path(cfg.out)
+    configs = [run_config(cfg, item, out) for item in items]  # every option checked before anything loads
+    prepared = prepare(cfg, status=status, echo=echo)
+    for item in items:  # surgical selectors resolve against the model: fail before hours of training
+        parse_strategy(item.spec, prepared.loaded.model).plan(0, model_parts(prepared.loaded.model), cfg.lr,
+                                                              cfg.head_lr)
+    base = prepared.base_metrics(cfg.eval_batch_size, status)
+    runs = []
+    for item, sub in zip(items, configs, strict=True):
+        echo(f"== {item.label}")
+        result = train(sub, prepared, progress, echo, status)
+        result.strategy = item.label
+        runs.append(result)
+    atomic.write_json(out / "compare.json", {
+        "schema": "frostline.compare/1",
+        "base": base,
+        "runs": [{"strategy": r.strategy, "out": str(r.out), "metrics": r.metrics} for r in runs],
+    })
+    with status("writing the comparison report"):
+        write_compare_report(out / "report.html", base, [(r.strategy, r.metrics) for r in runs])
+    return Comparison(base, runs, out)
+
+
+def folder_name(strategy: str) -> str:
+    """A folder name for a strategy label (``partial:2`` -> ``partial_2``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy)
