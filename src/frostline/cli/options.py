@@ -20,7 +20,8 @@ _D = RunConfig()
 
 RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "config": (str | None, typer.Option(help="YAML file with any of these options (flags win).")),
-    "model": (str, typer.Option(help="minilm | hf:<dir or hub id> | package.module:function")),
+    "model": (str, typer.Option(help="minilm | hf:<dir or hub id> | package.module:function | "
+                                     "path/to/file.py:function")),
     "data": (str | None, typer.Option(help="CSV/TSV/JSONL file, or an image folder (one sub-folder per class).")),
     "text_column": (str | None, typer.Option(help="Text column: name, or number for files without header.")),
     "label_column": (str | None, typer.Option(help="Label column: name, or number.")),
@@ -39,7 +40,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "pooling": (str, typer.Option(help="Text encoders: auto (a sentence-transformers folder's pooling, else the "
                                        "model's own) | native | cls | pooler | mean | max.")),
     "probe": (str, typer.Option(help="Head-only plans on cached features: auto / lbfgs fit the convex probe to "
-                                     "convergence (L2 chosen on validation); sgd trains it for the epochs.")),
+                                     "convergence (L2 by cross-validation); sgd trains it for the epochs.")),
     "epochs": (int, typer.Option(help="Epochs.")),
     "batch_size": (int, typer.Option(help="Training batch size.")),
     "eval_batch_size": (int, typer.Option(help="Evaluation batch size.")),

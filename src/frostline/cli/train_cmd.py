@@ -111,8 +111,9 @@ def compare_command(
     cfg: RunConfig,
     strategies: Annotated[str, typer.Option(help="Comma-separated strategies, each optionally with its own budget: "
                                                  "full@lr=3e-5@epochs=4 (epochs, lr, head_lr, batch_size, "
-                                                 "weight_decay, warmup, schedule, patience, optimizer, probe).")
-                          ] = "linear-probe,partial:2,full",
+                                                 "weight_decay, warmup, schedule, patience, optimizer, probe). "
+                                                 "Default: linear-probe, partial:2, full.",
+                                            show_default=False)] = "linear-probe,partial:2,full",
     out: OutOpt = "runs/compare",
 ) -> None:
     """Run several strategies on the same split and starting weights; print one table with the base model."""

@@ -1,0 +1,128 @@
+"""Every option is checked before the model or the data load; help texts list what is accepted; the positive
+class rule; compare budgets per strategy."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import frostline as fl
+from frostline import models as fl_models
+from frostline.cli import app
+from frostline.comparison import parse_strategies
+from frostline.threshold import choose_positive
+from tests.conftest import make_text_file
+
+runner = CliRunner()
+fl_train = importlib.import_module("frostline.train")  # the module (frostline.train is the function)
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Fail the test if anything loads a model or reads the data."""
+
+    def boom(*_a, **_k):
+        raise AssertionError("loaded before the options were checked")
+
+    monkeypatch.setattr(fl_models, "load_hf", boom)
+    monkeypatch.setattr(fl_models, "_load_factory", boom)
+    monkeypatch.setattr(fl_train, "read_data", boom)
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    (["--strategy", "partal:2"], "unknown strategy 'partal:2'"),
+    (["--strategy", "surgical"], "strategy 'surgical' needs a selector"),
+    (["--lr", "0"], "lr must be > 0, got 0.0"),
+    (["--epochs", "0"], "epochs must be >= 1, got 0"),
+    (["--precision", "16"], "precision must be one of 32-true"),
+    (["--accelerator", "tpu"], "accelerator must be one of auto, cpu, cuda"),
+    (["--optimizer", "adamx"], "unknown optimizer 'adamx'"),
+    (["--pooling", "avg"], "unknown pooling 'avg'"),
+    (["--probe", "newton"], "probe must be one of auto, lbfgs, sgd"),
+    (["--optimize", "f2"], "bad --optimize 'f2'"),
+    (["--augment", "flip"], "unknown augmentation 'flip'"),
+    (["--val-frac", "0.6", "--test-frac", "0.5"], "val_frac \\+ test_frac must leave training data"),
+    (["--model", "minilm2"], "unknown model spec 'minilm2'"),
+    (["--dropout", "1.5"], r"dropout must be a probability in \[0, 1\)"),
+])
+def test_bad_options_fail_before_anything_loads(tmp_path, no_loading, extra, match):
+    data = make_text_file(tmp_path / "d.tsv", n=20)
+    args = ["train", "--model", "tests.models:tiny_resnet", "--data", data, *extra, "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    import re
+
+    assert re.search(match, result.output), result.output
+    assert "Traceback" not in result.output and "loaded before" not in result.output
+
+
+def test_compare_checks_every_strategy_and_budget_first(tmp_path, no_loading):
+    data = make_text_file(tmp_path / "d.tsv", n=20)
+    base = ["compare", "--model", "tests.models:tiny_resnet", "--data", data, "--out", str(tmp_path / "c")]
+    result = runner.invoke(app, [*base, "--strategies", "linear-probe,full@lr=abc"])
+    assert result.exit_code == 2 and "lr must be a number, got 'abc'" in result.output
+    result = runner.invoke(app, [*base, "--strategies", "full@epochz=3"])
+    assert result.exit_code == 2 and "unknown budget key 'epochz'" in result.output and "epochs" in result.output
+    result = runner.invoke(app, [*base, "--strategies", "full@epochs=0"])
+    assert result.exit_code == 2 and "epochs must be >= 1, got 0" in result.output
+
+
+def test_missing_data_file_is_caught_before_loading(tmp_path, no_loading):
+    result = runner.invoke(app, ["train", "--model", "minilm", "--data", str(tmp_path / "nope.tsv"),
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_yaml_types_are_checked(tmp_path, no_loading):
+    conf = tmp_path / "run.yaml"
+    conf.write_text("dedup: 'false'\n")
+    result = runner.invoke(app, ["train", "--config", str(conf), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "dedup must be true or false, got 'false'" in result.output
+    conf.write_text("epochs: true\n")
+    result = runner.invoke(app, ["train", "--config", str(conf), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "epochs must be an integer, got True" in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "evaluate", "predict", "inspect", "check", "demo"])
+def test_no_help_text_is_cut_off_at_80_columns(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80", "TERM": "dumb"})
+    assert result.exit_code == 0 and "…" not in result.output, result.output
+
+
+def test_help_lists_strategies_and_keeps_defaults_whole():
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "100", "TERM": "dumb"})
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "linear-probe | partial:N | full | gradual | discriminative[:F] | lp-ft[:K] | surgical:SELECTOR" in text
+    for default in ("[default: auto]", "[default: full]", "[default: 0.0001]", "[default: runs/latest]"):
+        assert default in text, default
+    result = runner.invoke(app, ["compare", "--help"], env={"COLUMNS": "100", "TERM": "dumb"})
+    assert "full@lr=3e-5@epochs=4" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_positive_class_rule():
+    labels = ["ham", "spam"]
+    assert choose_positive(labels, np.array([0, 0, 0, 1]), None) == (1, "the rarest class in training (1 of 4)")
+    idx, why = choose_positive(["negative", "positive"], np.array([0, 1, 0, 1]), None)
+    assert idx == 1 and "named like a positive class" in why
+    idx, why = choose_positive(["no", "yes"], np.array([0, 1]), None)
+    assert idx == 1
+    idx, why = choose_positive(["cat", "dog"], np.array([0, 1]), None)
+    assert idx == 1 and "set --positive-label" in why
+    assert choose_positive(labels, np.array([0, 1]), "ham") == (0, "--positive-label")
+    with pytest.raises(fl.FrostlineError, match="--positive-label 'spma' is not a class"):
+        choose_positive(labels, np.array([0, 1]), "spma")
+
+
+def test_strategy_budgets_parse():
+    runs = parse_strategies("linear-probe,full@lr=3e-5@epochs=4")
+    assert [r.label for r in runs] == ["linear-probe", "full@lr=3e-05@epochs=4"]
+    assert runs[1].overrides == {"lr": 3e-5, "epochs": 4}
+    yaml_runs = parse_strategies(["partial:2", {"strategy": "full", "lr": 3e-5}])
+    assert yaml_runs[1].spec == "full" and yaml_runs[1].overrides == {"lr": 3e-5}
+    with pytest.raises(fl.FrostlineError, match="listed twice"):
+        parse_strategies("full,full")
+    with pytest.raises(fl.FrostlineError, match="expected STRATEGY@key=value"):
+        parse_strategies("full@lr")

@@ -1,0 +1,142 @@
+"""Using a finished run: predict on unlabelled text and images (CLI and library), evaluate with findings, the
+domain-shift line and overlap with the training data; nothing overwritten; no code imported from a run folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import frostline as fl
+from frostline.cli import app
+from tests.conftest import make_image_folder, make_text_file
+
+runner = CliRunner()
+MODELS_FILE = Path(__file__).resolve().parent / "models.py"
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, tiny_hf_dir):
+    tmp = tmp_path_factory.mktemp("predict_text")
+    data = make_text_file(tmp / "d.tsv", n=100)
+    out = tmp / "run"
+    result = _run("train", "--model", f"hf:{tiny_hf_dir}", "--data", data, "--text-column", "1", "--label-column",
+                  "0", "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--strategy", "partial:1",
+                  "--pooling", "mean", "--optimize", "f1", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, data
+
+
+def test_predict_unlabelled_text_file(tmp_path, text_run):
+    run, _ = text_run
+    texts = ["free cash prize now", "see you at lunch", "win txt claim urgent", "thanks love dinner"]
+    (tmp_path / "new.txt").write_text("\n".join(texts) + "\n")
+    out = tmp_path / "preds.csv"
+    result = _run("predict", "--checkpoint", run, "--data", tmp_path / "new.txt", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [r["input"] for r in rows] == texts
+    assert set(rows[0]) == {"input", "predicted", "p_ham", "p_spam", "predicted_at_threshold"}
+    # the library gives the same numbers in one call on raw texts, and the pooling came back with the run
+    model = fl.load_run(run)
+    assert isinstance(model.model, fl.PooledTextClassifier) and model.model.pooling.mode == "mean"
+    lib = model.predict(texts)
+    np.testing.assert_allclose(lib.probs[:, 1], [float(r["p_spam"]) for r in rows], rtol=1e-6)
+    assert lib.predicted == [r["predicted"] for r in rows]
+    th = json.loads((run / "metrics.json").read_text())["threshold"]["chosen"]["threshold"]
+    assert lib.threshold["threshold"] == th
+    assert lib.predicted_at_threshold == ["spam" if p >= th else "ham" for p in lib.probs[:, 1]]
+    # the run's own test predictions are reproduced by the reloaded model
+    again = model.predict([r for r in []] or ["free cash prize now"])
+    assert again.probs.shape == (1, 2)
+    # never overwritten
+    result = _run("predict", "--checkpoint", run, "--data", tmp_path / "new.txt", "--out", out)
+    assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_predict_table_column_and_stdout(tmp_path, text_run):
+    run, _ = text_run
+    table = tmp_path / "new.csv"
+    table.write_text("id,message\n1,free prize now\n2,see you later\n")
+    result = _run("predict", "--checkpoint", run, "--data", table)
+    assert result.exit_code == 2 and "say which holds the text with --text-column" in result.output
+    result = _run("predict", "--checkpoint", run, "--data", table, "--text-column", "message")
+    assert result.exit_code == 0 and "2 predicted" in result.output and "free prize now" in result.output
+    result = _run("predict", "--checkpoint", run, "--data", table, "--text-column", "message", "--out", "-")
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("input,predicted,p_ham,p_spam") and len(lines) == 3
+
+
+def test_evaluate_gives_findings_roc_auc_domain_shift_and_overlap(tmp_path, text_run):
+    run, data = text_run
+    other = make_text_file(tmp_path / "other.tsv", n=60, seed=9)
+    ev = tmp_path / "ev"
+    result = _run("evaluate", "--checkpoint", run, "--data", other, "--out", ev)
+    assert result.exit_code == 0, result.output
+    m = json.loads((ev / "metrics.json").read_text())
+    assert m["schema"] == "frostline.evaluate/1" and m["test"]["n"] == 60
+    assert m["threshold"]["curves"]["roc_auc"] is not None and "chosen" in m["threshold"]
+    codes = [d["code"] for d in m["diagnoses"]]
+    assert "domain-shift" in codes and codes[-1].startswith("verdict-")
+    assert m["run_test"]["n"] == 15 and m["overlap"]["checked"] and m["overlap"]["samples"] >= 0
+    assert (ev / "report.html").is_file() and len(list(csv.DictReader((ev / "predictions.csv").open()))) == 60
+    assert "ROC-AUC" in result.output and "domain-shift" in result.output
+    # evaluating on the training file itself: the overlap with the run's own training data is found
+    result = _run("evaluate", "--checkpoint", run, "--data", data, "--json")
+    leak = json.loads(result.output)
+    assert leak["overlap"]["samples"] > 0 and leak["diagnoses"][0]["code"] == "data-leakage"
+    # results are never written over
+    result = _run("evaluate", "--checkpoint", run, "--data", other, "--out", ev)
+    assert result.exit_code == 2 and "already holds results" in result.output
+    result = _run("evaluate", "--checkpoint", run, "--data", other, "--out", run)
+    assert result.exit_code == 2 and "already holds results" in result.output
+
+
+def test_images_predict_and_factory_models_need_model_again(tmp_path, monkeypatch):
+    folder = make_image_folder(tmp_path / "imgs", per_class=10)
+    out = tmp_path / "run"
+    result = _run("train", "--model", "tests.models:tiny_resnet", "--data", folder, "--image-size", "12",
+                  "--strategy", "linear-probe", "--epochs", "1", "--batch-size", "4", "--out", out)
+    assert result.exit_code == 0, result.output
+    unlabelled = tmp_path / "new"
+    unlabelled.mkdir()
+    for i, f in enumerate(sorted(Path(folder).rglob("*.png"))[:5]):
+        (unlabelled / f"x{i}.png").write_bytes(f.read_bytes())
+    monkeypatch.chdir(tmp_path)  # another directory, where `tests.models` is not importable by name
+    result = _run("predict", "--checkpoint", out, "--data", unlabelled)
+    assert result.exit_code == 2
+    assert "never imports code named by a run folder" in result.output and str(MODELS_FILE) in result.output
+    result = _run("predict", "--checkpoint", out, "--data", unlabelled, "--model", f"{MODELS_FILE}:tiny_resnet",
+                  "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [r["input"] for r in rows] == [f"x{i}.png" for i in range(5)]
+    # the library on PIL images and on a uint8 tensor gives the same probabilities
+    from PIL import Image
+
+    model = fl.load_run(out, model=f"{MODELS_FILE}:tiny_resnet")
+    images = [Image.open(unlabelled / f"x{i}.png") for i in range(5)]
+    by_pil = model.predict(images)
+    np.testing.assert_allclose(by_pil.probs[:, 0], [float(r["p_blue"]) for r in rows], rtol=1e-5)
+    x = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((12, 12), Image.BILINEAR))).permute(2, 0, 1)
+                     for im in images])
+    np.testing.assert_allclose(model.predict(x).probs, by_pil.probs, rtol=1e-5)
+    with pytest.raises(fl.FrostlineError, match="takes images, not text"):
+        model.predict(["some text"])
+
+
+def test_unfinished_or_missing_runs_are_clear_errors(tmp_path):
+    result = _run("predict", "--checkpoint", tmp_path, "--data", tmp_path)
+    assert result.exit_code == 2 and "is not a frostline run folder" in result.output
+    (tmp_path / "state.json").write_text(json.dumps({"complete": False, "config": {}}))
+    with pytest.raises(fl.FrostlineError, match="holds an unfinished run"):
+        fl.load_run(tmp_path)
