@@ -168,3 +168,15 @@ def test_factory_from_a_file_path_works_from_any_directory(tmp_path, monkeypatch
     assert named.source_file is not None and named.source_file.endswith("tests/models.py")
     with pytest.raises(fl.FrostlineError, match=r"file .*nope\.py' does not exist"):
         fl.load_model(f"{tmp_path / 'nope.py'}:f")
+
+
+def test_inspect_shows_the_pooling(tiny_hf_dir):
+    from typer.testing import CliRunner
+
+    from frostline.cli import app
+
+    result = CliRunner().invoke(app, ["inspect", f"hf:{tiny_hf_dir}", "--pooling", "max", "--num-classes", "2"])
+    assert result.exit_code == 0, result.output
+    assert "pooling: max (--pooling)" in result.output and "PooledTextClassifier" in result.output
+    result = CliRunner().invoke(app, ["inspect", f"hf:{tiny_hf_dir}", "--json"])
+    assert '"mode": "native"' in result.output

@@ -97,6 +97,19 @@ def _page(title: str, body: str) -> str:
             f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{_e(title)}</h1>{body}</body></html>")
 
 
+def _setup_html(m: dict[str, Any]) -> str:
+    """Pooling of the head and how a linear probe was fit (what the numbers rest on)."""
+    out = []
+    pooling = (m.get("head") or {}).get("pooling")
+    if pooling:
+        out.append(f"head on <b>{_e(pooling['mode'])}</b> pooling ({_e(pooling['source'])})")
+    probe = ((m["run"].get("budget") or {}).get("probe"))
+    if probe:
+        out.append(f"linear probe fit by L-BFGS to convergence: C={probe['C']:g} chosen by {_e(probe['chosen_by'])}, "
+                   f"{probe['iterations']} iterations, gradient {probe['grad_norm']:.1e}")
+    return f"<p>{'; '.join(out)}.</p>" if out else ""
+
+
 def run_report(m: dict[str, Any]) -> str:
     """HTML of one run's ``metrics.json``."""
     from . import plots  # matplotlib only when a report is written
@@ -107,7 +120,7 @@ def run_report(m: dict[str, Any]) -> str:
                f"{len(m['history'])} epochs on {_e(run['device'])} ({_e(run['precision'])}), "
                f"{m['params']['trainable']:,} of {m['params']['total']:,} parameters trainable; data "
                f"{_e(m['data']['source'])}: " + ", ".join(f"{k} {v}" for k, v in m["data"]["sizes"].items())
-               + f"; {m['seconds']['total']:.1f} s.</p>")
+               + f"; {m['seconds']['total']:.1f} s.</p>" + _setup_html(m))
     rows = [_metrics_rows("test (fine-tuned)", test)]
     if m.get("base"):
         rows.insert(0, _metrics_rows("test (base, before fine-tuning)", m["base"]["test"]))

@@ -85,8 +85,8 @@ def sentence_transformers_pooling(folder: str | Path) -> PoolingChoice | None:
     if len(chosen) != 1 or others:
         return None
     where = f"{config_file.parent.name}/config.json"
-    return PoolingChoice(chosen[0], f"{where} of the sentence-transformers folder (pooling_mode_{chosen[0]}"
-                                    f"{'_tokens' if chosen[0] != 'cls' else '_token'})")
+    key = f"pooling_mode_{chosen[0]}{'_token' if chosen[0] == 'cls' else '_tokens'}"
+    return PoolingChoice(chosen[0], f"{where} of the sentence-transformers folder: {key}")
 
 
 class Pooling(nn.Module):

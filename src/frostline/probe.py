@@ -59,7 +59,7 @@ class ProbeFit:
     def describe(self) -> str:
         """One line for logs and the history table."""
         state = "converged" if self.converged else "NOT converged"
-        return (f"L-BFGS to convergence: C={self.C:g} chosen by {self.chosen_by} ({len(self.grid)} tried), "
+        return (f"L-BFGS to convergence: C={self.C:.3g} chosen by {self.chosen_by} ({len(self.grid)} tried), "
                 f"{self.iterations} iterations, gradient {self.grad_norm:.1e}, {state}, {self.seconds:.1f}s")
 
 

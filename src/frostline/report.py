@@ -71,8 +71,12 @@ def budget_text(m: dict[str, Any]) -> str:
         return "-"
     probe = b.get("probe")
     if probe and b.get("converged"):
-        return f"L-BFGS, C={probe['C']:g}"
-    return f"{b['epochs_run']}/{b['epochs']} ep{' +LP' if probe else ''}, {b['lr']:g}/{b['head_lr']:g}"
+        return f"L-BFGS, C={probe['C']:.3g}"
+    return f"{b['epochs_run']}/{b['epochs']} ep{' +LP' if probe else ''}, {_lr(b['lr'])}/{_lr(b['head_lr'])}"
+
+
+def _lr(x: float) -> str:
+    return f"{x:g}" if x >= 1e-3 else f"{x:.0e}".replace("e-0", "e-")
 
 
 def _test(m: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +90,8 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
     base = rows[0] if rows and rows[0]["strategy"] == "base model" else None
     cols = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "prec.", "recall", "F1"]
     for col in [*cols, *(["F1 vs base"] if base else [])]:
-        t.add_column(col, justify="left" if col in ("strategy", "budget") else "right", no_wrap=col == "strategy")
+        t.add_column(col, justify="left" if col in ("strategy", "budget") else "right",
+                     no_wrap=col in ("strategy", "budget"))
     for r in rows:
         change = [] if base is None else ["" if r is base else f"{r['f1'] - base['f1']:+.4f}"]
         t.add_row(r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),

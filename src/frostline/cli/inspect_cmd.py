@@ -11,6 +11,7 @@ from ..check import check_model
 from ..errors import FrostlineError
 from ..freeze import FreezePlan, freeze
 from ..models import LoadedModel, load_model
+from ..pooling import check_pooling
 from ..summary import summary_table
 from .app import app, console, friendly, print_json
 
@@ -23,11 +24,17 @@ BnOpt = Annotated[str, typer.Option(help="BatchNorm in frozen parts: eval (pinne
 ClassesOpt = Annotated[int | None, typer.Option(help="Replace the head with one of this many classes.")]
 
 
+PoolingOpt = Annotated[str, typer.Option(help="Text encoders: auto | native | cls | pooler | mean | max.")]
+
+
 def _prepare(model: str, freeze_: list[str] | None, except_: list[str] | None, bn: str,
-             num_classes: int | None) -> tuple[LoadedModel, FreezePlan | None]:
+             num_classes: int | None, pooling: str = "auto") -> tuple[LoadedModel, FreezePlan | None]:
     if except_ and not freeze_:
         raise FrostlineError("--freeze-except needs --freeze, e.g. --freeze all --freeze-except last:2")
-    loaded = load_model(model, num_classes)
+    check_pooling(pooling)
+    loaded = load_model(model, num_classes, pooling=pooling)
+    for note in loaded.notes:
+        console.print(f"note: {note}", highlight=False)
     plan = freeze(loaded.model, *freeze_, except_=except_ or None, bn=bn) if freeze_ else None  # type: ignore[arg-type]
     return loaded, plan
 
@@ -40,6 +47,7 @@ def inspect(
     freeze_except: ExceptOpt = None,
     bn: BnOpt = "eval",
     num_classes: ClassesOpt = None,
+    pooling: PoolingOpt = "auto",
     depth: Annotated[int | None, typer.Option(help="Show every module down to this depth.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan and layout as JSON.")] = False,
 ) -> None:
@@ -47,15 +55,18 @@ def inspect(
 
     With --freeze, preview a freeze plan without training.
     """
-    loaded, plan = _prepare(model, freeze_, freeze_except, bn, num_classes)
+    loaded, plan = _prepare(model, freeze_, freeze_except, bn, num_classes, pooling)
     layout = discover_blocks(loaded.model, loaded.head.name)
+    choice = loaded.pooling.to_dict() if loaded.pooling else None
     if as_json:
-        print_json({"model": model, "head": loaded.head.to_dict(), "blocks": layout.to_dict(),
+        print_json({"model": model, "head": loaded.head.to_dict(), "pooling": choice, "blocks": layout.to_dict(),
                     "plan": plan.to_dict() if plan else None})
         return
     console.print(summary_table(loaded.model, depth, title=f"{model}: {type(loaded.model).__name__}"))
     h = loaded.head
     console.print(f"[bold]head[/]: {h.name} ({h.family}; Linear {h.in_features} -> {h.num_classes})")
+    if choice:
+        console.print(f"[bold]pooling[/]: {choice['mode']} ({choice['source']})", highlight=False)
     console.print(f"[bold]blocks[/]: {len(layout.blocks)} in {layout.container or '<root>'} "
                   f"({layout.blocks[0]} .. {layout.blocks[-1]}); stem: {', '.join(layout.stem) or '-'}; "
                   f"post: {', '.join(layout.post) or '-'}")

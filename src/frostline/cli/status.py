@@ -22,5 +22,5 @@ def status(message: str) -> Iterator[None]:
     else:
         yield
     seconds = time.perf_counter() - t0
-    if seconds >= SLOW_SECONDS:
+    if seconds >= SLOW_SECONDS and not message.startswith("epoch "):  # an epoch's steps get their own line
         console.print(f"[dim]{message}: {seconds:.1f}s[/]", highlight=False)
