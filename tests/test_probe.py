@@ -104,6 +104,13 @@ def test_engine_fits_the_probe_once_and_skips_the_epochs_it_cannot_improve():
     assert len(plain.history) == 2 and plain.history[0]["probe"] is None
 
 
+def test_non_finite_features_are_a_clear_error():
+    x, y = _data(50, 4, 2)
+    x[3, 1] = np.nan
+    with pytest.raises(fl.FrostlineError, match="NaN or infinite"):
+        fit_probe(x, y, x, y, 2)
+
+
 def test_probe_option_is_validated():
     with pytest.raises(fl.FrostlineError, match=r"probe must be one of auto, lbfgs, sgd, got 'lbgfs'"):
         TrainConfig(probe="lbgfs").validate()

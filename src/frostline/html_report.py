@@ -62,7 +62,8 @@ def findings_html(findings: list[dict[str, Any]]) -> str:
         return '<p class="muted">no findings</p>'
     return "".join(
         f'<div class="finding {_e(f["severity"])}"><span class="badge">{_e(f["severity"])}</span>'
-        f'<b>{_e(f["code"])}</b>: {_e(f["message"])}<div class="fix">what to do: {_e(f["fix"])}</div></div>'
+        f'<b>{_e(f["code"])}</b>: {_e(f["message"])}'
+        + ("" if f["fix"] in ("-", "") else f'<div class="fix">what to do: {_e(f["fix"])}</div>') + "</div>"
         for f in findings)
 
 

@@ -154,6 +154,9 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     """
     if len(x_train) == 0 or len(x_val) == 0:
         raise FrostlineError("the linear probe needs training and validation samples")
+    if not (np.isfinite(x_train).all() and np.isfinite(x_val).all()):
+        raise FrostlineError("the frozen features hold NaN or infinite values: the linear probe cannot be fit "
+                             "(check the model's output in eval mode, or its input data)")
     t0 = time.perf_counter()
     x = np.ascontiguousarray(x_train, dtype=np.float64)
     xv = np.ascontiguousarray(x_val, dtype=np.float64)
@@ -175,6 +178,9 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
                      "val_accuracy": val_acc, "iterations": info["iterations"], "converged": info["converged"]})
     key = "cv_loss" if splits else "val_loss"
     finite = [j for j, g in enumerate(grid) if np.isfinite(g[key])]
+    if not finite:
+        raise FrostlineError("the linear probe's loss is not finite for any C: the frozen features hold NaN or "
+                             "infinite values (check the model's output in eval mode)")
     best = min(finite, key=lambda j: grid[j][key])
     w, b, info = full[best]
     fit = ProbeFit(C=grid_cs[best], iterations=info["iterations"], grad_norm=info["grad_norm"],
