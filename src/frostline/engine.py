@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,18 +20,19 @@ import torch
 from torch import nn
 
 from .batching import Batch, Encoded
+from .bestweights import BestState
 from .blocks import discover_blocks
 from .cache import PrefixCache
 from .check import check_model
 from .errors import FrostlineError, did_you_mean
-from .freeze import is_pinned, set_trainable
+from .freeze import set_trainable
 from .heads import find_head
-from .metrics import classification_metrics
+from .metrics import classification_metrics, paired_change
 from .outputs import logits_of
-from .probe import ProbeFit, fit_probe
-from .probe import probs as probe_probs
+from .probe_head import fit_probe_epoch, probe_target
 from .schedule import LRSchedule, PlanOptimizer
 from .strategies import Strategy, model_parts
+from .timing import Clock
 from .verify import snapshot, verify_frozen
 
 log = logging.getLogger("frostline")
@@ -162,72 +163,6 @@ class FitResult:
     converged: bool = False
 
 
-class Clock:
-    """Wall time per phase of an epoch (synchronising CUDA so GPU work is counted where it happens)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = torch.device(device).type == "cuda"
-        self.spent: dict[str, float] = {}
-
-    def reset(self) -> None:
-        """Start a new epoch."""
-        self.spent = {}
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        if self.cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.cuda:
-                torch.cuda.synchronize()
-            self.spent[phase] = self.spent.get(phase, 0.0) + time.perf_counter() - t0
-
-    def totals(self) -> dict[str, float]:
-        """Seconds per phase, rounded."""
-        return {k: round(v, 4) for k, v in self.spent.items()}
-
-
-def mutable_names(model: nn.Module) -> set[str]:
-    """State-dict keys that training can change now: trainable parameters, buffers of modules not pinned to eval."""
-    names = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
-    for mod_name, module in model.named_modules(remove_duplicate=False):
-        if not is_pinned(module):
-            names.update(f"{mod_name}.{b}" if mod_name else b for b, _ in module.named_buffers(recurse=False))
-    return names & set(model.state_dict(keep_vars=True))
-
-
-class BestState:
-    """The best epoch's weights, copying only what training can change (frozen tensors stay as they are).
-
-    At the best epoch it clones the mutable tensors. When a later plan unfreezes a tensor, :meth:`extend` clones it
-    first: it has not changed since the best epoch, since it was frozen in between. A frozen 7B backbone with a new
-    head costs a copy of the head, not of the model.
-    """
-
-    def __init__(self, state: dict[str, torch.Tensor] | None = None) -> None:
-        self.state: dict[str, torch.Tensor] = dict(state or {})
-
-    def capture(self, model: nn.Module) -> None:
-        """Record the current epoch as the best."""
-        keep = mutable_names(model)
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in keep}
-
-    def extend(self, model: nn.Module) -> None:
-        """Before tensors become trainable, keep their (unchanged since the best epoch) values."""
-        if self.state:
-            current = model.state_dict()
-            for k in mutable_names(model) - self.state.keys():
-                self.state[k] = current[k].detach().clone()
-
-    def restore(self, model: nn.Module) -> None:
-        """Load the best epoch's values back."""
-        if self.state:
-            model.load_state_dict(self.state, strict=False)
-
-
 def forward(model: nn.Module, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
     """Call ``model`` on a batch's inputs and return logits."""
     return logits_of(model(**inputs) if isinstance(inputs, dict) else model(inputs))
@@ -276,41 +211,6 @@ def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any 
     per_sample = np.concatenate(losses)[order].astype(np.float64)
     return Predictions(np.concatenate(probs)[order], np.concatenate(labels)[order],
                        np.concatenate(positions)[order], float(per_sample.mean()), per_sample)
-
-
-def paired_change(now: np.ndarray | None, before: np.ndarray | None) -> dict[str, float] | None:
-    """Mean per-sample change of the validation loss between two epochs, and its standard error (paired)."""
-    if now is None or before is None or len(now) != len(before) or len(now) < 2:
-        return None
-    d = now - before
-    return {"diff": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
-
-
-def probe_target(model: nn.Module, plan_params: set[str], prefix: PrefixCache | None) -> str:
-    """Module path of the Linear a convex probe can fit for this plan, or ``""`` with the reason logged."""
-    if prefix is None or prefix.plan is None or prefix.plan.kind != "head" or not prefix.stores:
-        return ""
-    linear = find_head(model).linear
-    module = model.get_submodule(linear)
-    names = {f"{linear}.{n}" for n, _ in module.named_parameters()}
-    return linear if isinstance(module, nn.Linear) and plan_params == names else ""
-
-
-def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: Encoded, val: Encoded
-                    ) -> tuple[dict[str, Any], np.ndarray, float, ProbeFit]:
-    """Fit the head on the cached features to convergence; returns the probe record, train predictions and loss."""
-    x_train, x_val = prefix.features("train"), prefix.features("val")
-    k = model.get_submodule(linear).out_features
-    w, b, pfit = fit_probe(x_train, train.ds.labels, x_val, val.ds.labels, k)
-    head = model.get_submodule(linear)
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(w).to(head.weight))
-        if head.bias is not None:
-            head.bias.copy_(torch.from_numpy(b).to(head.bias))
-    p = probe_probs(x_train, w, b)
-    y = train.ds.labels
-    loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)).mean())
-    return pfit.to_dict(), p.argmax(axis=1), loss, pfit
 
 
 def fit(
