@@ -88,7 +88,7 @@ def test_limit_is_stratified(tmp_path):
     ds = read_table(make_text_file(tmp_path / "x.tsv", n=300), "1", "0")
     small = limit(ds, 100, seed=0)
     assert len(small) == 100 and abs(small.labels.mean() - ds.labels.mean()) < 0.02
-    with pytest.raises(fl.FrostlineError, match="max_samples=3 is too small for 2 classes"):
+    with pytest.raises(fl.FrostlineError, match="--limit 3 is too small for 2 classes"):
         limit(ds, 3)
 
 

@@ -217,3 +217,40 @@ def test_diagnose_run_orders_errors_first_verdict_last():
                "parts": MINILM_PARTS, "best_epoch": 1, "data": {"sizes": {"train": 1000}}, "run": {"epochs": 1}}
     found = diagnose_run(metrics)
     assert _codes(found)[0] == "accuracy-paradox" and found[-1].code == "verdict-bad"
+
+
+def test_too_few_samples_of_a_class_is_neither_a_paradox_nor_a_bad_verdict():
+    """0 of 2 found: the 95 % interval of that recall reaches 66 % (the tester's case on 100 debate statements)."""
+    m = _metrics(tp=0, fn=2, fp=0, tn=58)
+    assert accuracy_paradox(m) == []
+    v = verdict(m)
+    assert v.code == "verdict-mixed" and "too few to judge" in v.fix and "'spam'" in v.fix
+
+
+def test_a_handful_of_leaked_prompts_is_a_warning():
+    """8 of 120 leaked, all correct, moving accuracy 1.7 points: below the 3-point / 10 % bar, so a warning."""
+    test = _metrics(tp=40, fn=20, fp=22, tn=38)  # 78 of 120 = 65 %
+    clean = _metrics(tp=36, fn=20, fp=22, tn=34)  # the 8 leaked were right: 70 of 112 = 62.5 %
+    (f,) = leakage(_leak(list(range(8))), test, clean)
+    assert f.severity == "warning" and "8 of 120" in f.message and "verdict judges it" in f.message
+    assert f.numbers["z_leaked_vs_unseen"] > 1.96  # the leaked part is scored better beyond noise, but it is small
+
+
+def test_overfitting_advice_follows_the_kept_epoch():
+    # a gradual run whose best epoch was its converged linear probe: advised as a probe, not as 15.7 % training
+    probe = {"C": 0.316, "chosen_by": "5-fold cross-validation on train"}
+    history = [{**_epoch(1, 0.2, 0.8, 0.95, 0.65, n_val=120), "trainable": 1155, "probe": probe},
+               {**_epoch(2, 0.1, 0.9, 0.97, 0.62, n_val=120), "trainable": 3_550_000}]
+    (f,) = overfitting(history, {"trainable": 3_550_000, "total": 22_566_146}, MINILM_PARTS, 560, best_epoch=1)
+    assert "probe's L2 strength was chosen by 5-fold cross-validation" in f.fix and "partial:1" in f.fix
+    assert "stop earlier" not in f.fix
+    # still improving at the last epoch: a gap, but "stop earlier" would contradict under-trained
+    improving = [_epoch(1, 0.5, 0.87, 0.80, 0.60, n_val=120), _epoch(2, 0.3, 0.82, 0.90, 0.64, n_val=120),
+                 {**_epoch(3, 0.2, 0.78, 0.93, 0.65, n_val=120), "trainable": 3_549_698}]
+    (g,) = overfitting(improving, {"trainable": 3_549_698, "total": 22_566_146}, MINILM_PARTS, 560, best_epoch=3)
+    assert "stopping earlier would not help" in g.fix and "--patience 1" not in g.fix
+    assert "partial:1 [1.8M" in g.fix
+    # measured on the kept weights in eval mode, the gap may vanish: then no finding
+    train_eval = {"accuracy": 0.70, "loss": 0.7}
+    assert overfitting(improving, {"trainable": 3_549_698, "total": 22_566_146}, MINILM_PARTS, 560, 3,
+                       train_eval=train_eval) == []

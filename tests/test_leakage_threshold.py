@@ -40,6 +40,8 @@ def test_exact_and_near_across_splits():
     assert [f.code for f in findings] == ["data-leakage", "conflicting-labels"]
     assert "2 test and 1 validation samples also occur" in findings[0].message and "--dedup" in findings[0].fix
     assert report.positions == {"val": [0], "test": [0, 1]}
+    assert report.conflict_examples == [{"sample": "ok", "labels": ["a", "b"]}]
+    assert "e.g. 'ok': a, b" in findings[1].message
 
 
 def test_dedup_keeps_first_normalised():

@@ -44,7 +44,7 @@ def no_loading(monkeypatch):
     (["--probe", "newton"], "probe must be one of auto, lbfgs, sgd"),
     (["--optimize", "f2"], "bad --optimize 'f2'"),
     (["--augment", "flip"], "unknown augmentation 'flip'"),
-    (["--val-frac", "0.6", "--test-frac", "0.5"], "val_frac \\+ test_frac must leave training data"),
+    (["--val-frac", "0.6", "--test-frac", "0.5"], "--val-frac \\+ --test-frac must leave training data"),
     (["--model", "minilm2"], "unknown model spec 'minilm2'"),
     (["--dropout", "1.5"], r"dropout must be a probability in \[0, 1\)"),
 ])
@@ -126,3 +126,64 @@ def test_strategy_budgets_parse():
         parse_strategies("full,full")
     with pytest.raises(fl.FrostlineError, match="expected STRATEGY@key=value"):
         parse_strategies("full@lr")
+
+
+def test_yaml_strategy_budgets_and_the_limit_alias(tmp_path, tiny_hf_dir):
+    data = make_text_file(tmp_path / "d.tsv", n=60)
+    conf = tmp_path / "cmp.yaml"
+    conf.write_text(f"model: hf:{tiny_hf_dir}\ndata: {data}\ntext_column: 1\nlabel_column: 0\nlimit: 40\n"
+                    "epochs: 1\nstrategies:\n  - linear-probe\n  - {strategy: full, lr: 3.0e-4, epochs: 2}\n")
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", "--config", str(conf), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    import json
+
+    summary = json.loads((out / "compare.json").read_text())
+    assert [r["strategy"] for r in summary["runs"]] == ["linear-probe", "full@lr=0.0003@epochs=2"]
+    full = summary["runs"][1]["metrics"]
+    assert full["run"]["budget"]["lr"] == 3e-4 and full["run"]["budget"]["epochs"] == 2
+    assert sum(full["data"]["sizes"].values()) == 40  # limit: is --limit
+    assert "full@lr=0.0003@epochs=2" in result.output
+
+
+def test_unavailable_accelerator_and_repeated_budget_keys_fail_first(tmp_path, no_loading, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = make_text_file(tmp_path / "d.tsv", n=20)
+    result = runner.invoke(app, ["train", "--model", "tests.models:tiny_resnet", "--data", data, "--accelerator",
+                                 "cuda", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--accelerator cuda: no CUDA GPU is available" in result.output
+    assert not (tmp_path / "r").exists()  # no stub run folder left behind
+    with pytest.raises(fl.FrostlineError, match="sets 'lr' twice"):
+        parse_strategies("full@lr=1e-5@lr=2e-5")
+
+
+def test_a_strategy_the_model_cannot_run_fails_before_scoring_anything(tmp_path, tiny_hf_dir, monkeypatch):
+    def boom(*_a, **_k):
+        raise AssertionError("scored the base model before checking the strategy")
+
+    monkeypatch.setattr(fl_train.Prepared, "base_metrics", boom)
+    monkeypatch.setattr(fl_train, "Encoded", boom)  # nor tokenised
+    data = make_text_file(tmp_path / "d.tsv", n=40)
+    for strategy, match in (("partial:9", "needs 9 blocks but the model has 4"),
+                            ("surgical:encoder.layr.0", "encoder.layer.0")):
+        result = runner.invoke(app, ["train", "--model", f"hf:{tiny_hf_dir}", "--data", data, "--text-column", "1",
+                                     "--label-column", "0", "--strategy", strategy, "--out", str(tmp_path / "r")])
+        assert result.exit_code == 2 and match in result.output, result.output
+
+
+def test_narrow_terminal_comparison_keeps_every_number_whole():
+    from rich.console import Console
+
+    from frostline.report import compare_table
+
+    m = {"strategy": "discriminative:0.8@lr=3e-05@epochs=4", "budget": "3/3 ep, 3e-5/0.01",
+         "trainable": 22_566_146, "seconds": 61.0, "val_loss": 0.0213, "accuracy": 0.9833, "precision": 0.97,
+         "recall": 0.95, "f1": 0.9604}
+    base = {**m, "strategy": "base model", "budget": "-", "trainable": 0, "f1": 0.3555}
+    for width in (80, 100, 120):
+        console = Console(width=width, record=True)
+        console.print(compare_table([base, m], width=width))
+        text = console.export_text()
+        assert "…" not in text and "0.9604" in text and "+0.6049" in text and "22.6M" in text, text

@@ -127,7 +127,7 @@ def test_images_predict_and_factory_models_need_model_again(tmp_path, monkeypatc
     images = [Image.open(unlabelled / f"x{i}.png") for i in range(5)]
     by_pil = model.predict(images)
     np.testing.assert_allclose(by_pil.probs[:, 0], [float(r["p_blue"]) for r in rows], rtol=1e-5)
-    x = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((12, 12), Image.BILINEAR))).permute(2, 0, 1)
+    x = torch.stack([torch.from_numpy(np.array(im.convert("RGB").resize((12, 12), Image.BILINEAR))).permute(2, 0, 1)
                      for im in images])
     np.testing.assert_allclose(model.predict(x).probs, by_pil.probs, rtol=1e-5)
     with pytest.raises(fl.FrostlineError, match="takes images, not text"):
@@ -140,3 +140,43 @@ def test_unfinished_or_missing_runs_are_clear_errors(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps({"complete": False, "config": {}}))
     with pytest.raises(fl.FrostlineError, match="holds an unfinished run"):
         fl.load_run(tmp_path)
+
+
+def test_evaluate_from_another_directory_and_on_data_missing_a_class(tmp_path, tiny_hf_dir, monkeypatch):
+    data = Path(make_text_file(tmp_path / "d.tsv", n=100))
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # a relative --data, as users type it
+    assert _run("train", "--model", f"hf:{tiny_hf_dir}", "--data", "d.tsv", "--text-column", "1", "--label-column",
+                "0", "--epochs", "1", "--strategy", "linear-probe", "--out", "run").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = _run("evaluate", "--checkpoint", run, "--data", data, "--json")
+    m = json.loads(result.output)
+    assert m["overlap"]["checked"] and m["overlap"]["samples"] > 0  # found from any directory
+    only_ham = tmp_path / "ham.tsv"
+    only_ham.write_text("".join(line + "\n" for line in data.read_text().splitlines() if line.startswith("ham")))
+    m = json.loads(_run("evaluate", "--checkpoint", run, "--data", only_ham, "--json").output)
+    codes = [d["code"] for d in m["diagnoses"]]
+    assert "classes-absent" in codes and m["test"]["macro_present"]["f1"] >= m["test"]["f1"]["macro"]
+    absent = next(d for d in m["diagnoses"] if d["code"] == "classes-absent")
+    assert "'spam' has no sample in this data" in absent["message"]
+
+
+def test_evaluate_reads_the_data_before_loading_the_model(tmp_path, text_run, monkeypatch):
+    from frostline import models as fl_models
+
+    run, _ = text_run
+
+    def boom(*_a, **_k):
+        raise AssertionError("loaded the model before reading the data")
+
+    monkeypatch.setattr(fl_models, "load_hf", boom)
+    result = _run("evaluate", "--checkpoint", run, "--data", tmp_path / "nope.tsv")
+    assert result.exit_code == 2 and "does not exist" in result.output
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\ttext\nham\thi\n")
+    result = _run("evaluate", "--checkpoint", run, "--data", bad, "--label-column", "lbl")
+    assert result.exit_code == 2 and "no label column 'lbl'" in result.output
+    result = _run("predict", "--checkpoint", run, "--data", bad, "--text-column", "txt")
+    assert result.exit_code == 2 and "no text column 'txt'" in result.output

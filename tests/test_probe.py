@@ -21,6 +21,7 @@ from frostline.probe import DEFAULT_CS, fit_logistic, fit_probe
 from frostline.strategies import parse_strategy
 from tests import models
 
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn 1.9 on LogisticRegressionCV defaults
 SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 
 

@@ -22,7 +22,6 @@ from . import atomic
 from .config import RunConfig, _check_types
 from .errors import FrostlineError, did_you_mean
 from .html_report import write_compare_report
-from .strategies import model_parts, parse_strategy
 from .train import Progress, RunResult, Status, no_status, prepare, train
 
 BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
@@ -67,7 +66,12 @@ def _overrides(items: dict[str, Any], where: str) -> dict[str, Any]:
 
 def parse_strategies(items: str | list[Any]) -> list[StrategyRun]:
     """Parse ``linear-probe,partial:2,full@lr=3e-5@epochs=4`` or a YAML list of names / mappings."""
-    entries = [s.strip() for s in items.split(",") if s.strip()] if isinstance(items, str) else list(items)
+    if isinstance(items, str):
+        entries: list[Any] = [s.strip() for s in items.split(",") if s.strip()]
+    elif isinstance(items, list):
+        entries = items
+    else:
+        raise FrostlineError(f"strategies must be a comma-separated string or a list, got {type(items).__name__}")
     runs = []
     for entry in entries:
         if isinstance(entry, dict):
@@ -85,6 +89,8 @@ def parse_strategies(items: str | list[Any]) -> list[StrategyRun]:
             if not eq or not key or not value:
                 raise FrostlineError(f"strategy {entry!r}: expected STRATEGY@key=value (e.g. full@lr=3e-5@epochs=4), "
                                      f"got {pair!r}")
+            if key.strip() in items_:
+                raise FrostlineError(f"strategy {entry!r} sets {key.strip()!r} twice; give each budget key once")
             items_[key.strip()] = value.strip()
         runs.append(StrategyRun(spec.strip(), _overrides(items_, spec)))
     if not runs:
@@ -126,10 +132,8 @@ def compare(cfg: RunConfig, strategies: list[str] | list[Any] | str, progress: P
     items = parse_strategies(strategies if isinstance(strategies, str | list) else list(strategies))
     out = Path(cfg.out)
     configs = [run_config(cfg, item, out) for item in items]  # every option checked before anything loads
-    prepared = prepare(cfg, status=status, echo=echo)
-    for item in items:  # surgical selectors resolve against the model: fail before hours of training
-        parse_strategy(item.spec, prepared.loaded.model).plan(0, model_parts(prepared.loaded.model), cfg.lr,
-                                                              cfg.head_lr)
+    # strategies resolve against the model as soon as it loads: a bad one fails before hours of training
+    prepared = prepare(cfg, status=status, echo=echo, strategies=[item.spec for item in items])
     base = prepared.base_metrics(cfg.eval_batch_size, status)
     runs = []
     for item, sub in zip(items, configs, strict=True):

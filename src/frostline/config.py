@@ -14,6 +14,13 @@ from .errors import FrostlineError, did_you_mean
 from .optim import OPTIMIZERS
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+#: Other names of keys, as the command line spells them (``--limit`` is ``max_samples``).
+ALIASES = {"limit": "max_samples"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a configuration key, for error messages."""
+    return "--limit" if name == "max_samples" else "--" + name.replace("_", "-")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 
@@ -89,19 +96,20 @@ class RunConfig:
             raise FrostlineError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
                                  f"{did_you_mean(self.optimizer.lower(), OPTIMIZERS)}")
         if self.accelerator not in ACCELERATORS:
-            raise FrostlineError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
+            raise FrostlineError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
                                  f"{did_you_mean(self.accelerator, ACCELERATORS)}")
+        _check_device(self.accelerator)
         if self.precision is not None and self.precision not in PRECISIONS:
-            raise FrostlineError(f"precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
+            raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
                                  f"{self.precision!r}{did_you_mean(str(self.precision), PRECISIONS)}")
         if self.optimize is not None:
             parse_objective(self.optimize)
         parse_augment(self.augment)
         for name, frac in (("val_frac", self.val_frac), ("test_frac", self.test_frac)):
             if not 0 < frac < 1:
-                raise FrostlineError(f"{name} must be a fraction in (0, 1), got {frac!r}")
+                raise FrostlineError(f"{flag(name)} must be a fraction in (0, 1), got {frac!r}")
         if self.val_frac + self.test_frac >= 1:
-            raise FrostlineError(f"val_frac + test_frac must leave training data, got {self.val_frac} + "
+            raise FrostlineError(f"--val-frac + --test-frac must leave training data, got {self.val_frac} + "
                                  f"{self.test_frac}")
         checks = [("image_size", self.image_size >= 8, ">= 8"), ("max_length", self.max_length >= 2, ">= 2"),
                   ("max_samples", self.max_samples is None or self.max_samples >= 4, ">= 4 or unset"),
@@ -111,11 +119,11 @@ class RunConfig:
                    ("good_accuracy", "good_precision", "good_recall", "bad_accuracy", "bad_class_recall")]
         for name, ok, expected in checks:
             if not ok:
-                raise FrostlineError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+                raise FrostlineError(f"{flag(name)} must be {expected}, got {getattr(self, name)!r}")
         for name in ("data", "val_data", "test_data"):
             path = getattr(self, name)
             if path is not None and not Path(path).exists():
-                raise FrostlineError(f"{name} {path!r} does not exist")
+                raise FrostlineError(f"{flag(name)} {path!r} does not exist")
         return self
 
     def train_config(self) -> TrainConfig:
@@ -155,14 +163,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise FrostlineError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise FrostlineError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    if "strategies" in data and isinstance(data["strategies"], list):
-        data["strategies"] = ",".join(map(str, data["strategies"]))
+    data = {ALIASES.get(k, k): v for k, v in ((str(k).replace("-", "_"), v) for k, v in data.items())}
     keys = [*config_keys(), "strategies"]
     for key in data:
         if key not in keys:
             raise FrostlineError(f"{p}: unknown key {key!r}{did_you_mean(key, keys)}")
     return data
+
+
+def _check_device(accelerator: str) -> None:
+    """An accelerator that is asked for must exist here (checked before anything loads)."""
+    import torch
+
+    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise FrostlineError(f"--accelerator {accelerator}: no CUDA GPU is available to this torch "
+                             f"({torch.__version__}); use --accelerator auto or cpu")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise FrostlineError("--accelerator mps: Apple's MPS is not available here; use --accelerator auto or cpu")
 
 
 def _check_types(cfg: RunConfig) -> None:
@@ -173,13 +190,13 @@ def _check_types(cfg: RunConfig) -> None:
             continue
         kind = str(f.type).split(" |")[0]
         if kind == "bool" and not isinstance(value, bool):
-            raise FrostlineError(f"{f.name} must be true or false, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be true or false, got {value!r}")
         if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise FrostlineError(f"{f.name} must be an integer, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be an integer, got {value!r}")
         if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise FrostlineError(f"{f.name} must be a number, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be a number, got {value!r}")
         if kind == "str" and not isinstance(value, str):
-            raise FrostlineError(f"{f.name} must be a string, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be a string, got {value!r}")
 
 
 def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:

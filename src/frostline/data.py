@@ -274,7 +274,8 @@ def limit(ds: Dataset, max_samples: int | None, seed: int = 0) -> Dataset:
     if max_samples is None or max_samples >= len(ds):
         return ds
     if max_samples < 2 * len(ds.label_names):
-        raise FrostlineError(f"max_samples={max_samples} is too small for {len(ds.label_names)} classes")
+        raise FrostlineError(f"--limit {max_samples} is too small for {len(ds.label_names)} classes: a stratified "
+                             f"sample needs at least {2 * len(ds.label_names)}")
     taken, _ = _stratified(ds.labels, max_samples, seed)
     return ds.subset(taken)
 

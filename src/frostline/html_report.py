@@ -88,9 +88,14 @@ def freeze_plan_html(m: dict[str, Any]) -> str:
         cells = "".join(f'<td class="{"on" if p["name"] in g else "off"}">{"trains" if p["name"] in g else "frozen"}'
                         "</td>" for g in grid)
         rows.append(f"<tr><td>{_e(p['name'])}</td><td class=\"num\">{p['params']:,}</td>{cells}</tr>")
+    checked = sum(h.get("frozen_verified", 0) for h in m["history"])
+    frozen_any = any(not all(p["name"] in g for p in m["parts"]) for g in grid)
+    note = ("nothing was frozen: every part trained in every epoch." if not frozen_any else
+            "frozen parts ran in eval mode (BatchNorm statistics and dropout pinned); "
+            + (f"{checked} checksums of frozen tensors were taken when each plan started and verified unchanged "
+               "when it ended." if checked else "checksum verification was off (--no-verify)."))
     return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
-            + '<p class="muted">frozen parts ran in eval mode (BatchNorm statistics and dropout pinned); their '
-              "tensors were verified unchanged by checksum after every epoch.</p>")
+            + f'<p class="muted">{note}</p>')
 
 
 def _page(title: str, body: str) -> str:
@@ -209,8 +214,9 @@ def evaluate_report(m: dict[str, Any]) -> str:
             _table(["class", "precision", "recall", "F1", "support"], per_class),
             "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
                                               "confusion matrix"),
-            "<h2>Precision-recall trade-off</h2>", auc, _img(plots.pr_curve(th) if c.get("pr") else None,
-                                                             "precision-recall curve")]
+            "<h2>Precision-recall trade-off</h2>", auc,
+            _img(plots.pr_curve(th) if c.get("pr") else None,
+                 f"precision-recall curve of {th.get('positive')!r}" + (f" ({c['note']})" if c.get("note") else ""))]
     return _page(f"frostline evaluation: {Path(m['checkpoint']).name} on {Path(m['data']).name}", "".join(body))
 
 

@@ -168,6 +168,18 @@ class RunModel:
         return PredictionSet(names, pred.probs, self.label_names, self.threshold)
 
 
+def run_state(path: str | Path) -> tuple[dict[str, Any], RunConfig]:
+    """A finished run's state.json and configuration (nothing loaded yet)."""
+    run = RunFolder(path)
+    if not run.exists():
+        raise FrostlineError(f"{path} is not a frostline run folder (no state.json)")
+    state = run.state()
+    if not state.get("complete") or not run.file("model.safetensors").is_file():
+        raise FrostlineError(f"{path} holds an unfinished run (no final model.safetensors); finish it by running the "
+                             "same train command again")
+    return state, RunConfig(**{**state["config"], "out": str(path)})
+
+
 def load_run(path: str | Path, model: str | None = None, status: Status = no_status) -> RunModel:
     """Load a finished run's best model for prediction or evaluation.
 
@@ -177,13 +189,7 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
         status: Status-line context for the slow steps.
     """
     run = RunFolder(path)
-    if not run.exists():
-        raise FrostlineError(f"{path} is not a frostline run folder (no state.json)")
-    state = run.state()
-    if not state.get("complete") or not run.file("model.safetensors").is_file():
-        raise FrostlineError(f"{path} holds an unfinished run (no final model.safetensors); finish it by running the "
-                             "same train command again")
-    cfg = RunConfig(**{**state["config"], "out": str(path)})
+    state, cfg = run_state(path)
     info = state.get("model") or {}
     spec = model or rebuild_spec(cfg.model, info, Path(path))
     pooling = (info.get("pooling") or {}).get("mode") or cfg.pooling
@@ -201,9 +207,10 @@ def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text
     """``frostline predict``: predictions for every input of ``data``; written to ``out`` (``-``: stdout)."""
     if out is not None and out != "-" and Path(out).exists():
         raise FrostlineError(f"{out} already exists; frostline does not overwrite results: choose another --out")
-    runm = load_run(checkpoint, model, status)
+    _, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     with status(f"reading {data}"):
-        ds, names = read_unlabelled(data, text_column, image_size=runm.config.image_size)
+        ds, names = read_unlabelled(data, text_column, image_size=cfg.image_size)
+    runm = load_run(checkpoint, model, status)
     if ds.kind == "text" and runm.tokenizer is None:
         raise FrostlineError(f"{data} holds text but the run's model takes images")
     if ds.kind == "image" and runm.tokenizer is not None:

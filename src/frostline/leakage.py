@@ -65,6 +65,7 @@ class LeakageReport:
     near: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
     positions: dict[str, list[int]] = field(default_factory=dict)
+    conflict_examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def leaked(self) -> int:
@@ -87,12 +88,27 @@ class LeakageReport:
 def within(ds: Dataset) -> tuple[int, int, int, int]:
     """(extra exact copies, distinct duplicated, extra near copies, distinct samples with conflicting labels)."""
     exact = Counter(sample_keys(ds))
-    near_keys = sample_keys(ds, near=True)
-    labels: dict[str, set[int]] = defaultdict(set)
-    for key, y in zip(near_keys, ds.labels.tolist(), strict=True):
-        labels[key].add(y)
+    labels = _labels_by_key(ds)
     return (len(ds) - len(exact), sum(1 for c in exact.values() if c > 1), len(ds) - len(labels),
             sum(1 for s in labels.values() if len(s) > 1))
+
+
+def _labels_by_key(ds: Dataset) -> dict[str, set[int]]:
+    labels: dict[str, set[int]] = defaultdict(set)
+    for key, y in zip(sample_keys(ds, near=True), ds.labels.tolist(), strict=True):
+        labels[key].add(y)
+    return labels
+
+
+def conflict_examples(ds: Dataset, limit: int = 5) -> list[dict[str, Any]]:
+    """A few samples (normalised text, or the content hash) that carry more than one label, with their labels."""
+    out = []
+    for key, ys in _labels_by_key(ds).items():
+        if len(ys) > 1:
+            out.append({"sample": key[:160], "labels": [ds.label_names[y] for y in sorted(ys)]})
+            if len(out) >= limit:
+                break
+    return out
 
 
 def check_splits(splits: Splits, source: Dataset | None = None, max_examples: int = 5) -> LeakageReport:
@@ -100,6 +116,7 @@ def check_splits(splits: Splits, source: Dataset | None = None, max_examples: in
     report = LeakageReport()
     if source is not None:
         report.copies, report.duplicated, report.near_copies, report.conflicting = within(source)
+        report.conflict_examples = conflict_examples(source) if report.conflicting else []
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     keys = {name: sample_keys(ds) for name, ds in parts.items()}
     near = {name: sample_keys(ds, near=True) for name, ds in parts.items()}

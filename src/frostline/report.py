@@ -64,6 +64,14 @@ def compare_rows(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, An
     return rows
 
 
+def params_text(n: int) -> str:
+    """A parameter count in a few characters: 770, 35.3K, 3.55M (exact counts are in metrics.json)."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
 def budget_text(m: dict[str, Any]) -> str:
     """What a run trained with, in a few characters: epochs run / planned and rates, or the probe's fit."""
     b = m["run"].get("budget")
@@ -72,7 +80,10 @@ def budget_text(m: dict[str, Any]) -> str:
     probe = b.get("probe")
     if probe and b.get("converged"):
         return f"L-BFGS, C={probe['C']:.3g}"
-    return f"{b['epochs_run']}/{b['epochs']} ep{' +LP' if probe else ''}, {_lr(b['lr'])}/{_lr(b['head_lr'])}"
+    rates = f"{_lr(b['lr'])}/{_lr(b['head_lr'])}"
+    if probe:  # a converged probe epoch, then SGD epochs (skipped probe epochs are not run)
+        return f"probe+{b['epochs_run'] - 1} ep, {rates}"
+    return f"{b['epochs_run']}/{b['epochs']} ep, {rates}"
 
 
 def _lr(x: float) -> str:
@@ -84,20 +95,33 @@ def _test(m: dict[str, Any]) -> dict[str, Any]:
     return {"accuracy": h["accuracy"], "precision": h["precision"], "recall": h["recall"], "f1": h["f1"]}
 
 
-def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison") -> Table:
-    """The comparison table: one row per strategy."""
+def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison", width: int | None = None) -> Table:
+    """The comparison table: one row per strategy.
+
+    Below 112 columns (``width``) it keeps strategy, budget, trainable, accuracy, F1 and the change against the base
+    model, so no number is cut; the rest is in ``compare.json`` and ``report.html``.
+    """
     t = Table(title=title, header_style="bold")
     base = rows[0] if rows and rows[0]["strategy"] == "base model" else None
+    compact = width is not None and width < 112
     cols = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "prec.", "recall", "F1"]
-    for col in [*cols, *(["F1 vs base"] if base else [])]:
-        t.add_column(col, justify="left" if col in ("strategy", "budget") else "right",
-                     no_wrap=col in ("strategy", "budget"))
+    if compact:
+        cols = ["strategy", "budget", "trainable", "accuracy", "F1"]
+    for col in [*cols, *(["vs base"] if base else [])]:
+        text = col in ("strategy", "budget")  # text wraps when the terminal is narrow; numbers never get cut
+        t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
+                     min_width={"strategy": 12, "budget": 17}.get(col, len(col)))
     for r in rows:
+        cells = {"strategy": r["strategy"], "budget": r["budget"], "trainable": params_text(r["trainable"]),
+                 "seconds": f"{r['seconds']:.1f}", "val loss": _f(r["val_loss"]), "accuracy": _f(r["accuracy"]),
+                 "prec.": _f(r["precision"]), "recall": _f(r["recall"]), "F1": _f(r["f1"])}
         change = [] if base is None else ["" if r is base else f"{r['f1'] - base['f1']:+.4f}"]
-        t.add_row(r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
-                  _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), *change)
+        t.add_row(*[cells[c] for c in cols], *change)
     t.caption = ("budget: epochs run / planned, body / head learning rate; L-BFGS: linear probe fit to convergence, "
-                 "L2 strength C by cross-validation on train (+LP: its first epoch). val loss: best epoch; "
-                 "accuracy, precision, recall, F1: test split, macro averages; seconds: training and validation; "
-                 "base model: pretrained body, new head only initialised")
+                 "L2 strength C by cross-validation on train (probe+N ep: that probe, then N epochs). "
+                 + ("" if compact else "val loss: best epoch; ")
+                 + "trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
+                 + ("narrow terminal: seconds, val loss, precision and recall are in compare.json and report.html; "
+                    if compact else "seconds: training and validation; ")
+                 + "vs base: F1 change against the base model (pretrained body, new head only initialised)")
     return t

@@ -22,7 +22,7 @@ from .engine import predict
 from .errors import FrostlineError
 from .findings import Finding, by_severity
 from .html_report import write_evaluate_report
-from .inference import load_run
+from .inference import load_run, run_state
 from .leakage import dedup, sample_keys
 from .metrics import classification_metrics
 from .runs import RunFolder
@@ -34,16 +34,35 @@ EVALUATE_SCHEMA = "frostline.evaluate/1"
 
 def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | None, str]:
     """Normalised keys of the run's training + validation samples, re-derived from its data file if unchanged."""
-    if not cfg.data or cfg.val_data or not Path(cfg.data).exists():
-        return None, "the run's data file is not available here"
+    path = state.get("data_path") or cfg.data  # absolute since 5/11: evaluate works from any directory
+    if not path or cfg.val_data or not Path(path).exists():
+        return None, f"the run's data file {path} is not available here"
     recorded = state.get("data_fingerprint")
-    if recorded is None or fingerprint(cfg.data) != recorded:
-        return None, f"the run's data file {cfg.data} changed since training (or was not fingerprinted)"
-    full = read_data(cfg.data, cfg)
+    if recorded is None or fingerprint(path) != recorded:
+        return None, f"the run's data file {path} changed since training (or was not fingerprinted)"
+    full = read_data(path, cfg)
     if cfg.dedup:
         full, _ = dedup(full)
     splits = split(limit(full, cfg.max_samples, cfg.seed), cfg.val_frac, cfg.test_frac, cfg.seed)
     return set(sample_keys(splits.train, near=True)) | set(sample_keys(splits.val, near=True)), ""
+
+
+def absent_classes(m: dict[str, Any], labels: list[str]) -> tuple[Finding | None, dict[str, float] | None]:
+    """Trained classes with no sample in this data: macro averages count them as 0; give them over present ones."""
+    absent = [c for c in labels if not m["support"].get(c)]
+    present = [c for c in labels if m["support"].get(c)]
+    if not absent or not present:
+        return None, None
+    macro = {k: float(np.mean([m[k]["per_class"][c] for c in present])) for k in ("precision", "recall", "f1")}
+    predicted = {c: int(sum(row[labels.index(c)] for row in m["confusion_matrix"])) for c in absent}
+    return Finding(
+        "classes-absent", "warning",
+        f"{', '.join(map(repr, absent))} {'has' if len(absent) == 1 else 'have'} no sample in this data: macro "
+        f"averages over all {len(labels)} trained classes count {'it' if len(absent) == 1 else 'them'} as 0 (macro "
+        f"F1 {m['f1']['macro']:.4f}); over the {len(present)} present classes macro F1 is {macro['f1']:.4f}. "
+        f"Samples predicted as absent classes: " + ", ".join(f"{c} {n}" for c, n in predicted.items()),
+        "judge by accuracy and the present classes' scores (metrics.json test.macro_present)",
+        {"absent": absent, "macro_present": macro, "predicted_as_absent": predicted}), macro
 
 
 def domain_shift(here: dict[str, Any], own: dict[str, Any] | None) -> Finding | None:
@@ -53,7 +72,10 @@ def domain_shift(here: dict[str, Any], own: dict[str, Any] | None) -> Finding | 
     a, n1, b, n2 = here["accuracy"], here["n"], own["accuracy"], own["n"]
     se = math.sqrt(a * (1 - a) / max(n1, 1) + b * (1 - b) / max(n2, 1))
     d = a - b
-    f1 = f", macro F1 {here['f1']['macro']:.4f} vs {own['f1_macro']:.4f}" if own.get("f1_macro") is not None else ""
+    f1_here, over = here["f1"]["macro"], ""
+    if here.get("macro_present"):
+        f1_here, over = here["macro_present"]["f1"], " (present classes)"
+    f1 = f", macro F1 {f1_here:.4f}{over} vs {own['f1_macro']:.4f}" if own.get("f1_macro") is not None else ""
     text = (f"accuracy here {a:.4f} on {n1} vs {b:.4f} on the run's own test split ({n2}){f1}: "
             f"{100 * d:+.1f} points (+/- {196 * se:.1f} at 95%)")
     numbers = {"accuracy": a, "n": n1, "run_test_accuracy": b, "run_test_n": n2, "difference": d, "se": se}
@@ -80,13 +102,14 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
     dest = RunFolder(out) if out is not None else None
     if dest is not None and (dest.path.is_file() or dest.file("metrics.json").exists() or dest.exists()):
         raise FrostlineError(f"{out} already holds results; frostline does not overwrite them: choose another --out")
-    runm = load_run(checkpoint, model, status)
-    cfg, labels, state = runm.config, runm.label_names, runm.state
+    state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
+    labels = list(state["label_names"])
     cfg.text_column = text_column or cfg.text_column
     cfg.label_column = label_column or cfg.label_column
     cfg.header = cfg.header if header is None else header
     with status(f"reading {data}"):
         ds = read_data(data, cfg, labels)
+    runm = load_run(checkpoint, model, status)
     with status(f"scoring {len(ds)} samples"):
         pred = predict(runm.model, Encoded(ds, runm.tokenizer, cfg.max_length), batch_size)
     metrics = split_metrics(pred, labels)
@@ -117,6 +140,10 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
                 f"validation data" + (f"; accuracy {metrics['accuracy']:.4f} on all, {unseen['accuracy']:.4f} on the "
                                       f"{unseen['n']} unseen" if unseen else ""),
                 "evaluate on data the model never saw", {"samples": len(seen)}))
+    absent, macro_present = absent_classes(metrics, labels)
+    if absent is not None:
+        metrics["macro_present"] = macro_present
+        findings.append(absent)
     findings += accuracy_paradox(metrics)
     shift = domain_shift(metrics, (state.get("metrics") or {}).get("test"))
     if shift is not None:

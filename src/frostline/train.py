@@ -100,8 +100,12 @@ def model_record(loaded: LoadedModel) -> dict[str, Any]:
 
 
 def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = no_status,
-            echo: Callable[[str], None] = print) -> Prepared:
-    """Load the model and data, split, replace the head, and encode every split (options checked first)."""
+            echo: Callable[[str], None] = print, strategies: list[str] | None = None) -> Prepared:
+    """Load the model and data, split, replace the head, and encode every split.
+
+    Options are checked first; ``strategies`` (default ``[cfg.strategy]``) are resolved against the model as soon
+    as it is loaded (``partial:9`` on a 6-block model fails before tokenising or scoring anything).
+    """
     if cfg.data is None:
         raise FrostlineError("no data given: pass --data FILE (CSV/TSV/JSONL) or an image folder")
     cfg.validate()
@@ -129,6 +133,9 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
                              "(hf:<vision model folder> or package.module:function)")
     torch.manual_seed(cfg.seed)
     loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
+    parts = model_parts(loaded.model)
+    for spec in strategies if strategies is not None else [cfg.strategy]:
+        parse_strategy(spec, loaded.model).plan(0, parts, cfg.lr, cfg.head_lr)
     augment = parse_augment(cfg.augment)
     what = "tokenising" if full.kind == "text" else "preparing"
     with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
@@ -186,11 +193,11 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
             echo(f"{run.path}: run already complete, reusing its results")
             return RunResult(cfg.strategy, run.path, run.metrics(), reused=True)
     prepared = prepared or prepare(cfg, status=status, echo=echo)
-    base = prepared.base_metrics(cfg.eval_batch_size, status)
-    prepared.reset()
     model, labels = prepared.loaded.model, prepared.splits.label_names
     strategy = parse_strategy(cfg.strategy, model)
     strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
+    base = prepared.base_metrics(cfg.eval_batch_size, status)
+    prepared.reset()
     run.write_config(cfg.to_dict())
     resume = run.resume_point(model)
     if resume is not None:
@@ -234,6 +241,12 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         test_pred = predict(model, prepared.test, cfg.eval_batch_size)
         val_pred = predict(model, prepared.val, cfg.eval_batch_size)
     test = split_metrics(test_pred, labels)
+    train_eval = None
+    kept = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
+    if kept is not None and kept["train"]["accuracy"] - kept["val"]["accuracy"] > 0.05:
+        # a gap measured with dropout on and weights moving: re-score the kept weights on train before claiming it
+        with status(f"scoring the best epoch on {len(prepared.train)} training samples (overfitting evidence)"):
+            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size), labels)
     parts = model_parts(model)
     last_epoch = result.history[-1]["epoch"] if result.history else 1
     final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params
@@ -259,10 +272,12 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         "seconds": {"total": round(result.seconds, 3),
                     "per_epoch": [round(h["seconds"], 3) for h in result.history]},
         "test": test,
+        "train_eval": train_eval,
         "base": base,
     }
     metrics["data"]["dedup_dropped"] = prepared.dedup_dropped
     metrics["data"]["fingerprint"] = fingerprint(cfg.data) if cfg.data else None
+    metrics["data"]["path"] = str(Path(cfg.data).resolve()) if cfg.data else None
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())
     chosen = metrics["threshold"].get("chosen")
@@ -276,7 +291,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
                      "best_epoch": result.best_epoch,
                      "best_val_loss": min(h["val"]["loss"] for h in result.history),
                      "label_names": labels, "head": head, "model": model_info, "config": cfg.identity(),
-                     "data_fingerprint": metrics["data"]["fingerprint"],
+                     "data_fingerprint": metrics["data"]["fingerprint"], "data_path": metrics["data"]["path"],
                      "plan": {k: frozen[k] for k in ("trainable", "frozen", "total", "pinned", "bn")},
                      "threshold": {"positive": metrics["threshold"]["positive"],
                                    "chosen": chosen["threshold"] if chosen else None,

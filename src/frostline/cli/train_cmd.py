@@ -76,7 +76,7 @@ def show_findings(findings: list[dict], title: str = "findings") -> None:
 def show_comparison(result: Comparison) -> None:
     """Print the comparison table, each strategy's findings, and where the runs and reports are."""
     rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
-    console.print(compare_table(rows))
+    console.print(compare_table(rows, width=console.width))
     for r in result.runs:
         show_findings(r.metrics.get("diagnoses", []), f"findings: {r.strategy}")
     console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}; "
