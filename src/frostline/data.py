@@ -211,11 +211,43 @@ def _read_jsonl(p: Path, text_key: str, label_key: str) -> tuple[list[str], list
     return texts, raw, ids, skipped
 
 
+def image_tensor(image: Any, size: int) -> torch.Tensor:
+    """A PIL image as a ``(3, size, size)`` uint8 tensor (RGB, bilinear resize): how every image is read."""
+    from PIL import Image
+
+    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def images_in(folder: Path, size: int) -> tuple[list[torch.Tensor], list[Path], int]:
+    """Every readable image below ``folder`` (sorted paths), the paths, and how many image files were unreadable."""
+    images, paths, skipped = [], [], 0
+    for f in sorted(folder.rglob("*")):
+        if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
+            continue
+        image = _read_image(f, size)
+        if image is None:
+            skipped += 1
+            continue
+        images.append(image)
+        paths.append(f)
+    return images, paths, skipped
+
+
+def _read_image(path: Path, size: int) -> torch.Tensor | None:
+    """The image at ``path`` (``None`` when PIL cannot read it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return image_tensor(im, size)
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
 def read_image_folder(root: str | os.PathLike[str], image_size: int = 64,
                       label_names: list[str] | None = None) -> Dataset:
     """Read ``root/<class>/<image>`` files with PIL, resized to ``image_size`` square, as uint8 tensors."""
-    from PIL import Image, UnidentifiedImageError
-
     base = Path(root)
     if not base.is_dir():
         raise FrostlineError(f"image folder {str(root)!r} does not exist")
@@ -224,18 +256,11 @@ def read_image_folder(root: str | os.PathLike[str], image_size: int = 64,
         raise FrostlineError(f"{base}: expected one sub-folder per class (at least two), found {classes}")
     images, raw, keys, skipped = [], [], [], 0
     for cls in classes:
-        for f in sorted((base / cls).rglob("*")):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(f) as im:
-                    im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                    images.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
-            except (UnidentifiedImageError, OSError):
-                skipped += 1
-                continue
-            raw.append(cls)
-            keys.append(str(f))
+        found, files, bad = images_in(base / cls, image_size)
+        images += found
+        raw += [cls] * len(found)
+        keys += [str(f) for f in files]
+        skipped += bad
     if not images:
         raise FrostlineError(f"{base}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     labels, names = _encode_labels(raw, label_names, str(base))
@@ -295,88 +320,6 @@ def split(ds: Dataset, val: float = 0.15, test: float = 0.15, seed: int = 0,
         val_pos, train_pos = _stratified(rest.labels, frac, seed + 1)
         val_ds, rest = rest.subset(val_pos), rest.subset(train_pos)
     return Splits(rest, val_ds, test_ds)
-
-
-def read_unlabelled(path: str | os.PathLike[str], text_column: str | int | None = None, header: bool | None = None,
-                    image_size: int = 64) -> tuple[Dataset, list[str]]:
-    """Read inputs without labels, for prediction: a text table's text column, a ``.txt`` file (one text per line),
-    or a folder of images (searched recursively). Returns a dataset (labels all 0, no label names) and one display
-    name per sample (the text, or the image's path relative to the folder).
-    """
-    p = Path(path)
-    if p.is_dir():
-        return _read_unlabelled_images(p, image_size)
-    if not p.is_file():
-        raise FrostlineError(f"data {str(path)!r} does not exist")
-    if p.suffix.lower() == ".txt":
-        with open(p, encoding="utf-8") as fh:
-            pairs = [(i, line.rstrip("\n")) for i, line in enumerate(fh) if line.strip()]
-    elif p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        key = str(text_column or "text")
-        pairs = []
-        with open(p, encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
-                if line.strip():
-                    obj = json.loads(line)
-                    if isinstance(obj, dict) and obj.get(key) is not None and str(obj[key]).strip():
-                        pairs.append((i, str(obj[key])))
-    else:
-        pairs = _unlabelled_rows(p, text_column, header)
-    if not pairs:
-        raise FrostlineError(f"{p}: no texts found (column {text_column!r})")
-    texts = [t for _, t in pairs]
-    ds = Dataset("text", texts, np.zeros(len(texts), dtype=np.int64), [], np.array([i for i, _ in pairs]), str(p))
-    return ds, texts
-
-
-def _unlabelled_rows(p: Path, text_column: str | int | None, header: bool | None) -> list[tuple[int, str]]:
-    with open(p, encoding="utf-8", newline="") as fh:
-        first = fh.readline()
-        fh.seek(0)
-        delim = _delimiter(p, first)
-        rows = list(csv.reader(fh, delimiter=delim, quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL))
-    if not rows:
-        raise FrostlineError(f"{p}: the file is empty")
-    first_row = [c.strip() for c in rows[0]]
-    if text_column is not None and not str(text_column).isdigit():
-        has_header = True if header is None else header
-    elif text_column is not None:
-        has_header = bool(header)
-    else:  # one column: a list of texts (a header only if it reads "text"); else the column must be named
-        if max(len(r) for r in rows) > 1:
-            raise FrostlineError(f"{p} has {len(first_row)} columns; say which holds the text with --text-column "
-                                 f"(a name from {first_row} or a number)")
-        has_header = first_row[0].lower() == "text" if header is None else header
-        text_column = 0
-    head = first_row if has_header else None
-    col = _column(text_column, head, "text", "text", p)
-    out = []
-    for i, row in enumerate(rows[1:] if has_header else rows):
-        if len(row) > col and row[col].strip():
-            out.append((i, row[col]))
-    return out
-
-
-def _read_unlabelled_images(base: Path, image_size: int) -> tuple[Dataset, list[str]]:
-    from PIL import Image, UnidentifiedImageError
-
-    images, names, skipped = [], [], 0
-    for f in sorted(base.rglob("*")):
-        if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
-            continue
-        try:
-            with Image.open(f) as im:
-                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                images.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
-        except (UnidentifiedImageError, OSError):
-            skipped += 1
-            continue
-        names.append(str(f.relative_to(base)))
-    if not images:
-        raise FrostlineError(f"{base}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    ds = Dataset("image", torch.stack(images), np.zeros(len(images), dtype=np.int64), [], np.arange(len(images)),
-                 str(base), skipped, [str(base / n) for n in names])
-    return ds, names
 
 
 def fingerprint(path: str | os.PathLike[str]) -> str | None:

@@ -21,7 +21,7 @@ from torch import nn
 from . import atomic
 from .batching import Encoded
 from .config import RunConfig
-from .data import Dataset, read_unlabelled
+from .data import Dataset, image_tensor
 from .engine import predict as predict_encoded
 from .errors import FrostlineError
 from .heads import replace_head
@@ -29,6 +29,7 @@ from .models import load_model
 from .runs import RunFolder
 from .threshold import predict_at
 from .train import Status, no_status
+from .unlabelled import read_unlabelled
 
 
 @dataclass
@@ -146,12 +147,7 @@ class RunModel:
         if all(isinstance(t, str) for t in items) and self.tokenizer is not None:
             return Dataset("text", items, np.zeros(len(items), np.int64), labels, np.arange(len(items))), items
         if all(hasattr(t, "convert") and hasattr(t, "resize") for t in items):  # PIL images
-            from PIL import Image
-
-            size = self.config.image_size
-            arrays = [np.asarray(t.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
-                      for t in items]
-            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            x = torch.stack([image_tensor(t, self.config.image_size) for t in items])
             return Dataset("image", x, np.zeros(len(x), np.int64), labels, np.arange(len(x))), \
                 [f"#{i}" for i in range(len(x))]
         if all(isinstance(t, str) for t in items):
