@@ -254,3 +254,20 @@ def test_overfitting_advice_follows_the_kept_epoch():
     train_eval = {"accuracy": 0.70, "loss": 0.7}
     assert overfitting(improving, {"trainable": 3_549_698, "total": 22_566_146}, MINILM_PARTS, 560, 3,
                        train_eval=train_eval) == []
+
+
+def test_a_low_training_loss_alone_is_not_overfitting_nor_a_stuck_loss():
+    """The second tester's gradual run on Reuters R8: a converged probe epoch, then two SGD epochs; train loss
+    0.006, validation loss 0.15 at 95 % validation accuracy, flat and not rising."""
+    probe = {"C": 31.6, "chosen_by": "5-fold cross-validation on train"}
+    history = [{**_epoch(1, 0.00608, 0.1574, 1.0, 0.9467, n_val=150), "probe": probe, "trainable": 3080},
+               {**_epoch(2, 0.01146, 0.1924, 1.0, 0.9467, n_val=150), "trainable": 1_777_544},
+               {**_epoch(3, 0.00607, 0.1484, 1.0, 0.9533, n_val=150), "trainable": 3_552_008}]
+    params = {"trainable": 3_552_008, "total": 22_566_146}
+    assert overfitting(history, params, MINILM_PARTS, 700, best_epoch=3) == []
+    counts = {str(i): c for i, c in enumerate([250, 180, 80, 60, 50, 40, 25, 15])}
+    assert underfitting(history, None, params, MINILM_PARTS, counts) == []
+    # the same flat numbers at the loss of predicting the class frequencies are a stuck model
+    stuck = [_epoch(1, 1.70, 1.72, 0.36, 0.35), _epoch(2, 1.695, 1.72, 0.36, 0.35)]
+    codes = _codes(underfitting(stuck, None, params, MINILM_PARTS, counts))
+    assert codes == ["loss-not-moving", "validation-flat"]
