@@ -271,3 +271,29 @@ def test_a_low_training_loss_alone_is_not_overfitting_nor_a_stuck_loss():
     stuck = [_epoch(1, 1.70, 1.72, 0.36, 0.35), _epoch(2, 1.695, 1.72, 0.36, 0.35)]
     codes = _codes(underfitting(stuck, None, params, MINILM_PARTS, counts))
     assert codes == ["loss-not-moving", "validation-flat"]
+
+
+def test_minority_classes_missed_together_are_flagged_beyond_noise():
+    """The second tester's R8 run: the model only predicts the two big classes; 8 test samples of six small
+    classes, none found. One by one each is too small to show anything; together 0 of 8 is (interval 0-32 %)."""
+    names = ["acq", "crude", "earn", "grain", "interest", "money-fx", "ship", "trade"]
+    y = np.array([0] * 10 + [2] * 17 + [1, 1, 3, 4, 5, 5, 6, 7] + [0, 2])
+    yhat = np.array([0] * 10 + [2] * 17 + [0, 2, 2, 0, 2, 0, 2, 0] + [2, 0])
+    m = classification_metrics(y, yhat, names, 0.5)
+    (f,) = accuracy_paradox(m)
+    assert f.code == "minority-classes-missed" and f.severity == "error"
+    assert "found in 0 of 8" in f.message and f.numbers["recall_interval"][1] < 0.5
+
+
+def test_classes_absent_from_the_test_split_do_not_make_a_run_mixed():
+    names = ["a", "b", "c"]
+    test = classification_metrics(np.array([0] * 40 + [1] * 40), np.array([0] * 39 + [1] * 40 + [2]), names, 0.1)
+    assert test["support"]["c"] == 0 and test["precision"]["macro"] < 0.7  # 'c' counts as 0 in the macro
+    metrics = {"test": test, "labels": names, "history": [_epoch(1, 0.1, 0.1, 0.99, 0.99)],
+               "params": {"trainable": 770, "total": 10**7}, "parts": MINILM_PARTS, "best_epoch": 1,
+               "data": {"sizes": {"train": 400}}, "run": {"epochs": 1}}
+    found = diagnose_run(metrics)
+    codes = _codes(found)
+    assert "classes-absent" in codes and codes[-1] == "verdict-good"
+    assert "macro over the 2 classes present" in found[-1].message
+    assert metrics["macro_present"]["precision"] > 0.98

@@ -180,3 +180,30 @@ def test_evaluate_reads_the_data_before_loading_the_model(tmp_path, text_run, mo
     assert result.exit_code == 2 and "no label column 'lbl'" in result.output
     result = _run("predict", "--checkpoint", run, "--data", bad, "--text-column", "txt")
     assert result.exit_code == 2 and "no text column 'txt'" in result.output
+
+
+def test_stdout_csv_stays_clean_and_file_like_strings_are_refused(tmp_path, text_run, monkeypatch):
+    from frostline.cli import status as status_module
+
+    run, _ = text_run
+    monkeypatch.setattr(status_module, "SLOW_SECONDS", 0.0)  # every step prints its status line
+    (tmp_path / "new.txt").write_text("free prize now\nsee you\n")
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(run), "--data", str(tmp_path / "new.txt"),
+                                      "--out", "-"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("input,predicted,") and len(lines) == 3  # status lines went to stderr
+    assert "loading the run's model" in result.stderr
+    model = fl.load_run(run)
+    with pytest.raises(fl.FrostlineError, match=r"looks like a file name: pass Path\('new.txt'\)"):
+        model.predict("new.txt")
+    assert len(model.predict(tmp_path / "new.txt").names) == 2  # a Path reads the file
+
+
+def test_column_numbers_out_of_range_and_too_long_texts_are_named(tmp_path, tiny_hf_dir):
+    data = make_text_file(tmp_path / "d.tsv", n=40)
+    base = ["train", "--model", f"hf:{tiny_hf_dir}", "--data", data, "--label-column", "0", "--out", tmp_path / "r"]
+    result = _run(*base, "--text-column", "5")
+    assert result.exit_code == 2 and "text column 5 does not exist: the rows have 2 column(s)" in result.output
+    result = _run(*base, "--text-column", "1", "--max-length", "100")
+    assert result.exit_code == 2 and "--max-length 100 is more than" in result.output and "(64 tokens)" in result.output

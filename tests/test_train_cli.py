@@ -214,3 +214,17 @@ def test_dedup_flag_removes_leakage_finding(tmp_path, tiny_hf_dir):
     clean = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert "data-leakage" not in [d["code"] for d in clean["diagnoses"]]
     assert clean["data"]["dedup_dropped"] == 80 - 14 and clean["leakage"]["leaked"] == 0
+
+
+def test_dedup_says_which_conflicting_labels_it_resolved(tmp_path, tiny_hf_dir):
+    rows = [f"{'spam' if i % 3 == 0 else 'ham'}\tmessage number {i}" for i in range(60)]
+    rows += ["ham\tok see you", "spam\tOK, see you!"]  # the same message (after normalising) with two labels
+    data = tmp_path / "conf.tsv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "r"
+    result = _run("train", "--model", f"hf:{tiny_hf_dir}", "--data", data, "--text-column", "1", "--label-column",
+                  "0", "--epochs", "1", "--strategy", "linear-probe", "--dedup", "--out", out)
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    (f,) = [d for d in m["diagnoses"] if d["code"] == "conflicting-labels"]
+    assert "'ok see you': ham, spam" in f["message"] and "--dedup kept the first label of each" in f["message"]

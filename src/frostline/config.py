@@ -40,7 +40,7 @@ class RunConfig:
     max_samples: int | None = None
     val_frac: float = 0.15
     test_frac: float = 0.15
-    max_length: int = 128
+    max_length: int | None = None
     dropout: float | None = None
     pooling: str = "auto"
     probe: str = "auto"
@@ -111,7 +111,8 @@ class RunConfig:
         if self.val_frac + self.test_frac >= 1:
             raise FrostlineError(f"--val-frac + --test-frac must leave training data, got {self.val_frac} + "
                                  f"{self.test_frac}")
-        checks = [("image_size", self.image_size >= 8, ">= 8"), ("max_length", self.max_length >= 2, ">= 2"),
+        checks = [("image_size", self.image_size >= 8, ">= 8"),
+                  ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or unset"),
                   ("max_samples", self.max_samples is None or self.max_samples >= 4, ">= 4 or unset"),
                   ("cache_budget", self.cache_budget >= 0, ">= 0 MiB"),
                   ("dropout", self.dropout is None or 0 <= self.dropout < 1, "a probability in [0, 1)")]

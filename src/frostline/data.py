@@ -168,6 +168,11 @@ def _read_delimited(p: Path, text_column: str | int | None, label_column: str | 
     head = [h.strip() for h in rows[0]] if has_header else None
     t_col = _column(text_column, head, "text", "text", p)
     l_col = _column(label_column, head, "label", "label", p)
+    width = max((len(r) for r in rows[:1000]), default=0)
+    for what, col in (("text", t_col), ("label", l_col)):
+        if col >= width:
+            raise FrostlineError(f"{p}: {what} column {col} does not exist: the rows have {width} column(s), "
+                                 f"numbered 0..{width - 1}")
     texts, raw, ids, skipped = [], [], [], 0
     for i, row in enumerate(rows[1:] if has_header else rows):
         if not any(cell.strip() for cell in row):

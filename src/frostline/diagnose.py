@@ -15,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from .findings import Finding, by_severity
 from .leakage import LeakageReport
 
@@ -36,6 +38,10 @@ class Thresholds:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _count(n: int) -> str:
@@ -112,6 +118,8 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
             "trainable layers",
             {**numbers, "class": name, "class_share": share, "class_recall": recall, "recall_interval": [lo, hi]},
         ))
+    if not found:
+        found += _missed_together(m, k, low_recall, numbers)
     if not found and acc <= base + 0.01 and n * (1 - base) >= 5:  # 2 other samples could not show it either way
         found.append(Finding(
             "no-better-than-majority", "warning",
@@ -121,6 +129,28 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
             numbers,
         ))
     return found
+
+
+def _missed_together(m: dict[str, Any], k: int, low_recall: float, numbers: dict[str, Any]) -> list[Finding]:
+    """Minority classes too small one by one, missed together: their pooled recall, beyond noise."""
+    n = m["n"]
+    small = [c for c, s in m["support"].items() if s and s / n < 1 / k and m["recall"]["per_class"][c] < low_recall]
+    support = sum(m["support"][c] for c in small)
+    if len(small) < 2 or support < 5:
+        return []
+    hits = sum(round(m["recall"]["per_class"][c] * m["support"][c]) for c in small)
+    recall = hits / support
+    lo, hi = wilson(recall, support)
+    if not hi < low_recall:
+        return []
+    return [Finding(
+        "minority-classes-missed", "error" if recall < 0.2 else "warning",
+        f"{len(small)} minority classes ({', '.join(map(repr, small))}; {support} test samples together) are "
+        f"found in {hits} of {support} (recall {_pct(recall)}, 95% interval {_pct(lo)}-{_pct(hi)}) while accuracy "
+        f"is {_pct(m['accuracy'])}; balanced accuracy {_pct(m['balanced_accuracy'])}",
+        "judge by balanced accuracy and per-class recall; more examples of those classes, more trainable layers, or "
+        "class weights / resampling",
+        {**numbers, "classes": small, "support": support, "recall": recall, "recall_interval": [lo, hi]})]
 
 
 def _significant_rise(h: dict[str, Any], key: str) -> bool:
@@ -206,7 +236,8 @@ def under_trained(history: list[dict[str, Any]], best_epoch: int | None, stopped
     losses = " -> ".join(f"{h['val']['loss']:.3f}" for h in history[-n - 1 :])
     accs = " -> ".join(_pct(h["val"]["accuracy"]) for h in history[-n - 1 :])
     last = history[-1]["val_change"]
-    more = f"--epochs {epochs + max(2, epochs // 2)}" if epochs else "more epochs"
+    more = (f"{epochs + max(2, epochs // 2)} epochs: --epochs {epochs + max(2, epochs // 2)}, or "
+            f"@epochs={epochs + max(2, epochs // 2)} on this strategy in compare") if epochs else "more epochs"
     return [Finding(
         "under-trained", "warning",
         f"under-trained: validation loss fell in {'each of the last 2 epochs' if n == 2 else 'the last epoch'} "
@@ -283,6 +314,24 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
     return found
 
 
+def absent_classes(m: dict[str, Any], labels: list[str]) -> tuple[Finding | None, dict[str, float] | None]:
+    """Trained classes with no sample in this data: macro averages count them as 0; give them over present ones."""
+    absent = [c for c in labels if not m["support"].get(c)]
+    present = [c for c in labels if m["support"].get(c)]
+    if not absent or not present:
+        return None, None
+    macro = {k: float(np.mean([m[k]["per_class"][c] for c in present])) for k in ("precision", "recall", "f1")}
+    predicted = {c: int(sum(row[labels.index(c)] for row in m["confusion_matrix"])) for c in absent}
+    return Finding(
+        "classes-absent", "warning",
+        f"{', '.join(map(repr, absent))} {'has' if len(absent) == 1 else 'have'} no sample in this data: macro "
+        f"averages over all {len(labels)} trained classes count {'it' if len(absent) == 1 else 'them'} as 0 (macro "
+        f"F1 {m['f1']['macro']:.4f}); over the {len(present)} present classes macro F1 is {macro['f1']:.4f}. "
+        f"Samples predicted as absent classes: " + ", ".join(f"{c} {n}" for c, n in predicted.items()),
+        "judge by accuracy and the present classes' scores (metrics.json: macro_present)",
+        {"absent": absent, "macro_present": macro, "predicted_as_absent": predicted}), macro
+
+
 def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
             clean: dict[str, Any] | None = None) -> list[Finding]:
     """Samples on both sides of a split, graded by share and effect; duplicates with conflicting labels.
@@ -344,7 +393,8 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
         shown = "; ".join(f"{e['sample']!r}: {', '.join(e['labels'])}" for e in report.conflict_examples[:3])
         found.append(Finding(
             "conflicting-labels", "warning",
-            f"{report.conflicting} samples occur with more than one label" + (f", e.g. {shown}" if shown else ""),
+            f"{report.conflicting} samples occur with more than one label" + (f", e.g. {shown}" if shown else "")
+            + ("; --dedup kept the first label of each" if report.conflicts_deduped else ""),
             "check the labels of those samples (metrics.json leakage.conflict_examples)",
             {"conflicting": report.conflicting, "examples": report.conflict_examples},
         ))
@@ -353,9 +403,15 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
 
 def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, scope: str = "") -> Finding:
     """Good / bad / mixed by the thresholds; ``distrust`` counts error findings that undermine the numbers;
-    ``scope`` says which samples ``m`` covers when not the whole test split."""
+    ``scope`` says which samples ``m`` covers when not the whole test split. Macro precision and recall are over the
+    classes present in ``m`` (a class with no test sample has no recall to judge)."""
     t = t or Thresholds()
     acc, p, r = m["accuracy"], m["precision"]["macro"], m["recall"]["macro"]
+    present_names = [c for c, n in m["support"].items() if n]
+    if 0 < len(present_names) < len(m["support"]):
+        p = float(np.mean([m["precision"]["per_class"][c] for c in present_names]))
+        r = float(np.mean([m["recall"]["per_class"][c] for c in present_names]))
+        scope = (scope + "; " if scope else "") + f"macro over the {len(present_names)} classes present"
     present = {c: v for c, v in m["recall"]["per_class"].items() if m["support"].get(c)}
     worst = min(present.items(), key=lambda kv: kv[1]) if present else ("-", 1.0)
     worst_hi = wilson(worst[1], m["support"].get(worst[0], 0))[1] if present else 1.0
@@ -377,8 +433,8 @@ def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, s
                    f"mixed{on}: accuracy {_pct(acc)}, macro precision {_pct(p)}, macro recall {_pct(r)} (good needs "
                    f"> {_pct(t.good_accuracy)} / {_pct(t.good_precision)} / {_pct(t.good_recall)}){caveat}",
                    "see the findings above" if not (worst[1] < t.bad_class_recall) else
-                   f"{worst[0]!r} has recall {_pct(worst[1])} on only {m['support'][worst[0]]} samples: too few to "
-                   "judge that class; more data for it", numbers)
+                   f"{worst[0]!r} has recall {_pct(worst[1])} on only {_n(m['support'][worst[0]], 'sample')}: too "
+                   "few to judge that class; more data for it", numbers)
 
 
 def diagnose_run(metrics: dict[str, Any], leak: LeakageReport | None = None,
@@ -397,6 +453,10 @@ def diagnose_run(metrics: dict[str, Any], leak: LeakageReport | None = None,
                           metrics.get("train_eval")),
              *under_trained(history, best, metrics.get("stopped_early", False), metrics["run"].get("epochs")),
              *underfitting(history, test, params, parts, metrics["data"].get("class_counts", {}).get("train"))]
+    absent, macro_present = absent_classes(test, metrics["labels"]) if metrics.get("labels") else (None, None)
+    if absent is not None:
+        metrics["macro_present"] = macro_present
+        found.append(absent)
     errors = sum(f.severity == "error" for f in found)
     scope = f"on the {clean['n']} test samples not seen in training" if clean else ""
     return [*by_severity(found), verdict(clean or test, thresholds, errors, scope)]

@@ -28,8 +28,11 @@ from .heads import replace_head
 from .models import load_model
 from .runs import RunFolder
 from .threshold import predict_at
-from .train import Status, no_status
+from .train import Status, no_status, text_length
 from .unlabelled import read_unlabelled
+
+#: File suffixes that make a lone string look like a file name rather than a text.
+DATA_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 
 
 @dataclass
@@ -122,6 +125,11 @@ class RunModel:
     state: dict[str, Any]
 
     @property
+    def max_length(self) -> int:
+        """Tokens per text, as the run was trained with."""
+        return text_length(self.config.max_length, self.model, self.tokenizer)
+
+    @property
     def threshold(self) -> dict[str, Any] | None:
         """The operating threshold the run chose on validation, if any."""
         th = self.state.get("threshold") or {}
@@ -135,6 +143,9 @@ class RunModel:
             ds, names = read_unlabelled(inputs, self.config.text_column, image_size=self.config.image_size)
             return replace(ds, label_names=labels), names
         if isinstance(inputs, str):
+            if Path(inputs).suffix.lower() in DATA_SUFFIXES and not any(ch.isspace() for ch in inputs):
+                raise FrostlineError(f"{inputs!r} looks like a file name: pass Path({inputs!r}) to read the file, or "
+                                     f"[{inputs!r}] to classify that string as a text")
             inputs = [inputs]
         if isinstance(inputs, torch.Tensor):
             x = inputs if inputs.dim() > 1 else inputs.unsqueeze(0)
@@ -157,9 +168,10 @@ class RunModel:
                              "tensor (N, C, H, W), or a file / image folder path")
 
     def predict(self, inputs: Any, batch_size: int = 128) -> PredictionSet:
-        """Predict classes of raw texts, PIL images, a tensor batch, or a data file / image folder path."""
+        """Predict classes of raw texts, PIL images, a tensor batch, or a ``pathlib.Path`` to a data file or image
+        folder (a string is a text for a text model: a lone string that looks like a file name is an error)."""
         ds, names = self._dataset(inputs)
-        enc = Encoded(ds, self.tokenizer, self.config.max_length)
+        enc = Encoded(ds, self.tokenizer, self.max_length)
         pred = predict_encoded(self.model, enc, batch_size)
         return PredictionSet(names, pred.probs, self.label_names, self.threshold)
 
@@ -213,7 +225,7 @@ def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text
         raise FrostlineError(f"{data} is an image folder but the run's model is a text model")
     ds = replace(ds, label_names=runm.label_names)
     with status(f"predicting {len(ds)} samples"):
-        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.config.max_length), batch_size)
+        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size)
     result = PredictionSet(names, pred.probs, runm.label_names, runm.threshold)
     if out == "-":
         sys.stdout.write(result.to_csv())

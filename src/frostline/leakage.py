@@ -66,6 +66,7 @@ class LeakageReport:
     examples: list[dict[str, Any]] = field(default_factory=list)
     positions: dict[str, list[int]] = field(default_factory=dict)
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
+    conflicts_deduped: bool = False
 
     @property
     def leaked(self) -> int:

@@ -13,16 +13,24 @@ def _f(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def history_table(metrics: dict[str, Any]) -> Table:
-    """One row per epoch: plan, trainable parameters, seconds, train / validation loss and accuracy, F1."""
+def history_table(metrics: dict[str, Any], width: int | None = None) -> Table:
+    """One row per epoch: plan, trainable parameters, seconds, train / validation loss and accuracy, F1 (below 80
+    columns of ``width``: epoch, plan, trainable, validation loss and accuracy)."""
     t = Table(title=f"{metrics['run']['strategy']}: epochs", header_style="bold")
-    for col in ("epoch", "plan", "trainable", "seconds", "train loss", "val loss", "val acc", "val F1 (macro)"):
-        t.add_column(col, justify="left" if col == "plan" else "right")
+    cols = ["epoch", "plan", "trainable", "s", "train\nloss", "val\nloss", "val\nacc", "val\nF1"]
+    if width is not None and width < 80:
+        cols = ["epoch", "plan", "trainable", "val\nloss", "val\nacc"]
+    for col in cols:
+        text = col == "plan"  # the plan wraps on a narrow terminal; numbers are never cut
+        t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
+                     min_width=12 if text else None)
     for h in metrics["history"]:
         best = " *" if h["epoch"] == metrics["best_epoch"] else ""
-        t.add_row(f"{h['epoch']}{best}", h["plan"], f"{h['trainable']:,}", f"{h['seconds']:.1f}",
-                  _f(h["train"]["loss"]), _f(h["val"]["loss"]), _f(h["val"]["accuracy"]), _f(h["val"]["f1"]["macro"]))
-    t.caption = "* best epoch (lowest validation loss): its weights are kept"
+        cells = {"epoch": f"{h['epoch']}{best}", "plan": h["plan"], "trainable": params_text(h["trainable"]),
+                 "s": f"{h['seconds']:.1f}", "train\nloss": _f(h["train"]["loss"]), "val\nloss": _f(h["val"]["loss"]),
+                 "val\nacc": _f(h["val"]["accuracy"]), "val\nF1": _f(h["val"]["f1"]["macro"])}
+        t.add_row(*[cells[c] for c in cols])
+    t.caption = "* best epoch (lowest validation loss): its weights are kept; s: seconds; val F1: macro average"
     return t
 
 
@@ -43,9 +51,9 @@ def class_table(m: dict[str, Any], title: str = "test") -> Table:
 def confusion_table(m: dict[str, Any], labels: list[str]) -> Table:
     """Confusion matrix: rows true, columns predicted."""
     t = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
-    t.add_column("")
+    t.add_column("", overflow="fold")
     for name in labels:
-        t.add_column(name, justify="right")
+        t.add_column(name, justify="right", overflow="fold")
     for name, row in zip(labels, m["confusion_matrix"], strict=True):
         t.add_row(name, *map(str, row))
     return t
@@ -106,7 +114,8 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
     compact = width is not None and width < 112
     cols = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "prec.", "recall", "F1"]
     if compact:
-        cols = ["strategy", "budget", "trainable", "accuracy", "F1"]
+        cols = ["strategy", "budget", "trainable", "accuracy", "F1"] if width >= 80 else \
+            ["strategy", "trainable", "accuracy", "F1"]
     for col in [*cols, *(["vs base"] if base else [])]:
         text = col in ("strategy", "budget")  # text wraps when the terminal is narrow; numbers never get cut
         t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
@@ -121,7 +130,7 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
                  "L2 strength C by cross-validation on train (probe+N ep: that probe, then N epochs). "
                  + ("" if compact else "val loss: best epoch; ")
                  + "trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
-                 + ("narrow terminal: seconds, val loss, precision and recall are in compare.json and report.html; "
+                 + ("narrow terminal: the other columns are in compare.json and report.html; "
                     if compact else "seconds: training and validation; ")
                  + "vs base: F1 change against the base model (pretrained body, new head only initialised)")
     return t

@@ -17,7 +17,7 @@ from . import atomic
 from .batching import Encoded
 from .config import RunConfig
 from .data import fingerprint, limit, split
-from .diagnose import accuracy_paradox, verdict
+from .diagnose import absent_classes, accuracy_paradox, verdict
 from .engine import predict
 from .errors import FrostlineError
 from .findings import Finding, by_severity
@@ -45,24 +45,6 @@ def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | No
         full, _ = dedup(full)
     splits = split(limit(full, cfg.max_samples, cfg.seed), cfg.val_frac, cfg.test_frac, cfg.seed)
     return set(sample_keys(splits.train, near=True)) | set(sample_keys(splits.val, near=True)), ""
-
-
-def absent_classes(m: dict[str, Any], labels: list[str]) -> tuple[Finding | None, dict[str, float] | None]:
-    """Trained classes with no sample in this data: macro averages count them as 0; give them over present ones."""
-    absent = [c for c in labels if not m["support"].get(c)]
-    present = [c for c in labels if m["support"].get(c)]
-    if not absent or not present:
-        return None, None
-    macro = {k: float(np.mean([m[k]["per_class"][c] for c in present])) for k in ("precision", "recall", "f1")}
-    predicted = {c: int(sum(row[labels.index(c)] for row in m["confusion_matrix"])) for c in absent}
-    return Finding(
-        "classes-absent", "warning",
-        f"{', '.join(map(repr, absent))} {'has' if len(absent) == 1 else 'have'} no sample in this data: macro "
-        f"averages over all {len(labels)} trained classes count {'it' if len(absent) == 1 else 'them'} as 0 (macro "
-        f"F1 {m['f1']['macro']:.4f}); over the {len(present)} present classes macro F1 is {macro['f1']:.4f}. "
-        f"Samples predicted as absent classes: " + ", ".join(f"{c} {n}" for c, n in predicted.items()),
-        "judge by accuracy and the present classes' scores (metrics.json test.macro_present)",
-        {"absent": absent, "macro_present": macro, "predicted_as_absent": predicted}), macro
 
 
 def domain_shift(here: dict[str, Any], own: dict[str, Any] | None) -> Finding | None:
@@ -111,7 +93,7 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
         ds = read_data(data, cfg, labels)
     runm = load_run(checkpoint, model, status)
     with status(f"scoring {len(ds)} samples"):
-        pred = predict(runm.model, Encoded(ds, runm.tokenizer, cfg.max_length), batch_size)
+        pred = predict(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size)
     metrics = split_metrics(pred, labels)
     th = state.get("threshold") or {}
     positive = th.get("positive") if th.get("positive") in labels else labels[-1]

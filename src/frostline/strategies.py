@@ -155,7 +155,8 @@ class Gradual(Strategy):
                 units.append([p])
         opened = [p for unit in units[:epoch] for p in unit]
         groups = tuple(Group(p.name, p.params, lr) for p in reversed(opened))
-        return EpochPlan((*groups, self._head(parts, head_lr)), f"head + {len(opened)} parts")
+        note = "head only" if not opened else f"head + {len(opened)} part{'s' if len(opened) > 1 else ''}"
+        return EpochPlan((*groups, self._head(parts, head_lr)), note)
 
 
 class Discriminative(Strategy):

@@ -26,7 +26,7 @@ from .errors import FrostlineError
 from .freeze import trainable_state
 from .heads import replace_head
 from .html_report import write_run_report
-from .leakage import LeakageReport, check_splits, dedup
+from .leakage import LeakageReport, check_splits, conflict_examples, dedup, within
 from .metrics import classification_metrics
 from .models import LoadedModel, load_model
 from .runs import RunFolder
@@ -92,6 +92,30 @@ def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None) -
     return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names)
 
 
+#: Tokens per text unless ``--max-length`` says otherwise (or the model accepts fewer).
+DEFAULT_MAX_LENGTH = 128
+
+
+def max_positions(model: torch.nn.Module, tokenizer: Any) -> int | None:
+    """The longest sequence a text model accepts (its position embeddings / the tokenizer's own limit)."""
+    limits = [getattr(getattr(model, "config", None), "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]
+    usable = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+    return min(usable) if usable else None
+
+
+def text_length(max_length: int | None, model: torch.nn.Module, tokenizer: Any, spec: str = "the model") -> int:
+    """The truncation length of a run: ``max_length`` if the model accepts it (else an error), by default 128 or the
+    model's own limit when lower."""
+    limit = max_positions(model, tokenizer) if tokenizer is not None else None
+    if max_length is None:
+        return min(DEFAULT_MAX_LENGTH, limit) if limit else DEFAULT_MAX_LENGTH
+    if limit is not None and max_length > limit:
+        raise FrostlineError(f"--max-length {max_length} is more than {spec!r} accepts ({limit} tokens); use "
+                             f"--max-length {limit} or less")
+    return max_length
+
+
 def model_record(loaded: LoadedModel) -> dict[str, Any]:
     """How the model was built, for state.json / metrics.json (the model is rebuilt from this, never from code a
     run folder names: a ``module:function`` model needs ``--model`` again, see :mod:`frostline.inference`)."""
@@ -111,8 +135,9 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     cfg.validate()
     with status(f"reading {cfg.data}"):
         full = read_data(cfg.data, cfg)
-    dropped = 0
+    dropped, conflicts = 0, None
     if cfg.dedup:
+        conflicts = within(full)[3], conflict_examples(full)  # dedup keeps the first label: say which conflicted
         full, dropped = dedup(full)
     full = limit(full, cfg.max_samples, cfg.seed)
     names = full.label_names
@@ -128,6 +153,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
             echo(f"note: {note}")
     if full.kind == "text" and loaded.tokenizer is None:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
+    length = text_length(cfg.max_length, loaded.model, loaded.tokenizer, cfg.model)
     if full.kind != "text" and loaded.tokenizer is not None:
         raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model "
                              "(hf:<vision model folder> or package.module:function)")
@@ -139,11 +165,13 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     augment = parse_augment(cfg.augment)
     what = "tokenising" if full.kind == "text" else "preparing"
     with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
-        enc = [Encoded(s, loaded.tokenizer, cfg.max_length, augment if s is splits.train else None)
+        enc = [Encoded(s, loaded.tokenizer, length, augment if s is splits.train else None)
                for s in (splits.train, splits.val, splits.test)]
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     with status("checking the splits for leakage"):
         leak = check_splits(splits, source=full if val is None and test is None else None)
+    if conflicts is not None and conflicts[0]:
+        leak.conflicting, leak.conflict_examples, leak.conflicts_deduped = conflicts[0], conflicts[1], True
     return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped)
 
 

@@ -67,6 +67,10 @@ def _unlabelled_rows(p: Path, text_column: str | int | None, header: bool | None
         text_column = 0
     head = first_row if has_header else None
     col = _column(text_column, head, "text", "text", p)
+    width = max((len(r) for r in rows[:1000]), default=0)
+    if col >= width:
+        raise FrostlineError(f"{p}: text column {col} does not exist: the rows have {width} column(s), numbered "
+                             f"0..{width - 1}")
     out = []
     for i, row in enumerate(rows[1:] if has_header else rows):
         if len(row) > col and row[col].strip():

@@ -35,7 +35,8 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
                                              help="Use a stratified sample of this many rows (quick runs).")),
     "val_frac": (float, typer.Option(help="Validation fraction of --data.")),
     "test_frac": (float, typer.Option(help="Test fraction of --data.")),
-    "max_length": (int, typer.Option(help="Truncate text to this many tokens (batches pad dynamically).")),
+    "max_length": (int | None, typer.Option(help="Truncate text to this many tokens (batches pad dynamically); "
+                                                 "default 128, or the model's own limit when lower.")),
     "dropout": (float | None, typer.Option(help="Dropout before the new head.")),
     "pooling": (str, typer.Option(help="Text encoders: auto (a sentence-transformers folder's pooling, else the "
                                        "model's own) | native | cls | pooler | mean | max.")),

@@ -93,7 +93,7 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STR
     with progress_bars() as progress:
         result = train(cfg, progress=progress, echo=_echo, status=status)
     m = result.metrics
-    console.print(history_table(m))
+    console.print(history_table(m, width=console.width))
     console.print(class_table(m["test"]))
     console.print(confusion_table(m["test"], m["labels"]))
     chosen = (m.get("threshold") or {}).get("chosen")

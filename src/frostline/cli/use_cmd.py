@@ -14,7 +14,7 @@ from ..inference import predict_file
 from ..report import class_table, confusion_table
 from ..scoring import evaluate
 from .app import app, console, friendly, print_json
-from .status import status
+from .status import status, status_stderr
 from .train_cmd import show_findings
 
 CheckpointOpt = Annotated[str, typer.Option(help="A finished run folder.")]
@@ -73,7 +73,8 @@ def predict_command(
     show: Annotated[int, typer.Option(help="Rows to show in the terminal when no --out is given.")] = 20,
 ) -> None:
     """Predict the class of every input of an unlabelled file or image folder with a finished run."""
-    result = predict_file(checkpoint, data, out, text_column, model, batch_size, status=status)
+    result = predict_file(checkpoint, data, out, text_column, model, batch_size,
+                          status=status_stderr if out == "-" else status)
     if out == "-":
         return
     counts = Counter(result.predicted_at_threshold or result.predicted)
