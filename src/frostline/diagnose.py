@@ -11,14 +11,18 @@ a run to do what it already does.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from .data_findings import absent_classes, leakage
+from .evidence import count_text, options_text, pct, plural, prior_loss, strategy_sizes, wilson
 from .findings import Finding, by_severity
 from .leakage import LeakageReport
+
+__all__ = ["Thresholds", "absent_classes", "accuracy_paradox", "diagnose_run", "leakage", "overfitting",
+           "prior_loss", "strategy_sizes", "under_trained", "underfitting", "verdict", "wilson"]
 
 
 @dataclass
@@ -34,48 +38,6 @@ class Thresholds:
     def to_dict(self) -> dict[str, float]:
         """JSON-ready view."""
         return asdict(self)
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _count(n: int) -> str:
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return str(n)
-
-
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion ``p`` observed on ``n`` samples."""
-    if n <= 0:
-        return 0.0, 1.0
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def strategy_sizes(parts: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """Trainable parameters of ``linear-probe``, ``partial:1..N`` and ``full`` on this model (from its parts)."""
-    size = {p["name"]: int(p["params"]) for p in parts}
-    blocks = [int(p["params"]) for p in parts if p["name"].startswith("block ")]
-    head, post = size.get("head", 0), size.get("post", 0)
-    out = [("linear-probe", head)]
-    out += [(f"partial:{k}", head + post + sum(blocks[len(blocks) - k :])) for k in range(1, len(blocks) + 1)]
-    out.append(("full", sum(size.values())))
-    return out
-
-
-def _options(parts: list[dict[str, Any]], trainable: int, fewer: bool, total: int) -> str:
-    sizes = strategy_sizes(parts)
-    chosen = [(n, s) for n, s in sizes if (s < trainable if fewer else s > trainable)]
-    chosen = sorted(chosen, key=lambda x: -x[1] if fewer else x[1])[:3]
-    return ", ".join(f"{n} [{_count(s)}, {_pct(s / total) if total else '-'}]" for n, s in chosen)
 
 
 def _minority_recall(m: dict[str, Any], name: str) -> tuple[float, float, float]:
@@ -109,10 +71,10 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
         share = support / n
         found.append(Finding(
             "accuracy-paradox", "error" if recall < 0.2 else "warning",
-            f"accuracy {_pct(acc)} looks good, but {name!r} ({_pct(share)} of samples) has recall {_pct(recall)} "
-            f"(95% interval {_pct(lo)}-{_pct(hi)} on {support}): the model misses {_pct(1 - recall)} of them. "
-            f"Always predicting {m['majority_class']!r} scores {_pct(base)}; balanced accuracy is "
-            f"{_pct(m['balanced_accuracy'])}, MCC {m['mcc']:.2f}.",
+            f"accuracy {pct(acc)} looks good, but {name!r} ({pct(share)} of samples) has recall {pct(recall)} "
+            f"(95% interval {pct(lo)}-{pct(hi)} on {support}): the model misses {pct(1 - recall)} of them. "
+            f"Always predicting {m['majority_class']!r} scores {pct(base)}; balanced accuracy is "
+            f"{pct(m['balanced_accuracy'])}, MCC {m['mcc']:.2f}.",
             f"judge by recall / F1 of {name!r}, balanced accuracy or MCC; raise its recall with "
             f"--optimize recall@precision>=0.90 (or precision@recall>=0.90), more {name!r} examples, or more "
             "trainable layers",
@@ -123,7 +85,7 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
     if not found and acc <= base + 0.01 and n * (1 - base) >= 5:  # 2 other samples could not show it either way
         found.append(Finding(
             "no-better-than-majority", "warning",
-            f"accuracy {_pct(acc)} is no better than always predicting {m['majority_class']!r} ({_pct(base)})",
+            f"accuracy {pct(acc)} is no better than always predicting {m['majority_class']!r} ({pct(base)})",
             "the model has not learned what separates the classes (here): more trainable layers or data; compare "
             "strategies with frostline compare",
             numbers,
@@ -146,8 +108,8 @@ def _missed_together(m: dict[str, Any], k: int, low_recall: float, numbers: dict
     return [Finding(
         "minority-classes-missed", "error" if recall < 0.2 else "warning",
         f"{len(small)} minority classes ({', '.join(map(repr, small))}; {support} test samples together) are "
-        f"found in {hits} of {support} (recall {_pct(recall)}, 95% interval {_pct(lo)}-{_pct(hi)}) while accuracy "
-        f"is {_pct(m['accuracy'])}; balanced accuracy {_pct(m['balanced_accuracy'])}",
+        f"found in {hits} of {support} (recall {pct(recall)}, 95% interval {pct(lo)}-{pct(hi)}) while accuracy "
+        f"is {pct(m['accuracy'])}; balanced accuracy {pct(m['balanced_accuracy'])}",
         "judge by balanced accuracy and per-class recall; more examples of those classes, more trainable layers, or "
         "class weights / resampling",
         {**numbers, "classes": small, "support": support, "recall": recall, "recall_interval": [lo, hi]})]
@@ -184,8 +146,8 @@ def overfitting(history: list[dict[str, Any]], params: dict[str, int], parts: li
     reasons, numbers = [], {"epoch": kept["epoch"], "train_accuracy": tr["accuracy"], "val_accuracy": va["accuracy"],
                             "val_accuracy_interval": [lo, hi], "train_loss": tr["loss"], "val_loss": va["loss"]}
     if acc_gap > gap and tr["accuracy"] > hi:
-        reasons.append(f"train accuracy {_pct(tr['accuracy'])} vs validation {_pct(va['accuracy'])} (95% interval "
-                       f"{_pct(lo)}-{_pct(hi)} on {va['n']}) at epoch {kept['epoch']}")
+        reasons.append(f"train accuracy {pct(tr['accuracy'])} vs validation {pct(va['accuracy'])} (95% interval "
+                       f"{pct(lo)}-{pct(hi)} on {va['n']}) at epoch {kept['epoch']}")
     # A validation loss above a near-zero training loss is not evidence by itself (95 % validation accuracy gives
     # 0.15 against 0.006 on a separable training set): the claims are the accuracy gap and a significant rise.
     numbers["loss_gap"] = loss_gap
@@ -204,8 +166,8 @@ def overfitting(history: list[dict[str, Any]], params: dict[str, int], parts: li
     if not reasons:
         return []
     share = trainable / total if total else 0.0
-    fewer = _options(parts, trainable, True, total)
-    more = _options(parts, trainable, False, total)
+    fewer = options_text(parts, trainable, True, total)
+    more = options_text(parts, trainable, False, total)
     still_improving = kept is history[-1]
     probe = kept.get("probe")
     if probe:
@@ -213,10 +175,10 @@ def overfitting(history: list[dict[str, Any]], params: dict[str, int], parts: li
                f"this gap is what these frozen features give on {n_train:,} samples; add data"
                + (f", or let the features adapt: {more}" if more else ""))
     elif share < 0.001 or not fewer:
-        fix = (f"only {_count(trainable)} parameters train ({_pct(share)}) and memorise {n_train:,} samples; add data"
-               " or weight decay" + (f", or let features adapt: {more}" if more else ""))
+        fix = (f"only {count_text(trainable)} parameters train ({pct(share)}) and memorise {n_train:,} samples; add "
+               "data or weight decay" + (f", or let features adapt: {more}" if more else ""))
     else:
-        fix = (f"{_pct(share)} of {_count(total)} parameters train on {n_train:,} samples; to train fewer: {fewer}"
+        fix = (f"{pct(share)} of {count_text(total)} parameters train on {n_train:,} samples; to train fewer: {fewer}"
                + ("; or add data / weight decay (validation was still improving at the last epoch, so stopping "
                   "earlier would not help)" if still_improving else
                   "; or stop earlier (--patience 1, fewer --epochs), lower --lr, add data"))
@@ -234,7 +196,7 @@ def under_trained(history: list[dict[str, Any]], best_epoch: int | None, stopped
     if not all(_significant_fall(h) for h in history[-n:]):
         return []
     losses = " -> ".join(f"{h['val']['loss']:.3f}" for h in history[-n - 1 :])
-    accs = " -> ".join(_pct(h["val"]["accuracy"]) for h in history[-n - 1 :])
+    accs = " -> ".join(pct(h["val"]["accuracy"]) for h in history[-n - 1 :])
     last = history[-1]["val_change"]
     more = (f"{epochs + max(2, epochs // 2)} epochs: --epochs {epochs + max(2, epochs // 2)}, or "
             f"@epochs={epochs + max(2, epochs // 2)} on this strategy in compare") if epochs else "more epochs"
@@ -248,15 +210,6 @@ def under_trained(history: list[dict[str, Any]], best_epoch: int | None, stopped
     )]
 
 
-def prior_loss(class_counts: dict[str, int] | None) -> float | None:
-    """Cross-entropy of predicting the training class frequencies: the loss of a model that learned nothing."""
-    if not class_counts:
-        return None
-    counts = [c for c in class_counts.values() if c > 0]
-    n = sum(counts)
-    return float(-sum(c / n * math.log(c / n) for c in counts)) if n else None
-
-
 def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, params: dict[str, int],
                  parts: list[dict[str, Any]], class_counts: dict[str, int] | None = None) -> list[Finding]:
     """Nothing (or almost nothing) trainable, training loss that cannot move, flat validation, one-class output.
@@ -267,7 +220,7 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
     """
     trainable, total = params["trainable"], params["total"]
     share = trainable / total if total else 0.0
-    more = _options(parts, trainable, False, total)
+    more = options_text(parts, trainable, False, total)
     unfreeze = f"unfreeze more: {more}" if more else "a higher --lr / --head-lr"
     found = []
     if trainable == 0:
@@ -287,7 +240,7 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
             found.append(Finding(
                 "loss-not-moving", "warning",
                 f"training loss moved from {first:.4f} to {last:.4f} over {len(sgd)} epochs "
-                f"({_pct(share)} of parameters trainable)" + (f"; predicting the class frequencies scores {prior:.4f}"
+                f"({pct(share)} of parameters trainable)" + (f"; predicting the class frequencies scores {prior:.4f}"
                                                               if prior is not None else ""),
                 f"raise --lr / --head-lr, or {unfreeze}",
                 {"first_train_loss": first, "last_train_loss": last, "trainable_share": share},
@@ -296,7 +249,7 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
                 and stuck(vloss[-1]):
             found.append(Finding(
                 "validation-flat", "warning",
-                f"validation accuracy stayed at {_pct(vals[-1])} and loss at {vloss[-1]:.4f} for {len(sgd)} "
+                f"validation accuracy stayed at {pct(vals[-1])} and loss at {vloss[-1]:.4f} for {len(sgd)} "
                 "epochs", f"the model is not learning: {unfreeze}, a higher learning rate, more epochs",
                 {"val_accuracy": vals, "val_loss": vloss},
             ))
@@ -304,100 +257,13 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
         predicted = [sum(col) for col in zip(*test["confusion_matrix"], strict=True)]
         used = [name for name, c in zip(test["support"], predicted, strict=True) if c]
         if len(used) == 1 and len(test["support"]) > 1:
-            frozen_note = "almost everything is frozen" if share < 0.01 else f"{_pct(share)} trains"
+            frozen_note = "almost everything is frozen" if share < 0.01 else f"{pct(share)} trains"
             found.append(Finding(
                 "single-class-predictions", "error",
                 f"every test sample is predicted {used[0]!r} ({frozen_note}): the classifier ignores its input",
                 f"{unfreeze}, raise --head-lr, train longer, or rebalance the classes",
                 {"predicted": dict(zip(test["support"], predicted, strict=True)), "trainable_share": share},
             ))
-    return found
-
-
-def absent_classes(m: dict[str, Any], labels: list[str]) -> tuple[Finding | None, dict[str, float] | None]:
-    """Trained classes with no sample in this data: macro averages count them as 0; give them over present ones."""
-    absent = [c for c in labels if not m["support"].get(c)]
-    present = [c for c in labels if m["support"].get(c)]
-    if not absent or not present:
-        return None, None
-    macro = {k: float(np.mean([m[k]["per_class"][c] for c in present])) for k in ("precision", "recall", "f1")}
-    predicted = {c: int(sum(row[labels.index(c)] for row in m["confusion_matrix"])) for c in absent}
-    return Finding(
-        "classes-absent", "warning",
-        f"{', '.join(map(repr, absent))} {'has' if len(absent) == 1 else 'have'} no sample in this data: macro "
-        f"averages over all {len(labels)} trained classes count {'it' if len(absent) == 1 else 'them'} as 0 (macro "
-        f"F1 {m['f1']['macro']:.4f}); over the {len(present)} present classes macro F1 is {macro['f1']:.4f}. "
-        f"Samples predicted as absent classes: " + ", ".join(f"{c} {n}" for c, n in predicted.items()),
-        "judge by accuracy and the present classes' scores (metrics.json: macro_present)",
-        {"absent": absent, "macro_present": macro, "predicted_as_absent": predicted}), macro
-
-
-def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
-            clean: dict[str, Any] | None = None) -> list[Finding]:
-    """Samples on both sides of a split, graded by share and effect; duplicates with conflicting labels.
-
-    ``clean`` holds the test metrics re-scored without the leaked test samples. An error when at least 10 % of the
-    test split leaked or the leak inflates test accuracy or macro F1 by a point or more; otherwise a warning
-    that gives both scores (a few duplicated short messages do not void a result).
-    """
-    if report is None:
-        return []
-    found = []
-    by_split = report.leaked_by_split()
-    example = f" e.g. {report.examples[0]['sample']!r}" if report.examples else ""
-    exact = ", ".join(f"{p}: {n}" for p, n in report.exact.items() if n) or "none"
-    near = ", ".join(f"{k} {v}" for k, v in by_split.items())
-    where = f"exact copies {exact}; after normalising case, whitespace and punctuation: {near}"
-    if report.copies:
-        where += f"; the data holds {report.copies} extra exact copies of {report.duplicated} samples"
-    if by_split.get("test") and (test is None or clean is None or not test["n"]):
-        found.append(Finding(
-            "data-leakage", "error",
-            f"{by_split['test']} test and {by_split.get('val', 0)} validation samples also occur in an earlier split "
-            f"({where});{example}. Test scores are inflated by memorised samples",
-            "--dedup drops duplicates (after normalisation) before splitting", report.to_dict()))
-    elif by_split.get("test") and test is not None and clean is not None:
-        n_leak, n = by_split["test"], test["n"]
-        share = n_leak / n
-        d_acc = test["accuracy"] - clean["accuracy"]
-        d_f1 = test["f1"]["macro"] - clean["f1"]["macro"]
-        # Is the leaked part scored better than the unseen part beyond noise (two-proportion z-test)?
-        n_clean = clean["n"]
-        acc_leaked = (test["accuracy"] * n - clean["accuracy"] * n_clean) / max(n_leak, 1)
-        pooled = test["accuracy"]
-        se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / max(n_leak, 1) + 1 / max(n_clean, 1)))
-        z = (acc_leaked - clean["accuracy"]) / se
-        severe = share >= 0.10 or (max(d_acc, d_f1) >= 0.03 and z >= 1.96)
-        found.append(Finding(
-            "data-leakage", "error" if severe else "warning",
-            f"{n_leak} of {n} test samples ({_pct(share)}) also occur in training or validation ({where});{example}. "
-            f"Test accuracy {test['accuracy']:.4f} / macro F1 {test['f1']['macro']:.4f} on all {n}, "
-            f"{clean['accuracy']:.4f} / {clean['f1']['macro']:.4f} on the {clean['n']} unseen: the leak moves the "
-            f"score by {100 * d_acc:+.1f} / {100 * d_f1:+.1f} points"
-            + ("" if severe else " (small: trust the unseen score; the verdict judges it)"),
-            "--dedup drops duplicates (after normalisation) before splitting; metrics.json test_clean has the "
-            "unseen score",
-            {**report.to_dict(), "test_share": share, "z_leaked_vs_unseen": z, "accuracy_all": test["accuracy"],
-             "accuracy_unseen": clean["accuracy"], "f1_all": test["f1"]["macro"], "f1_unseen": clean["f1"]["macro"]},
-        ))
-    elif by_split.get("val"):
-        found.append(Finding(
-            "data-leakage", "warning",
-            f"{by_split['val']} validation samples also occur in training ({where});{example}. The test split is "
-            "clean, but validation loss (best epoch, early stopping, thresholds) is measured partly on memorised "
-            "samples",
-            "--dedup drops duplicates (after normalisation) before splitting",
-            report.to_dict(),
-        ))
-    if report.conflicting:
-        shown = "; ".join(f"{e['sample']!r}: {', '.join(e['labels'])}" for e in report.conflict_examples[:3])
-        found.append(Finding(
-            "conflicting-labels", "warning",
-            f"{report.conflicting} samples occur with more than one label" + (f", e.g. {shown}" if shown else "")
-            + ("; --dedup kept the first label of each" if report.conflicts_deduped else ""),
-            "check the labels of those samples (metrics.json leakage.conflict_examples)",
-            {"conflicting": report.conflicting, "examples": report.conflict_examples},
-        ))
     return found
 
 
@@ -422,18 +288,18 @@ def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, s
     on = f" ({scope})" if scope else ""
     # a class recall under the bar counts when its 95 % interval stays under 50 %: 0 of 2 found proves nothing
     if acc < t.bad_accuracy or (worst[1] < t.bad_class_recall and worst_hi < 0.5):
-        why = (f"accuracy {_pct(acc)} < {_pct(t.bad_accuracy)}" if acc < t.bad_accuracy
-               else f"recall of {worst[0]!r} {_pct(worst[1])} < {_pct(t.bad_class_recall)}")
+        why = (f"accuracy {pct(acc)} < {pct(t.bad_accuracy)}" if acc < t.bad_accuracy
+               else f"recall of {worst[0]!r} {pct(worst[1])} < {pct(t.bad_class_recall)}")
         return Finding("verdict-bad", "error", f"bad{on}: {why}{caveat}", "see the findings above", numbers)
     if acc > t.good_accuracy and p > t.good_precision and r > t.good_recall:
         return Finding("verdict-good", "warning" if distrust else "info",
-                       f"good{on}: accuracy {_pct(acc)}, macro precision {_pct(p)}, macro recall {_pct(r)}{caveat}",
+                       f"good{on}: accuracy {pct(acc)}, macro precision {pct(p)}, macro recall {pct(r)}{caveat}",
                        "fix the errors above first" if distrust else "-", numbers)
     return Finding("verdict-mixed", "warning",
-                   f"mixed{on}: accuracy {_pct(acc)}, macro precision {_pct(p)}, macro recall {_pct(r)} (good needs "
-                   f"> {_pct(t.good_accuracy)} / {_pct(t.good_precision)} / {_pct(t.good_recall)}){caveat}",
+                   f"mixed{on}: accuracy {pct(acc)}, macro precision {pct(p)}, macro recall {pct(r)} (good needs "
+                   f"> {pct(t.good_accuracy)} / {pct(t.good_precision)} / {pct(t.good_recall)}){caveat}",
                    "see the findings above" if not (worst[1] < t.bad_class_recall) else
-                   f"{worst[0]!r} has recall {_pct(worst[1])} on only {_n(m['support'][worst[0]], 'sample')}: too "
+                   f"{worst[0]!r} has recall {pct(worst[1])} on only {plural(m['support'][worst[0]], 'sample')}: too "
                    "few to judge that class; more data for it", numbers)
 
 

@@ -1,0 +1,58 @@
+"""The evidence findings rest on: binomial intervals, the parameters each strategy would train on a model, the loss
+of a model that learned nothing, and the few number formats findings use."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def count_text(n: int) -> str:
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(n)
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``p`` observed on ``n`` samples."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def strategy_sizes(parts: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Trainable parameters of ``linear-probe``, ``partial:1..N`` and ``full`` on this model (from its parts)."""
+    size = {p["name"]: int(p["params"]) for p in parts}
+    blocks = [int(p["params"]) for p in parts if p["name"].startswith("block ")]
+    head, post = size.get("head", 0), size.get("post", 0)
+    out = [("linear-probe", head)]
+    out += [(f"partial:{k}", head + post + sum(blocks[len(blocks) - k :])) for k in range(1, len(blocks) + 1)]
+    out.append(("full", sum(size.values())))
+    return out
+
+
+def options_text(parts: list[dict[str, Any]], trainable: int, fewer: bool, total: int) -> str:
+    sizes = strategy_sizes(parts)
+    chosen = [(n, s) for n, s in sizes if (s < trainable if fewer else s > trainable)]
+    chosen = sorted(chosen, key=lambda x: -x[1] if fewer else x[1])[:3]
+    return ", ".join(f"{n} [{count_text(s)}, {pct(s / total) if total else '-'}]" for n, s in chosen)
+
+
+def prior_loss(class_counts: dict[str, int] | None) -> float | None:
+    """Cross-entropy of predicting the training class frequencies: the loss of a model that learned nothing."""
+    if not class_counts:
+        return None
+    counts = [c for c in class_counts.values() if c > 0]
+    n = sum(counts)
+    return float(-sum(c / n * math.log(c / n) for c in counts)) if n else None
