@@ -8,14 +8,17 @@ from typing import Any
 
 
 def pct(x: float) -> str:
+    """A fraction as a percentage with one decimal."""
     return f"{100 * x:.1f}%"
 
 
 def plural(count: int, noun: str) -> str:
+    """``1 sample``, ``2 samples``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def count_text(n: int) -> str:
+    """A parameter count in a few characters: 770, 1.8M."""
     for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
         if n >= div:
             return f"{n / div:.1f}{unit}"
@@ -43,6 +46,7 @@ def strategy_sizes(parts: list[dict[str, Any]]) -> list[tuple[str, int]]:
 
 
 def options_text(parts: list[dict[str, Any]], trainable: int, fewer: bool, total: int) -> str:
+    """Up to three strategies that train fewer (or more) parameters than ``trainable``, with their counts."""
     sizes = strategy_sizes(parts)
     chosen = [(n, s) for n, s in sizes if (s < trainable if fewer else s > trainable)]
     chosen = sorted(chosen, key=lambda x: -x[1] if fewer else x[1])[:3]
