@@ -55,9 +55,12 @@ def test_predict_unlabelled_text_file(tmp_path, text_run):
     th = json.loads((run / "metrics.json").read_text())["threshold"]["chosen"]["threshold"]
     assert lib.threshold["threshold"] == th
     assert lib.predicted_at_threshold == ["spam" if p >= th else "ham" for p in lib.probs[:, 1]]
-    # the run's own test predictions are reproduced by the reloaded model
-    again = model.predict([r for r in []] or ["free cash prize now"])
-    assert again.probs.shape == (1, 2)
+    # the reloaded model reproduces the run's own test predictions (predictions.csv points back into the data file)
+    _, data = text_run
+    lines = Path(data).read_text().splitlines()
+    saved = list(csv.DictReader((run / "predictions.csv").open()))
+    again = model.predict([lines[int(r["index"])].split("\t", 1)[1] for r in saved])
+    np.testing.assert_allclose(again.probs[:, 1], [float(r["p_spam"]) for r in saved], atol=1e-6)
     # never overwritten
     result = _run("predict", "--checkpoint", run, "--data", tmp_path / "new.txt", "--out", out)
     assert result.exit_code == 2 and "already exists" in result.output
@@ -94,6 +97,9 @@ def test_evaluate_gives_findings_roc_auc_domain_shift_and_overlap(tmp_path, text
     result = _run("evaluate", "--checkpoint", run, "--data", data, "--json")
     leak = json.loads(result.output)
     assert leak["overlap"]["samples"] > 0 and leak["diagnoses"][0]["code"] == "data-leakage"
+    unseen = leak["overlap"]["unseen"]  # the verdict judges the samples the model never saw, as train does
+    assert leak["diagnoses"][-1]["numbers"]["accuracy"] == unseen["accuracy"]
+    assert f"on the {unseen['n']} samples not seen in training" in leak["diagnoses"][-1]["message"]
     # results are never written over
     result = _run("evaluate", "--checkpoint", run, "--data", other, "--out", ev)
     assert result.exit_code == 2 and "already holds results" in result.output
@@ -207,3 +213,9 @@ def test_column_numbers_out_of_range_and_too_long_texts_are_named(tmp_path, tiny
     assert result.exit_code == 2 and "text column 5 does not exist: the rows have 2 column(s)" in result.output
     result = _run(*base, "--text-column", "1", "--max-length", "100")
     assert result.exit_code == 2 and "--max-length 100 is more than" in result.output and "(64 tokens)" in result.output
+
+
+def test_old_import_paths_of_compare_and_evaluate_still_work():
+    from frostline.train import Comparison, compare, evaluate
+
+    assert evaluate is fl.evaluate and compare is fl.compare and Comparison.__name__ == "Comparison"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .config import RunConfig, _check_types
+from .config import RunConfig
 from .errors import FrostlineError, did_you_mean
 from .html_report import write_compare_report
 from .train import Progress, RunResult, Status, no_status, prepare, train
@@ -105,7 +105,6 @@ def run_config(cfg: RunConfig, item: StrategyRun, out: Path) -> RunConfig:
     """The configuration of one strategy of the comparison (checked)."""
     sub = RunConfig(**{**cfg.to_dict(), **item.overrides, "strategy": item.spec,
                        "out": str(out / folder_name(item.label))})
-    _check_types(sub)
     return sub.validate()
 
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from .data_findings import absent_classes, leakage
-from .evidence import count_text, options_text, pct, plural, prior_loss, strategy_sizes, wilson
+from .evidence import count_text, options_text, pct, plural, present_macro, prior_loss, strategy_sizes, wilson
 from .findings import Finding, by_severity
 from .leakage import LeakageReport
 
@@ -273,11 +271,11 @@ def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, s
     classes present in ``m`` (a class with no test sample has no recall to judge)."""
     t = t or Thresholds()
     acc, p, r = m["accuracy"], m["precision"]["macro"], m["recall"]["macro"]
-    present_names = [c for c, n in m["support"].items() if n]
-    if 0 < len(present_names) < len(m["support"]):
-        p = float(np.mean([m["precision"]["per_class"][c] for c in present_names]))
-        r = float(np.mean([m["recall"]["per_class"][c] for c in present_names]))
-        scope = (scope + "; " if scope else "") + f"macro over the {len(present_names)} classes present"
+    macro = present_macro(m)
+    if macro is not None:
+        p, r = macro["precision"], macro["recall"]
+        n_present = sum(1 for n in m["support"].values() if n)
+        scope = (scope + "; " if scope else "") + f"macro over the {n_present} classes present"
     present = {c: v for c, v in m["recall"]["per_class"].items() if m["support"].get(c)}
     worst = min(present.items(), key=lambda kv: kv[1]) if present else ("-", 1.0)
     worst_hi = wilson(worst[1], m["support"].get(worst[0], 0))[1] if present else 1.0

@@ -27,7 +27,7 @@ from .check import check_model
 from .errors import FrostlineError, did_you_mean
 from .freeze import set_trainable
 from .heads import find_head
-from .metrics import classification_metrics, paired_change
+from .metrics import classification_metrics, loss_se, paired_change
 from .outputs import logits_of
 from .probe_head import fit_probe_epoch, probe_target
 from .schedule import LRSchedule, PlanOptimizer
@@ -379,7 +379,7 @@ def fit(
                 probe_done = plan.params
             train_metrics = classification_metrics(truth_all, train_preds, labels, train_loss)
             val_metrics = classification_metrics(val_pred.labels, val_pred.preds, labels, val_pred.loss)
-            val_metrics["loss_se"] = float(val_pred.losses.std(ddof=1) / np.sqrt(len(val_pred.losses))) \
+            val_metrics["loss_se"] = loss_se(val_pred.losses) \
                 if val_pred.losses is not None and len(val_pred.losses) > 1 else None
             last_epoch = epoch + 1 == config.epochs
             rest_same = linear and all(strategy.plan(e, parts, config.lr, config.head_lr).params == plan.params

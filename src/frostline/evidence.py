@@ -53,6 +53,15 @@ def options_text(parts: list[dict[str, Any]], trainable: int, fewer: bool, total
     return ", ".join(f"{n} [{count_text(s)}, {pct(s / total) if total else '-'}]" for n, s in chosen)
 
 
+def present_macro(m: dict[str, Any]) -> dict[str, float] | None:
+    """Macro precision / recall / F1 over the classes with samples in ``m`` (``None`` when every class, or none, has
+    some): a class with no sample has no recall to judge, and counting it as 0 misleads."""
+    present = [c for c, n in m["support"].items() if n]
+    if not present or len(present) == len(m["support"]):
+        return None
+    return {k: sum(m[k]["per_class"][c] for c in present) / len(present) for k in ("precision", "recall", "f1")}
+
+
 def prior_loss(class_counts: dict[str, int] | None) -> float | None:
     """Cross-entropy of predicting the training class frequencies: the loss of a model that learned nothing."""
     if not class_counts:

@@ -101,23 +101,21 @@ def _labels_by_key(ds: Dataset) -> dict[str, set[int]]:
     return labels
 
 
-def conflict_examples(ds: Dataset, limit: int = 5) -> list[dict[str, Any]]:
-    """A few samples (normalised text, or the content hash) that carry more than one label, with their labels."""
-    out = []
-    for key, ys in _labels_by_key(ds).items():
-        if len(ys) > 1:
-            out.append({"sample": key[:160], "labels": [ds.label_names[y] for y in sorted(ys)]})
-            if len(out) >= limit:
-                break
-    return out
+def label_conflicts(ds: Dataset, limit: int = 5) -> tuple[int, list[dict[str, Any]]]:
+    """Distinct samples (normalised) that carry more than one label, and a few of them (normalised text, or the
+    content hash) with their labels."""
+    conflicting = [(key, ys) for key, ys in _labels_by_key(ds).items() if len(ys) > 1]
+    examples = [{"sample": key[:160], "labels": [ds.label_names[y] for y in sorted(ys)]}
+                for key, ys in conflicting[:limit]]
+    return len(conflicting), examples
 
 
 def check_splits(splits: Splits, source: Dataset | None = None, max_examples: int = 5) -> LeakageReport:
     """Count duplicates across train / validation / test (and inside ``source``, the data before splitting)."""
     report = LeakageReport()
     if source is not None:
-        report.copies, report.duplicated, report.near_copies, report.conflicting = within(source)
-        report.conflict_examples = conflict_examples(source) if report.conflicting else []
+        report.copies, report.duplicated, report.near_copies, _ = within(source)
+        report.conflicting, report.conflict_examples = label_conflicts(source)
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     keys = {name: sample_keys(ds) for name, ds in parts.items()}
     near = {name: sample_keys(ds, near=True) for name, ds in parts.items()}

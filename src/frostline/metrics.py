@@ -101,9 +101,14 @@ def headline(m: dict[str, Any], average: str = "macro") -> dict[str, float | Non
     }
 
 
+def loss_se(losses: np.ndarray) -> float:
+    """Standard error of a mean per-sample loss."""
+    return float(np.std(losses, ddof=1) / np.sqrt(len(losses)))
+
+
 def paired_change(now: np.ndarray | None, before: np.ndarray | None) -> dict[str, float] | None:
     """Mean per-sample change of the validation loss between two epochs, and its standard error (paired)."""
     if now is None or before is None or len(now) != len(before) or len(now) < 2:
         return None
     d = now - before
-    return {"diff": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+    return {"diff": float(d.mean()), "se": loss_se(d)}

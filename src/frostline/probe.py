@@ -69,7 +69,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+def log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy (unpenalised) and accuracy of ``softmax(W x + b)`` on ``(x, y)``."""
     z = x @ w.T + b
     z = z - z.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -169,11 +170,11 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         splits = _cv_folds(y, folds, seed) if folds else []
         for tr, te in splits:
             for j, (w, b, _) in enumerate(_path(x[tr], y[tr], k, grid_cs)):
-                cv_loss[j] += _log_loss(x[te], y[te], w, b)[0] * len(te) / len(y)
+                cv_loss[j] += log_loss(x[te], y[te], w, b)[0] * len(te) / len(y)
         full = _path(x, y, k, grid_cs)
     grid = []
     for j, (c, (w, b, info)) in enumerate(zip(grid_cs, full, strict=True)):
-        val_loss, val_acc = _log_loss(xv, yv, w, b)
+        val_loss, val_acc = log_loss(xv, yv, w, b)
         grid.append({"C": c, "cv_loss": float(cv_loss[j]) if splits else None, "val_loss": val_loss,
                      "val_accuracy": val_acc, "iterations": info["iterations"], "converged": info["converged"]})
     key = "cv_loss" if splits else "val_loss"

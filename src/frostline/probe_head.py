@@ -12,12 +12,12 @@ from torch import nn
 from .batching import Encoded
 from .cache import PrefixCache
 from .heads import find_head
-from .probe import ProbeFit, fit_probe
-from .probe import probs as probe_probs
+from .probe import ProbeFit, fit_probe, log_loss, probs
 
 
 def probe_target(model: nn.Module, plan_params: set[str], prefix: PrefixCache | None) -> str:
-    """Module path of the Linear a convex probe can fit for this plan, or ``""`` with the reason logged."""
+    """Module path of the Linear a convex probe can fit for this plan, or ``""`` (no head cache, or the plan trains
+    more than one Linear)."""
     if prefix is None or prefix.plan is None or prefix.plan.kind != "head" or not prefix.stores:
         return ""
     linear = find_head(model).linear
@@ -30,14 +30,11 @@ def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: E
                     ) -> tuple[dict[str, Any], np.ndarray, float, ProbeFit]:
     """Fit the head on the cached features to convergence; returns the probe record, train predictions and loss."""
     x_train, x_val = prefix.features("train"), prefix.features("val")
-    k = model.get_submodule(linear).out_features
-    w, b, pfit = fit_probe(x_train, train.ds.labels, x_val, val.ds.labels, k)
     head = model.get_submodule(linear)
+    w, b, pfit = fit_probe(x_train, train.ds.labels, x_val, val.ds.labels, head.out_features)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(w).to(head.weight))
         if head.bias is not None:
             head.bias.copy_(torch.from_numpy(b).to(head.bias))
-    p = probe_probs(x_train, w, b)
-    y = train.ds.labels
-    loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)).mean())
-    return pfit.to_dict(), p.argmax(axis=1), loss, pfit
+    loss, _ = log_loss(x_train, train.ds.labels, w, b)
+    return pfit.to_dict(), probs(x_train, w, b).argmax(axis=1), loss, pfit

@@ -108,6 +108,7 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
     with status("checking overlap with the run's training data"):
         keys, why_not = _training_keys(cfg, state)
     overlap: dict[str, Any] = {"checked": keys is not None, "note": why_not}
+    judged, scope = metrics, ""  # with an overlap, the verdict and the domain shift judge the unseen samples
     if keys is not None:
         seen = [i for i, k in enumerate(sample_keys(ds, near=True)) if k in keys]
         overlap["samples"] = len(seen)
@@ -116,6 +117,8 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
             keep[seen] = False
             unseen = classification_metrics(pred.labels[keep], pred.preds[keep], labels) if keep.any() else None
             overlap["unseen"] = unseen
+            if unseen is not None:
+                judged, scope = unseen, f"on the {unseen['n']} samples not seen in training"
             findings.append(Finding(
                 "data-leakage", "error" if len(seen) / len(ds) >= 0.10 else "warning",
                 f"{len(seen)} of {len(ds)} samples ({100 * len(seen) / len(ds):.1f}%) were in the run's training or "
@@ -127,14 +130,15 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
         metrics["macro_present"] = macro_present
         findings.append(absent)
     findings += accuracy_paradox(metrics)
-    shift = domain_shift(metrics, (state.get("metrics") or {}).get("test"))
+    shift = domain_shift(judged, (state.get("metrics") or {}).get("test"))
     if shift is not None:
         findings.append(shift)
     errors = sum(f.severity == "error" for f in findings)
     result = {"schema": EVALUATE_SCHEMA, "checkpoint": str(checkpoint), "data": str(data), "labels": labels,
               "model": state.get("model"), "test": metrics, "threshold": section,
               "run_test": (state.get("metrics") or {}).get("test"), "overlap": overlap,
-              "diagnoses": [f.to_dict() for f in [*by_severity(findings), verdict(metrics, cfg.thresholds(), errors)]]}
+              "diagnoses": [f.to_dict() for f in [*by_severity(findings),
+                                                  verdict(judged, cfg.thresholds(), errors, scope)]]}
     if dest is not None:
         with status(f"writing {dest.path}"):
             dest.write_predictions(pred, ds.ids, labels, (pos, th["chosen"]) if th.get("chosen") is not None else None)

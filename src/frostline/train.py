@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .audit import audit_run
@@ -26,8 +25,8 @@ from .errors import FrostlineError
 from .freeze import trainable_state
 from .heads import replace_head
 from .html_report import write_run_report
-from .leakage import LeakageReport, check_splits, conflict_examples, dedup, within
-from .metrics import classification_metrics
+from .leakage import LeakageReport, check_splits, dedup, label_conflicts
+from .metrics import classification_metrics, loss_se
 from .models import LoadedModel, load_model
 from .runs import RunFolder
 from .schedule import PlanOptimizer
@@ -56,6 +55,7 @@ class Prepared:
     leakage: LeakageReport | None = None
     dedup_dropped: int = 0
     base: dict[str, Any] | None = None
+    fingerprint: str | None = None
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
@@ -137,7 +137,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         full = read_data(cfg.data, cfg)
     dropped, conflicts = 0, None
     if cfg.dedup:
-        conflicts = within(full)[3], conflict_examples(full)  # dedup keeps the first label: say which conflicted
+        conflicts = label_conflicts(full)  # dedup keeps the first label: say which conflicted
         full, dropped = dedup(full)
     full = limit(full, cfg.max_samples, cfg.seed)
     names = full.label_names
@@ -172,7 +172,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         leak = check_splits(splits, source=full if val is None and test is None else None)
     if conflicts is not None and conflicts[0]:
         leak.conflicting, leak.conflict_examples, leak.conflicts_deduped = conflicts[0], conflicts[1], True
-    return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped)
+    return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped,
+                    fingerprint=fingerprint(cfg.data))
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -193,7 +194,7 @@ def split_metrics(pred: Predictions, labels: list[str]) -> dict[str, Any]:
     """Point metrics of one prediction pass (with the standard error of the mean loss)."""
     m = classification_metrics(pred.labels, pred.preds, labels, pred.loss)
     if pred.losses is not None and len(pred.losses) > 1:
-        m["loss_se"] = float(np.std(pred.losses, ddof=1) / np.sqrt(len(pred.losses)))
+        m["loss_se"] = loss_se(pred.losses)
     return m
 
 
@@ -304,7 +305,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         "base": base,
     }
     metrics["data"]["dedup_dropped"] = prepared.dedup_dropped
-    metrics["data"]["fingerprint"] = fingerprint(cfg.data) if cfg.data else None
+    metrics["data"]["fingerprint"] = prepared.fingerprint
     metrics["data"]["path"] = str(Path(cfg.data).resolve()) if cfg.data else None
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())
@@ -337,7 +338,7 @@ def __getattr__(name: str) -> Any:
     if name in ("compare", "Comparison"):
         from . import comparison as module
     elif name == "evaluate":
-        from . import inference as module
+        from . import scoring as module
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(module, name)
