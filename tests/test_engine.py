@@ -114,8 +114,10 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_hf_dir):
     with pytest.raises(Interrupt):
         train(cfg, progress=crash_in_epoch_3, echo=quiet)
     state = fl_state(tmp_path / "cut")
-    assert state["complete"] is False and state["next_epoch"] == 2
-    assert (tmp_path / "cut" / "last.safetensors").is_file() and (tmp_path / "cut" / "model.safetensors").is_file()
+    assert state["complete"] is False and state["config"]["epochs"] == 3 and len(state["data_sha256"]["data"]) == 64
+    kept = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
+    assert kept == ["epoch-0001", "epoch-0002"]  # one complete unit per epoch, the last two kept
+    assert not (tmp_path / "cut" / "model.safetensors").exists()  # results only once the run is complete
     resumed = train(cfg, echo=quiet)
     assert resumed.resumed_from == 2 and resumed.metrics["run"]["resumed_from_epoch"] == 2
     assert len(resumed.metrics["history"]) == 3
@@ -123,7 +125,8 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_hf_dir):
     for a, b in zip(whole.metrics["history"], resumed.metrics["history"], strict=True):
         assert (a["train"]["loss"], a["val"]["loss"]) == (b["train"]["loss"], b["val"]["loss"])
     assert resumed.metrics["test"] == whole.metrics["test"]
-    assert not (tmp_path / "cut" / "last.safetensors").exists()  # cleaned once complete
+    assert not (tmp_path / "cut" / "checkpoints").exists()  # cleaned once complete
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
     again = train(cfg, echo=quiet)
     assert again.reused  # a finished run is reported, not retrained
     with pytest.raises(fl.FrostlineError, match=r"holds a different run \(differs in: epochs\)"):

@@ -9,6 +9,7 @@ when it stops improving.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -145,6 +146,11 @@ class Resume:
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     prev_losses: np.ndarray | None = field(default=None, repr=False)
     best_losses: np.ndarray | None = field(default=None, repr=False)
+    ending: str | None = None  # "last" / "early-stop" / "converged" once training has finished
+
+
+class NonFiniteLoss(FrostlineError):
+    """The loss became NaN or infinite: training stops at once (the weights of the step are not applied)."""
 
 
 @dataclass
@@ -185,6 +191,13 @@ def make_fabric(accelerator: str = "auto", precision: str | None = None, seed: i
     return fabric, precision
 
 
+def _non_finite(what: str, value: float, epoch: int, step: int, popt: PlanOptimizer) -> str:
+    lrs = ", ".join(f"{k} {v:.3g}" for k, v in popt.lrs().items())
+    return (f"the {what} is {value} in epoch {epoch + 1} at step {step + 1}: training stopped. The likely cause is a "
+            f"learning rate too high for this model (now: {lrs}); lower --lr / --head-lr (e.g. 10x) or keep "
+            "--clip on. Weights of this step were not applied")
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any = None,
             forward_fn: Callable[[Batch], torch.Tensor] | None = None) -> Predictions:
@@ -220,7 +233,7 @@ def fit(
     strategy: Strategy,
     config: TrainConfig,
     *,
-    on_epoch_end: Callable[[EpochRecord, bool, PlanOptimizer, int], None] | None = None,
+    on_epoch_end: Callable[[EpochRecord, bool, PlanOptimizer, int, str | None], None] | None = None,
     resume: Resume | None = None,
     progress: Callable[[str, int], Any] | None = None,
     status: Status | None = None,
@@ -237,10 +250,15 @@ def fit(
         val: Validation data (early stopping and best checkpoint by its loss).
         strategy: What trains when.
         config: Loop settings.
-        on_epoch_end: Called with (record, is_best, optimizer, step) after each epoch (checkpointing).
+        on_epoch_end: Called with (record, is_best, optimizer, step, ending) after each epoch (checkpointing);
+            ``ending`` is ``"last"``, ``"early-stop"`` or ``"converged"`` when training ends with this epoch.
         resume: State of an interrupted run to continue.
         progress: Factory of a progress callback: ``progress(description, total)`` returns ``advance(mean_loss)``.
         status: ``status(message)`` returns a context manager shown around slow steps (cache build, probe fit).
+
+    Raises:
+        NonFiniteLoss: A training step or the validation loss gave NaN / inf (named with epoch, step and the
+            learning rates); the step is not applied.
 
     Returns:
         A :class:`FitResult`; epochs count from 1 (``history[].epoch``, ``best_epoch``). With
@@ -272,6 +290,8 @@ def fit(
             torch.set_rng_state(resume.rng_state)
         if history and history[-1].get("probe"):
             probe_done = strategy.plan(int(history[-1]["epoch"]) - 1, parts, config.lr, config.head_lr).params
+        if resume.ending is not None:  # training had finished; only the final scoring was left
+            start = config.epochs
     plan = strategy.plan(start, parts, config.lr, config.head_lr)
     set_trainable(model, plan.params)
     for finding in check_model(model):
@@ -289,7 +309,8 @@ def fit(
     prefix = PrefixCache(model, parts, discover_blocks(model, head), head, config.cache_budget,
                          fabric.autocast) if config.cache else None
     best = BestState(resume.best_state if resume is not None else None)
-    stopped_early, converged, t_run, bad_epochs = False, False, time.perf_counter(), 0
+    ending = resume.ending if resume is not None else None
+    stopped_early, converged, t_run, bad_epochs = ending == "early-stop", ending == "converged", time.perf_counter(), 0
     if history:
         losses = [h["val"]["loss"] for h in history]
         bad_epochs = len(losses) - 1 - int(np.argmin(losses))
@@ -355,6 +376,9 @@ def fit(
                         with clock("forward"):
                             logits = run(batch, "train").float()
                             loss = nn.functional.cross_entropy(logits, batch.labels)
+                            loss_value = loss.item()
+                        if not math.isfinite(loss_value):
+                            raise NonFiniteLoss(_non_finite("training loss", loss_value, epoch, step, popt))
                         with clock("backward"):  # gradients are None here: cleared at the start and after each step
                             fabric.backward(loss)
                         with clock("optimizer"):
@@ -363,7 +387,7 @@ def fit(
                             fopt.step()
                             fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
                         step += 1
-                        loss_sum += loss.item() * len(batch.labels)
+                        loss_sum += loss_value * len(batch.labels)
                         seen += len(batch.labels)
                         preds.append(logits.argmax(-1).cpu().numpy())
                         truth.append(batch.labels.cpu().numpy())
@@ -374,6 +398,8 @@ def fit(
                 with clock("eval"):
                     val_pred = predict(fmodel, val, config.eval_batch_size, fabric,
                                        lambda b: run(b, "val"))
+            if not math.isfinite(val_pred.loss):
+                raise NonFiniteLoss(_non_finite("validation loss", val_pred.loss, epoch, step, popt))
             if linear:
                 step += steps_per_epoch
                 probe_done = plan.params
@@ -406,8 +432,9 @@ def fit(
                     best.capture(model)
             else:
                 bad_epochs += 1
+            ending = "converged" if rest_same else "early-stop" if stop else "last" if last_epoch else None
             if on_epoch_end is not None:
-                on_epoch_end(record, is_best, popt, step)
+                on_epoch_end(record, is_best, popt, step, ending)
             if rest_same:
                 converged = True
                 log.info("linear probe converged in epoch %d; epochs %d-%d would not change it", epoch + 1,

@@ -20,11 +20,13 @@ from torch import nn
 
 from . import atomic
 from .batching import Encoded
-from .config import RunConfig
+from .config import RunConfig, config_keys
+from .config import _check_types as check_types
 from .data import Dataset, image_tensor
 from .engine import predict as predict_encoded
 from .errors import FrostlineError
 from .heads import replace_head
+from .identity import state_hash
 from .models import load_model
 from .runs import RunFolder
 from .threshold import predict_at
@@ -177,7 +179,7 @@ class RunModel:
 
 
 def run_state(path: str | Path) -> tuple[dict[str, Any], RunConfig]:
-    """A finished run's state.json and configuration (nothing loaded yet)."""
+    """A finished run's state.json and configuration (nothing loaded yet; a damaged state is a clear error)."""
     run = RunFolder(path)
     if not run.exists():
         raise FrostlineError(f"{path} is not a frostline run folder (no state.json)")
@@ -185,11 +187,26 @@ def run_state(path: str | Path) -> tuple[dict[str, Any], RunConfig]:
     if not state.get("complete") or not run.file("model.safetensors").is_file():
         raise FrostlineError(f"{path} holds an unfinished run (no final model.safetensors); finish it by running the "
                              "same train command again")
-    return state, RunConfig(**{**state["config"], "out": str(path)})
+    config, labels = state.get("config"), state.get("label_names")
+    if not isinstance(config, dict) or not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise FrostlineError(f"{path}/state.json is damaged: it lacks the run's configuration or label names")
+    unknown = sorted(set(config) - set(config_keys()))
+    if unknown:
+        raise FrostlineError(f"{path}/state.json has unknown configuration keys {unknown[:3]} (edited by hand, or "
+                             "made by another frostline version)")
+    try:
+        cfg = RunConfig(**{**config, "out": str(path)})
+        check_types(cfg)
+    except (TypeError, FrostlineError) as exc:
+        raise FrostlineError(f"{path}/state.json is damaged: {exc}") from None
+    return state, cfg
 
 
 def load_run(path: str | Path, model: str | None = None, status: Status = no_status) -> RunModel:
     """Load a finished run's best model for prediction or evaluation.
+
+    The base model is rebuilt from its spec (seeded as in training) and must hash to the value the run recorded;
+    the run's changed tensors are then applied. Nothing a run folder names is imported or executed.
 
     Args:
         path: The run folder.
@@ -203,9 +220,16 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
     pooling = (info.get("pooling") or {}).get("mode") or cfg.pooling
     labels = list(state["label_names"])
     with status(f"loading the run's model ({spec})"):
+        torch.manual_seed(cfg.seed)  # as in training: a base built with random weights comes out the same
         loaded = load_model(spec, pooling=pooling)
+        recorded = (state.get("base") or {}).get("sha256")
+        if recorded and state_hash(loaded.model) != recorded:
+            raise FrostlineError(
+                f"model {spec!r} is not the base model run {path} was trained from (its weights hash differs); the "
+                "run stores only the tensors training changed, so it needs the same base: restore it, or pass the "
+                "right one with --model")
         replace_head(loaded.model, len(labels), labels=labels, dropout=(state.get("head") or {}).get("dropout"))
-        run.load_weights(loaded.model)
+        run.load_weights(loaded.model, state)
     loaded.model.eval()
     return RunModel(loaded.model, loaded.tokenizer, labels, cfg, Path(path), state)
 

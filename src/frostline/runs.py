@@ -1,13 +1,16 @@
-"""The run folder: everything a run leaves behind, written atomically, and what an interrupted run resumes from.
+"""The run folder: what a run leaves behind, written atomically, what an interrupted run resumes from, and which
+folders a command may write into.
 
 =====================  =====================================================================================
+``state.json``         written first: the run's identity (configuration, content hash of each data file, base
+                       model hash); at the end ``complete`` with the SHA-256 of each result file
 ``config.yaml``        the full configuration of the run
-``metrics.json``       per-epoch history, final test metrics, parameter counts, wall time (schema below)
+``checkpoints/``       one atomic folder per finished epoch (:mod:`frostline.checkpoint`), removed at the end
+``model.safetensors``  the best epoch's tensors that training changed (new head included); the rest is the base
+                       model, rebuilt from its spec and checked against the recorded hash
+``metrics.json``       per-epoch history, final test metrics, parameter counts, wall time (strict JSON)
 ``predictions.csv``    one row per test sample: index, true label, predicted label, one probability per class
-``model.safetensors``  the best weights (lowest validation loss), new head included
-``state.json``         epoch, plan, label names, head, metrics; ``complete`` once the run has finished
-``last.safetensors``   weights after the last finished epoch (resume)
-``optimizer.pt``       optimizer and RNG state after the last finished epoch (resume; tensors only)
+``report.html``        the report with plots
 ``train.log``          one line per event
 =====================  =====================================================================================
 """
@@ -24,15 +27,52 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from . import atomic
-from .engine import Predictions, Resume
+from .engine import Predictions
 from .errors import FrostlineError
+from .identity import apply_tensors, file_hash
 from .threshold import predict_at
 
 METRICS_SCHEMA = "frostline.metrics/1"
-STATE_SCHEMA = "frostline.state/1"
+STATE_SCHEMA = "frostline.state/2"
+#: Files a run folder may hold (anything else in ``--out`` belongs to someone else).
+RUN_FILES = {"state.json", "config.yaml", "train.log", "model.safetensors", "metrics.json", "predictions.csv",
+             "report.html", "checkpoints", "last.safetensors", "optimizer.pt"}
+RESULT_FILES = ("model.safetensors", "metrics.json", "predictions.csv", "report.html")
+
+
+def _is_temp(p: Path) -> bool:
+    return p.name.startswith(".") and p.name.endswith(".tmp")
+
+
+def foreign_entries(folder: Path, allowed: set[str]) -> list[str]:
+    """Entries of ``folder`` that are neither in ``allowed`` nor frostline's temporary files."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name not in allowed and not _is_temp(p))
+
+
+def check_out(path: str | Path, kind: str, allowed: set[str] | None = None) -> Path:
+    """Refuse an ``--out`` that is a file or holds files this command did not write.
+
+    Args:
+        path: The folder to write.
+        kind: The command, for the message (``train``, ``evaluate``, ``compare``).
+        allowed: Names the folder may already hold (``None``: it must be new or empty).
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FrostlineError(f"--out {out} is a file, not a folder; choose a new folder for the {kind} results")
+    foreign = foreign_entries(out, allowed or set())
+    if foreign:
+        what = "another run's results" if set(foreign) & RUN_FILES else "files frostline did not write"
+        raise FrostlineError(f"--out {out} already holds {what} ({', '.join(foreign[:5])}"
+                             f"{', ...' if len(foreign) > 5 else ''}); frostline does not write over them: choose "
+                             f"a new folder for the {kind} results")
+    return out
 
 
 class RunFolder:
@@ -50,13 +90,15 @@ class RunFolder:
         return self.file("state.json").is_file()
 
     def state(self) -> dict[str, Any]:
-        """The parsed state.json."""
+        """The parsed state.json (a clear error when it is missing, damaged or not a frostline state)."""
         try:
-            return json.loads(self.file("state.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FrostlineError(
-                f"{self.path}: cannot read state.json ({exc}); is this a frostline run folder?"
-            ) from None
+            state = json.loads(self.file("state.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FrostlineError(f"{self.path}: cannot read state.json ({exc}); is this a frostline run folder?"
+                                 ) from None
+        if not isinstance(state, dict) or not str(state.get("schema", "")).startswith("frostline.state/"):
+            raise FrostlineError(f"{self.path}/state.json is not a frostline run state (no frostline.state schema)")
+        return state
 
     def log(self, line: str) -> None:
         """Append a timestamped line to train.log."""
@@ -72,41 +114,42 @@ class RunFolder:
         """state.json."""
         atomic.write_json(self.file("state.json"), {"schema": STATE_SCHEMA, **state})
 
-    def save_best(self, model: torch.nn.Module) -> None:
-        """model.safetensors: the best weights so far."""
-        atomic.save_tensors(self.file("model.safetensors"), model.state_dict(), {"format": "pt"})
+    def save_model(self, tensors: dict[str, torch.Tensor], base_hash: str | None) -> Path:
+        """model.safetensors: the best epoch's changed tensors, tagged with the base model they apply to."""
+        # one metadata key: safetensors writes several in a random order, and the file must be bit-reproducible
+        meta = {"frostline": json.dumps({"kind": "changed-tensors", "base_sha256": base_hash})}
+        return atomic.save_tensors(self.file("model.safetensors"), tensors, meta)
 
-    def save_last(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                  val_losses: dict[str, np.ndarray | None] | None = None) -> None:
-        """last.safetensors and optimizer.pt (with the per-sample validation losses of the previous and best
-        epochs, the evidence later findings compare against), for resuming."""
-        atomic.save_tensors(self.file("last.safetensors"), model.state_dict(), {"format": "pt"})
-        losses = {k: torch.from_numpy(v) for k, v in (val_losses or {}).items() if v is not None}
-        atomic.save_torch(self.file("optimizer.pt"), {"optimizer": optimizer.state_dict(),
-                                                      "rng": torch.get_rng_state(), "val_losses": losses})
+    def verify_results(self, state: dict[str, Any], names: tuple[str, ...] = RESULT_FILES) -> None:
+        """Each result file matches the SHA-256 recorded when the run finished (a clear error otherwise)."""
+        recorded = state.get("files") or {}
+        for name in names:
+            path = self.file(name)
+            if name not in recorded:
+                continue  # a run made before hashes were recorded
+            if not path.is_file():
+                raise FrostlineError(f"{path} is missing; the run folder is incomplete (retrain it in a new folder)")
+            if file_hash(path) != recorded[name]:
+                raise FrostlineError(f"{path} is damaged or was changed after the run finished (its SHA-256 differs "
+                                     "from the one recorded in state.json); restore it or retrain")
 
-    def load_weights(self, model: torch.nn.Module, name: str = "model.safetensors") -> None:
-        """Load safetensors weights into ``model`` (strict: every key must match)."""
-        path = self.file(name)
+    def load_weights(self, model: torch.nn.Module, state: dict[str, Any]) -> None:
+        """Load the run's weights into ``model`` (the base model with the run's head): verified, changed tensors
+        over the base, or a full state dict for runs made before runs stored only changes."""
+        path = self.file("model.safetensors")
         if not path.is_file():
-            raise FrostlineError(f"{self.path}: no {name}; the run has no checkpoint yet")
-        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+            raise FrostlineError(f"{self.path}: no model.safetensors; the run has no final weights")
+        self.verify_results(state, ("model.safetensors",))
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise FrostlineError(f"{path} is not a readable safetensors file ({exc})") from None
+        if (state.get("base") or {}).get("sha256"):
+            apply_tensors(model, tensors, str(path))
+            return
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
         if missing or unexpected:
             raise FrostlineError(f"{path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-
-    def resume_point(self, model: torch.nn.Module) -> Resume | None:
-        """Load the last finished epoch into ``model`` and return where to continue (None: nothing to resume)."""
-        if not self.exists():
-            return None
-        state = self.state()
-        if state.get("complete") or state.get("next_epoch", 0) == 0 or not self.file("last.safetensors").is_file():
-            return None
-        self.load_weights(model, "last.safetensors")
-        extra = torch.load(self.file("optimizer.pt"), weights_only=True, map_location="cpu")
-        losses = {k: v.numpy() for k, v in extra.get("val_losses", {}).items()}
-        return Resume(state["next_epoch"], state["step"], state["history"], state["best_epoch"],
-                      state["best_val_loss"], extra["optimizer"], extra["rng"],  # the best weights stay on disk
-                      prev_losses=losses.get("prev"), best_losses=losses.get("best"))
 
     def write_predictions(self, pred: Predictions, ids: np.ndarray, label_names: list[str],
                           threshold: tuple[int, float] | None = None) -> Path:
@@ -129,4 +172,11 @@ class RunFolder:
 
     def metrics(self) -> dict[str, Any]:
         """The parsed metrics.json."""
-        return json.loads(self.file("metrics.json").read_text(encoding="utf-8"))
+        try:
+            return json.loads(self.file("metrics.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FrostlineError(f"{self.path}: cannot read metrics.json ({exc})") from None
+
+    def hashes(self, names: tuple[str, ...] = RESULT_FILES) -> dict[str, str]:
+        """SHA-256 of each result file present."""
+        return {n: file_hash(self.file(n)) for n in names if self.file(n).is_file()}

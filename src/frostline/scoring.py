@@ -16,12 +16,13 @@ import numpy as np
 from . import atomic
 from .batching import Encoded
 from .config import RunConfig
-from .data import fingerprint, limit, split
+from .data import limit, split
 from .diagnose import absent_classes, accuracy_paradox, verdict
 from .engine import predict
 from .errors import FrostlineError
 from .findings import Finding, by_severity
 from .html_report import write_evaluate_report
+from .identity import content_hash
 from .inference import load_run, run_state
 from .leakage import dedup, sample_keys
 from .metrics import classification_metrics
@@ -37,8 +38,8 @@ def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | No
     path = state.get("data_path") or cfg.data  # absolute since 5/11: evaluate works from any directory
     if not path or cfg.val_data or not Path(path).exists():
         return None, f"the run's data file {path} is not available here"
-    recorded = state.get("data_fingerprint")
-    if recorded is None or fingerprint(path) != recorded:
+    recorded = (state.get("data_sha256") or {}).get("data")
+    if recorded is None or content_hash(path) != recorded:
         return None, f"the run's data file {path} changed since training (or was not fingerprinted)"
     full = read_data(path, cfg)
     if cfg.dedup:

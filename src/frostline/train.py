@@ -15,20 +15,23 @@ from typing import Any
 
 import torch
 
-from .audit import audit_run
+from . import checkpoint
 from .augment import parse_augment
 from .batching import Encoded
-from .config import RunConfig
-from .data import Dataset, Splits, fingerprint, limit, read_image_folder, read_table, split
-from .engine import EpochRecord, Predictions, fit, predict
+from .checkpointer import Checkpointer
+from .config import RunConfig, flag
+from .data import Dataset, Splits, limit, read_image_folder, read_table, split
+from .engine import EpochRecord, NonFiniteLoss, Predictions, fit, predict
 from .errors import FrostlineError
 from .freeze import trainable_state
 from .heads import replace_head
 from .html_report import write_run_report
+from .identity import content_hash, data_hashes, state_hash
 from .leakage import LeakageReport, check_splits, dedup, label_conflicts
 from .metrics import classification_metrics, loss_se
 from .models import LoadedModel, load_model
-from .runs import RunFolder
+from .results import score_run
+from .runs import RUN_FILES, RunFolder, check_out
 from .schedule import PlanOptimizer
 from .strategies import model_parts, parse_strategy
 from .threshold import choose_positive
@@ -55,7 +58,8 @@ class Prepared:
     leakage: LeakageReport | None = None
     dedup_dropped: int = 0
     base: dict[str, Any] | None = None
-    fingerprint: str | None = None
+    data_hashes: dict[str, str] = field(default_factory=dict)
+    base_hash: str | None = None
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
@@ -151,6 +155,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
             loaded = load_model(cfg.model, pooling=cfg.pooling)
         for note in loaded.notes:
             echo(f"note: {note}")
+    base_hash = state_hash(loaded.model)  # before the head is replaced: the base the run's changes apply to
     if full.kind == "text" and loaded.tokenizer is None:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
     length = text_length(cfg.max_length, loaded.model, loaded.tokenizer, cfg.model)
@@ -172,8 +177,10 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         leak = check_splits(splits, source=full if val is None and test is None else None)
     if conflicts is not None and conflicts[0]:
         leak.conflicting, leak.conflict_examples, leak.conflicts_deduped = conflicts[0], conflicts[1], True
+    with status("hashing the data files"):
+        hashes = data_hashes(_data_paths(cfg))
     return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped,
-                    fingerprint=fingerprint(cfg.data))
+                    data_hashes=hashes, base_hash=base_hash)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -203,134 +210,123 @@ def _head_record(prepared: Prepared) -> dict[str, Any]:
     return {**loaded.head.to_dict(), "pooling": loaded.pooling.to_dict() if loaded.pooling else None}
 
 
+def _identity(cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
+    """What makes a run folder this run: configuration, data contents, base model."""
+    return {"config": cfg.identity(), "data_sha256": prepared.data_hashes,
+            "base": {"spec": cfg.model, "sha256": prepared.base_hash}}
+
+
+def _check_same_run(run: RunFolder, state: dict[str, Any], cfg: RunConfig) -> None:
+    diff = _differences(state.get("config", {}), cfg.identity())
+    if diff:
+        raise FrostlineError(f"{run.path} holds a different run (differs in: {', '.join(diff)}); "
+                             "choose another --out or delete that folder")
+
+
+def _check_same_inputs(run: RunFolder, state: dict[str, Any], identity: dict[str, Any]) -> None:
+    """The data files and the base model are the ones the run started with."""
+    for key, digest in (state.get("data_sha256") or {}).items():
+        if identity["data_sha256"].get(key) != digest:
+            raise FrostlineError(f"{flag(key)} {identity['config'].get(key)} changed since the run in {run.path} "
+                                 "started (its content hash differs); resuming would train on two different data "
+                                 "sets: restore the file, or start a new run with another --out")
+    recorded = (state.get("base") or {}).get("sha256")
+    if recorded and recorded != identity["base"]["sha256"]:
+        raise FrostlineError(f"the base model {identity['config']['model']!r} changed since the run in {run.path} "
+                             "started (its weights hash differs); restore it, or start a new run with another --out")
+
+
 def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress | None = None,
           echo: Callable[[str], None] = print, status: Status = no_status) -> RunResult:
     """Fine-tune with ``cfg.strategy`` and write the run folder ``cfg.out``.
 
-    An unfinished run in ``cfg.out`` with the same configuration is resumed from its last finished epoch; a
-    finished one is reported, not retrained; a different run there is an error (nothing is overwritten).
+    An unfinished run in ``cfg.out`` with the same configuration, data and base model resumes from its newest
+    complete checkpoint; a finished one is reported (its files verified), not retrained; anything else there is
+    an error (nothing is overwritten).
     """
     cfg.validate()
-    run = RunFolder(cfg.out)
-    if run.exists():
-        state = run.state()
-        diff = _differences(state.get("config", {}), cfg.identity())
-        if diff:
-            raise FrostlineError(f"{run.path} holds a different run (differs in: {', '.join(diff)}); "
-                                 "choose another --out or delete that folder")
-        if state.get("complete") and run.file("metrics.json").is_file():
+    run = RunFolder(check_out(cfg.out, "train", RUN_FILES))
+    state = run.state() if run.exists() else None
+    if state is not None:
+        _check_same_run(run, state, cfg)
+        if state.get("complete"):
+            run.verify_results(state)
+            digests = {k: content_hash(v) for k, v in _data_paths(cfg).items() if v is not None}
+            if state.get("data_sha256") and digests != state["data_sha256"]:
+                raise FrostlineError(f"{run.path} holds this run made on other data (the data files changed since); "
+                                     "choose another --out")
+            checkpoint.remove_all(run.path)
             echo(f"{run.path}: run already complete, reusing its results")
             return RunResult(cfg.strategy, run.path, run.metrics(), reused=True)
     prepared = prepared or prepare(cfg, status=status, echo=echo)
     model, labels = prepared.loaded.model, prepared.splits.label_names
     strategy = parse_strategy(cfg.strategy, model)
     strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
+    identity = _identity(cfg, prepared)
+    if state is not None:
+        _check_same_inputs(run, state, identity)
+    else:
+        run.write_state({"complete": False, **identity})
     base = prepared.base_metrics(cfg.eval_batch_size, status)
     prepared.reset()
     run.write_config(cfg.to_dict())
-    resume = run.resume_point(model)
+    head, model_info = _head_record(prepared), model_record(prepared.loaded)
+    keeper = Checkpointer(run.path, model, prepared.initial_state, prepared.loaded.head.name,
+                          {"label_names": labels, "head": head}, run.log)
+    resume, notes = keeper.resume()
+    for note in notes:
+        echo(f"note: {note}")
+        run.log(note)
     if resume is not None:
         echo(f"{run.path}: resuming after epoch {resume.next_epoch} of {cfg.epochs}")
         run.log(f"resume at epoch {resume.next_epoch + 1}")
     run.log(f"start strategy={strategy} model={cfg.model} data={cfg.data} sizes={prepared.splits.sizes()}")
-    started = time.time()
-    head, model_info = _head_record(prepared), model_record(prepared.loaded)
-    losses = {"prev": resume.prev_losses if resume else None, "best": resume.best_losses if resume else None}
+    started, shown = time.time(), [""]
 
-    def on_epoch_end(record: EpochRecord, is_best: bool, popt: PlanOptimizer, step: int) -> None:
-        if is_best:
-            run.save_best(model)
-            losses["best"] = record.val_losses
-        losses["prev"] = record.val_losses
-        assert popt.optimizer is not None
-        run.save_last(model, popt.optimizer, losses)
-        run.log(f"epoch {record.epoch}: {record.plan}, train loss {record.train['loss']:.4f}, val loss "
-                f"{record.val['loss']:.4f}, val acc {record.val['accuracy']:.4f}, {record.seconds:.1f}s"
-                f"{' (best)' if is_best else ''}; {record.cache}")
+    def on_epoch_end(record: EpochRecord, is_best: bool, popt: PlanOptimizer, step: int, ending: str | None) -> None:
+        keeper.on_epoch_end(record, is_best, popt, step, ending)
         if not record.cache.startswith("cache reused") and record.cache != shown[-1]:
             echo(f"epoch {record.epoch}: {record.cache}")  # once per change: built, dropped, fell back, probe fit
             shown.append(record.cache)
-        state_history.append(record.to_dict())
-        best = min(state_history, key=lambda h: h["val"]["loss"])
-        run.write_state({"complete": False, "next_epoch": record.epoch, "step": step,
-                         "history": state_history, "best_epoch": best["epoch"],
-                         "best_val_loss": best["val"]["loss"], "label_names": labels,
-                         "head": head, "model": model_info, "config": cfg.identity()})
 
-    state_history: list[dict[str, Any]] = list(resume.history) if resume else []
-    shown = [""]
     # The best epoch is checkpointed to disk as it happens and loaded back from there: no copy held in memory.
-    result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
-                 on_epoch_end=on_epoch_end, resume=resume, progress=progress, status=status)
+    try:
+        result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
+                     on_epoch_end=on_epoch_end, resume=resume, progress=progress, status=status)
+    except NonFiniteLoss as exc:
+        kept = f"the checkpoint of epoch {keeper.latest.epoch} is kept" if keeper.latest else "no epoch finished"
+        run.log(f"stopped: {exc}")
+        raise NonFiniteLoss(f"{exc}. In {run.path}, {kept}; a new --lr needs a new --out") from None
     if result.converged and len(result.history) < cfg.epochs:
         echo(f"the linear probe converged in epoch {result.history[-1]['epoch']}: epochs "
              f"{result.history[-1]['epoch'] + 1}-{cfg.epochs} would not change it and were skipped")
-    run.load_weights(model)
-    with status(f"scoring the best epoch ({result.best_epoch}) on validation and test"):
-        test_pred = predict(model, prepared.test, cfg.eval_batch_size)
-        val_pred = predict(model, prepared.val, cfg.eval_batch_size)
-    test = split_metrics(test_pred, labels)
-    train_eval = None
-    kept = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
-    if kept is not None and kept["train"]["accuracy"] - kept["val"]["accuracy"] > 0.05:
-        # a gap measured with dropout on and weights moving: re-score the kept weights on train before claiming it
-        with status(f"scoring the best epoch on {len(prepared.train)} training samples (overfitting evidence)"):
-            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size), labels)
-    parts = model_parts(model)
-    last_epoch = result.history[-1]["epoch"] if result.history else 1
-    final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params
-    metrics = {
-        "run": {"model": cfg.model, "strategy": str(strategy), "epochs": cfg.epochs, "seed": cfg.seed,
-                "device": result.device, "precision": result.precision,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                "resumed_from_epoch": resume.next_epoch if resume else None,
-                "budget": {"epochs": cfg.epochs, "epochs_run": len(result.history), "lr": cfg.lr,
-                           "head_lr": cfg.head_lr, "batch_size": cfg.batch_size, "schedule": cfg.schedule,
-                           "probe": next((h["probe"] for h in result.history if h.get("probe")), None),
-                           "converged": result.converged}},
-        "model": model_info,
-        "labels": labels,
-        "data": _data_summary(prepared.splits),
-        "head": head,
-        "params": {"total": result.total_params, "trainable": result.trainable_params},
-        "parts": [{"name": p.name, "params": sum(model.get_parameter(n).numel() for n in p.params),
-                   "trainable": bool(set(p.params) & final_plan)} for p in parts],
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "seconds": {"total": round(result.seconds, 3),
-                    "per_epoch": [round(h["seconds"], 3) for h in result.history]},
-        "test": test,
-        "train_eval": train_eval,
-        "base": base,
-    }
-    metrics["data"]["dedup_dropped"] = prepared.dedup_dropped
-    metrics["data"]["fingerprint"] = prepared.fingerprint
-    metrics["data"]["path"] = str(Path(cfg.data).resolve()) if cfg.data else None
-    audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
-              prepared.leakage, cfg.thresholds())
-    chosen = metrics["threshold"].get("chosen")
-    at = (labels.index(metrics["threshold"]["positive"]), chosen["threshold"]) if chosen else None
+    best_tensors = keeper.load_best()
+    metrics, test_pred, at = score_run(cfg, prepared, strategy, result, resume, started, head, model_info, base,
+                                       status)
     with status("writing predictions, metrics.json and report.html"):
+        run.save_model(best_tensors, prepared.base_hash)
         run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
         run.write_metrics(metrics)
         write_run_report(run.file("report.html"), metrics)
     frozen = trainable_state(model)
-    run.write_state({"complete": True, "next_epoch": last_epoch, "step": 0, "history": result.history,
-                     "best_epoch": result.best_epoch,
-                     "best_val_loss": min(h["val"]["loss"] for h in result.history),
-                     "label_names": labels, "head": head, "model": model_info, "config": cfg.identity(),
-                     "data_fingerprint": metrics["data"]["fingerprint"], "data_path": metrics["data"]["path"],
+    test, chosen = metrics["test"], metrics["threshold"].get("chosen")
+    run.write_state({"complete": True, **identity, "epochs_run": len(result.history),
+                     "best_epoch": result.best_epoch, "label_names": labels, "head": head, "model": model_info,
+                     "data_path": metrics["data"]["path"],
                      "plan": {k: frozen[k] for k in ("trainable", "frozen", "total", "pinned", "bn")},
                      "threshold": {"positive": metrics["threshold"]["positive"],
                                    "chosen": chosen["threshold"] if chosen else None,
                                    "objective": chosen["objective"] if chosen else None},
                      "metrics": {"test": {k: test[k] for k in ("n", "loss", "accuracy")}
-                                 | {"f1_macro": test["f1"]["macro"]}}})
-    for name in ("last.safetensors", "optimizer.pt"):
-        run.file(name).unlink(missing_ok=True)
+                                 | {"f1_macro": test["f1"]["macro"]}},
+                     "files": run.hashes()})
+    checkpoint.remove_all(run.path)
     run.log(f"done: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']['macro']:.4f}")
     return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
+
+
+def _data_paths(cfg: RunConfig) -> dict[str, str | None]:
+    return {"data": cfg.data, "val_data": cfg.val_data, "test_data": cfg.test_data}
 
 
 def __getattr__(name: str) -> Any:
