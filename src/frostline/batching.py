@@ -80,6 +80,8 @@ class Encoded:
             mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
             x = (x - mean) / std
+        elif x.is_floating_point() and x.dtype != torch.float32:
+            x = x.float()  # float16 / bfloat16 / float64 features (e.g. given to predict): models take float32
         return Batch(x, labels, positions)
 
     def plan_batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ def flag(name: str) -> str:
     """The command-line flag of a configuration key, for error messages."""
     return "--limit" if name == "max_samples" else "--" + name.replace("_", "-")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+#: Other spellings of a precision, for the error's suggestion.
+PRECISION_ALIASES = {"fp16": "16-mixed", "16": "16-mixed", "half": "16-mixed", "float16": "16-mixed",
+                     "bf16": "bf16-mixed", "bfloat16": "bf16-mixed", "fp32": "32-true", "float32": "32-true",
+                     "fp64": "64-true", "64": "64-true", "double": "64-true"}
 
 
 @dataclass
@@ -100,8 +105,10 @@ class RunConfig:
                                  f"{did_you_mean(self.accelerator, ACCELERATORS)}")
         _check_device(self.accelerator)
         if self.precision is not None and self.precision not in PRECISIONS:
+            alias = PRECISION_ALIASES.get(self.precision.lower())
+            hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
             raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
-                                 f"{self.precision!r}{did_you_mean(str(self.precision), PRECISIONS)}")
+                                 f"{self.precision!r}{hint}")
         if self.optimize is not None:
             parse_objective(self.optimize)
         parse_augment(self.augment)
@@ -125,6 +132,7 @@ class RunConfig:
             path = getattr(self, name)
             if path is not None and not Path(path).exists():
                 raise FrostlineError(f"{flag(name)} {path!r} does not exist")
+        _check_out(Path(self.out))
         return self
 
     def train_config(self) -> TrainConfig:
@@ -158,8 +166,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FrostlineError(f"config file {str(path)!r} does not exist")
+    from .unlabelled import read_utf8
+
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_utf8(p)) or {}
     except yaml.YAMLError as exc:
         raise FrostlineError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -183,21 +193,53 @@ def _check_device(accelerator: str) -> None:
         raise FrostlineError("--accelerator mps: Apple's MPS is not available here; use --accelerator auto or cpu")
 
 
+def _check_out(out: Path) -> None:
+    """A new ``--out`` folder can be made: its nearest existing parent is a folder this user can write in."""
+    parent = out
+    while not parent.exists() and parent.parent != parent:
+        parent = parent.parent
+    if parent == out:
+        return  # an existing --out is the run folder's business (resumed, reused, or refused)
+    if not parent.is_dir():
+        raise FrostlineError(f"--out {str(out)!r} cannot be made: {str(parent)!r} is a file, not a folder; choose "
+                             "another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FrostlineError(f"--out {str(out)!r} cannot be made: no permission to write in {str(parent)!r}; "
+                             "choose another --out")
+
+
+def _shown(value: Any) -> str:
+    """A value and its YAML kind, for type errors: ``'3' (a string)``."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a mapping"}
+    return f"{value!r} ({kinds.get(type(value), 'null' if value is None else type(value).__name__)})"
+
+
 def _check_types(cfg: RunConfig) -> None:
-    """Each value has its field's type (YAML ``"false"`` is not a bool, ``true`` is not an epoch count)."""
+    """Each value has its field's type (YAML ``"false"`` is not a bool, ``true`` is not an epoch count).
+
+    A string that reads as a number is taken for a number field: YAML 1.1 reads ``lr: 1e-3`` as the string
+    ``"1e-3"``.
+    """
     for f in fields(RunConfig):
         value = getattr(cfg, f.name)
         if value is None and "None" in str(f.type):
             continue
         kind = str(f.type).split(" |")[0]
+        if kind == "float" and isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise FrostlineError(f"{flag(f.name)} must be a number, got {_shown(value)}") from None
+            setattr(cfg, f.name, value)
         if kind == "bool" and not isinstance(value, bool):
-            raise FrostlineError(f"{flag(f.name)} must be true or false, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be true or false, got {_shown(value)}")
         if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise FrostlineError(f"{flag(f.name)} must be an integer, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be an integer, got {_shown(value)}")
         if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise FrostlineError(f"{flag(f.name)} must be a number, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be a number, got {_shown(value)}")
         if kind == "str" and not isinstance(value, str):
-            raise FrostlineError(f"{flag(f.name)} must be a string, got {value!r}")
+            raise FrostlineError(f"{flag(f.name)} must be a string, got {_shown(value)}")
 
 
 def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:

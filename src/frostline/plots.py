@@ -1,33 +1,57 @@
-"""matplotlib figures for the HTML report, returned as PNG bytes (Agg backend, no display needed)."""
+"""matplotlib figures for the HTML report, returned as PNG bytes.
+
+Figures are drawn on their own Agg canvas (no pyplot: no display needed, the caller's backend and open figures are
+left alone). Every text is literal whatever the caller's ``rcParams`` say: a class label such as ``"$5 off"``,
+``"$x_1^2$"`` or ``"100%"`` is neither mathtext nor LaTeX.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-matplotlib.rcParams["text.parse_math"] = False  # a label such as "$5 off" is text, not mathtext
-
 COLORS = {"train": "#1f77b4", "val": "#d62728"}
+#: Text as written: no mathtext (``$...$``), no LaTeX.
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _png(fig: Any) -> bytes:
+def _literal(fn: F) -> F:
+    """Draw within :data:`LITERAL_TEXT` (tick labels are made when the figure is saved, so saving is inside)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context(LITERAL_TEXT):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _subplots(*grid: int, figsize: tuple[float, float]) -> tuple[Figure, Any]:
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*grid)
+
+
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
+@_literal
 def learning_curves(history: list[dict[str, Any]], best_epoch: int | None = None, title: str = "") -> bytes:
     """Train and validation loss and accuracy per epoch; the best epoch marked."""
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = _subplots(1, 2, figsize=(9, 3.2))
     for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
         for split in ("train", "val"):
             ax.plot(epochs, [h[split][key] for h in history], marker="o", color=COLORS[split],
@@ -44,11 +68,12 @@ def learning_curves(history: list[dict[str, Any]], best_epoch: int | None = None
     return _png(fig)
 
 
+@_literal
 def confusion_heatmap(cm: list[list[int]], labels: list[str], title: str = "test") -> bytes:
     """Confusion matrix heat map with counts (rows true, columns predicted)."""
     arr = np.asarray(cm)
     size = max(3.0, 0.7 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig, ax = _subplots(figsize=(size, size * 0.85))
     ax.imshow(arr, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -71,12 +96,13 @@ def _nearest(curve: dict[str, list[float]], threshold: float) -> tuple[float, fl
     return curve["recall"][i], curve["precision"][i]
 
 
+@_literal
 def pr_curve(section: dict[str, Any]) -> bytes | None:
     """Precision-recall curve of the positive class on test, with the default and the chosen threshold."""
     c = section["curves"]
     if not c.get("pr"):
         return None
-    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    fig, ax = _subplots(figsize=(4.6, 3.6))
     ax.plot(c["pr"]["recall"], c["pr"]["precision"], color="#1f77b4",
             label=f"AP {c['average_precision']:.3f}, ROC-AUC {c['roc_auc']:.3f}")
     ax.axhline(c["positive_rate"], color="grey", linestyle=":", label=f"chance ({c['positive_rate']:.2f})")
@@ -99,9 +125,10 @@ def pr_curve(section: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+@_literal
 def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
     """Validation loss per epoch for every strategy."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = _subplots(1, 2, figsize=(9, 3.2))
     for name, m in runs:
         epochs = [h["epoch"] for h in m["history"]]
         axes[0].plot(epochs, [h["val"]["loss"] for h in m["history"]], marker="o", label=name)
@@ -115,12 +142,13 @@ def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
     return _png(fig)
 
 
+@_literal
 def compare_bars(rows: list[dict[str, Any]]) -> bytes:
     """Test accuracy, macro recall and macro F1 per strategy (the base model included)."""
     names = [r["strategy"] for r in rows]
     keys = ("accuracy", "recall", "f1")
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names)), 3.4))
+    fig, ax = _subplots(figsize=(max(5.0, 1.6 * len(names)), 3.4))
     for i, key in enumerate(keys):
         ax.bar(x + (i - 1) * 0.26, [r[key] for r in rows], width=0.26, label=key if key != "f1" else "F1 (macro)")
     ax.set_xticks(x, names, rotation=15, ha="right")

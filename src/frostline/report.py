@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from .metrics import headline
@@ -16,7 +17,7 @@ def _f(x: float | None, digits: int = 4) -> str:
 def history_table(metrics: dict[str, Any], width: int | None = None) -> Table:
     """One row per epoch: plan, trainable parameters, seconds, train / validation loss and accuracy, F1 (below 80
     columns of ``width``: epoch, plan, trainable, validation loss and accuracy)."""
-    t = Table(title=f"{metrics['run']['strategy']}: epochs", header_style="bold")
+    t = Table(title=f"{escape(metrics['run']['strategy'])}: epochs", header_style="bold")
     cols = ["epoch", "plan", "trainable", "s", "train\nloss", "val\nloss", "val\nacc", "val\nF1"]
     if width is not None and width < 80:
         cols = ["epoch", "plan", "trainable", "val\nloss", "val\nacc"]
@@ -26,7 +27,7 @@ def history_table(metrics: dict[str, Any], width: int | None = None) -> Table:
                      min_width=12 if text else None)
     for h in metrics["history"]:
         best = " *" if h["epoch"] == metrics["best_epoch"] else ""
-        cells = {"epoch": f"{h['epoch']}{best}", "plan": h["plan"], "trainable": params_text(h["trainable"]),
+        cells = {"epoch": f"{h['epoch']}{best}", "plan": escape(h["plan"]), "trainable": params_text(h["trainable"]),
                  "s": f"{h['seconds']:.1f}", "train\nloss": _f(h["train"]["loss"]), "val\nloss": _f(h["val"]["loss"]),
                  "val\nacc": _f(h["val"]["accuracy"]), "val\nF1": _f(h["val"]["f1"]["macro"])}
         t.add_row(*[cells[c] for c in cols])
@@ -41,7 +42,7 @@ def class_table(m: dict[str, Any], title: str = "test") -> Table:
     for col in ("class", "precision", "recall", "F1", "support"):
         t.add_column(col, justify="left" if col == "class" else "right")
     for name, support in m["support"].items():
-        t.add_row(name, _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
+        t.add_row(escape(name), _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
                   _f(m["f1"]["per_class"][name]), str(support))
     for avg in ("macro", "weighted"):
         t.add_row(f"[dim]{avg}[/]", _f(m["precision"][avg]), _f(m["recall"][avg]), _f(m["f1"][avg]), str(m["n"]))
@@ -53,9 +54,9 @@ def confusion_table(m: dict[str, Any], labels: list[str]) -> Table:
     t = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
     t.add_column("", overflow="fold")
     for name in labels:
-        t.add_column(name, justify="right", overflow="fold")
+        t.add_column(escape(name), justify="right", overflow="fold")
     for name, row in zip(labels, m["confusion_matrix"], strict=True):
-        t.add_row(name, *map(str, row))
+        t.add_row(escape(name), *map(str, row))
     return t
 
 
@@ -121,7 +122,8 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
         t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
                      min_width={"strategy": 12, "budget": 17}.get(col, len(col)))
     for r in rows:
-        cells = {"strategy": r["strategy"], "budget": r["budget"], "trainable": params_text(r["trainable"]),
+        cells = {"strategy": escape(r["strategy"]), "budget": escape(r["budget"]),
+                 "trainable": params_text(r["trainable"]),
                  "seconds": f"{r['seconds']:.1f}", "val loss": _f(r["val_loss"]), "accuracy": _f(r["accuracy"]),
                  "prec.": _f(r["precision"]), "recall": _f(r["recall"]), "F1": _f(r["f1"])}
         change = [] if base is None else ["" if r is base else f"{r['f1'] - base['f1']:+.4f}"]

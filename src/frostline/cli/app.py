@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import shutil
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import FrostlineError
 
@@ -36,16 +41,98 @@ err_console = Console(stderr=True, width=_width(sys.stderr))
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: What to do about an operating-system error on the user's files, by errno.
+HINTS = {
+    errno.ENOSPC: "disk full; free space and run the same command again to resume",
+    errno.EDQUOT: "disk quota exceeded; free space and run the same command again to resume",
+    errno.EROFS: "a read-only file system; choose a writable place (e.g. another --out)",
+    errno.EACCES: "no permission; choose a place you can write to (e.g. another --out) or change its permissions",
+    errno.EPERM: "not permitted; choose a place you can write to (e.g. another --out) or change its permissions",
+    errno.EEXIST: "a file is in the way where a folder is needed; choose another --out or move that file",
+    errno.ENOTDIR: "a file is in the way where a folder is needed; choose another --out or move that file",
+    errno.EISDIR: "a folder where a file was expected; give a file",
+}
+#: Errors about the user's files (not frostline's bugs): reported in one line.
+USER_FILE_ERRORS = (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """One line for an OSError about the user's files (``None`` for any other OSError): the file, the problem,
+    and what to do."""
+    if not isinstance(exc, USER_FILE_ERRORS) and exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return None
+    name = exc.filename or exc.filename2
+    unreadable = name is not None and os.path.exists(name) and not os.access(name, os.R_OK)
+    verb = "open" if isinstance(exc, IsADirectoryError) else "read" if unreadable else "write"
+    what = f" {os.fsdecode(name)}" if name is not None else ""
+    hint = HINTS.get(exc.errno or 0)
+    return f"cannot {verb}{what}: {exc.strerror or exc}" + (f" ({hint})" if hint else "")
+
+
+#: How libraries that write without an OSError (safetensors, torch.save) say the disk is full or a write failed.
+WRITE_FAILURES = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122",
+                  "inline_container.cc", "iostream error", "file write failed")
+
+
+def write_failure_line(exc: BaseException, out: object = None) -> str | None:
+    """One line for a failed write that a library reports without an OSError (``None`` if ``exc`` is not one)."""
+    chain = [exc, exc.__cause__, exc.__context__]
+    text = " ".join(str(e) for e in chain if e is not None)
+    if isinstance(exc, OSError) or not any(marker in text for marker in WRITE_FAILURES):
+        return None
+    where = f" {out}" if out else ""
+    full = any(marker in text for marker in WRITE_FAILURES[:4]) or (out is not None and _free_bytes(out) < 1 << 20)
+    if full:
+        return f"cannot write{where}: No space left on device (disk full; free space and run the same command " \
+               "again to resume)"
+    return f"cannot write{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} (the disk may be full: " \
+           "free space and run the same command again to resume)"
+
+
+def _free_bytes(path: object) -> int:
+    """Free bytes on the file system of ``path`` (its nearest existing folder); a large number when unknown."""
+    p = os.path.abspath(os.fspath(path))  # type: ignore[call-overload]
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return 1 << 62
+
+
+def _one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+              line: str | None = None) -> None:
+    """Show a warning as one yellow line on stderr, without the file name and source line Python adds."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Within the block, a warning prints as one line ``warning: ...`` on stderr (the filters stay as they are)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line
+        yield
+
+
 def friendly(fn: F) -> F:
-    """Turn :class:`FrostlineError` into one red line on stderr and exit status 2."""
+    """Turn :class:`FrostlineError` and errors about the user's files (no permission, a file where a folder is
+    needed, disk full, read-only file system) into one red line on stderr and exit status 2; any other exception
+    is a bug and keeps its traceback. Warnings print as one line each."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings_as_lines():
+                return fn(*args, **kwargs)
         except FrostlineError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            message: str | None = str(exc)
+        except Exception as exc:
+            out = kwargs.get("out") or getattr(kwargs.get("cfg"), "out", None)
+            message = (os_error_line(exc) if isinstance(exc, OSError) else None) or write_failure_line(exc, out)
+            if message is None:
+                raise
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
