@@ -404,3 +404,11 @@ def test_out_without_write_permission_even_as_root(tmp_path, monkeypatch):
     monkeypatch.setattr("frostline.config.os.access", lambda path, mode: False)
     _one_line_error(_cli(*_image_args(tmp_path), "--out", tmp_path / "ro" / "run"),
                     f"--out '{tmp_path / 'ro' / 'run'}' cannot be made: no permission to write in '{tmp_path}'")
+
+
+def test_cli_console_prints_invalid_markup_as_written():
+    from frostline.cli.app import LiteralSafeConsole
+
+    console = LiteralSafeConsole(record=True, width=100)
+    console.print("predicted '[/b]' for every sample")  # a class named [/b] in a finding
+    assert console.export_text() == "predicted '[/b]' for every sample\n"

@@ -58,8 +58,8 @@ def read_utf8(p: Path) -> str:
     head = data[:4096]
     control = sum(byte < 32 and byte not in b"\t\n\r\f" for byte in head)
     if b"\0" in head or control > len(head) // 20:
-        raise FrostlineError(f"{p}: is a binary file ({control} control bytes in its first {len(head)}); expected a "
-                             "UTF-8 text file (CSV, TSV, JSONL or .txt)")
+        raise FrostlineError(f"{p}: is a binary file ({control} control bytes in its first {len(head)} bytes); "
+                             "expected a UTF-8 text file (CSV, TSV, JSONL or .txt)")
     try:
         return data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -79,16 +79,16 @@ def json_lines(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for i, line in enumerate(io.StringIO(read_utf8(p), newline=None)):
         if not line.strip():
             continue
+        hint = " (for a JSON array file: jq -c '.[]' makes JSON lines of it)" if line.lstrip()[:1] == "[" else ""
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            hint = " (a JSON array file: convert it with jq -c '.[]')" if i == 0 and line.strip() == "[" else ""
             raise FrostlineError(f"{p}, line {i + 1}: not valid JSON ({exc.msg}, column {exc.colno}); expected one "
                                  f"JSON object per line{hint}") from None
         if not isinstance(obj, dict):
             kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(obj), "a number")
             raise FrostlineError(f"{p}, line {i + 1}: expected a JSON object such as {{\"text\": ..., \"label\": "
-                                 f"...}}, got {kind}: {line.strip()[:60]}")
+                                 f"...}}, got {kind}: {line.strip()[:60]}{hint}")
         yield i, obj
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.markup import escape
 
 from ..errors import FrostlineError
@@ -35,8 +36,20 @@ def _width(stream: object) -> int | None:
     return int(columns) if columns.isdigit() and int(columns) >= 40 else 120
 
 
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+class LiteralSafeConsole(Console):
+    """A console whose text with brackets that are not valid markup (a class named ``[/b]``) prints as written
+    instead of raising :class:`~rich.errors.MarkupError`."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        """Render ``text`` as markup, or as plain text when it is not valid markup."""
+        try:
+            return super().render_str(text, **kwargs)
+        except MarkupError:
+            return super().render_str(text, **{**kwargs, "markup": False})
+
+
+console = LiteralSafeConsole(width=_width(sys.stdout))
+err_console = LiteralSafeConsole(stderr=True, width=_width(sys.stderr))
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,6 +139,8 @@ def friendly(fn: F) -> F:
                 return fn(*args, **kwargs)
         except FrostlineError as exc:
             message: str | None = str(exc)
+        except (typer.Exit, typer.Abort):
+            raise
         except Exception as exc:
             out = kwargs.get("out") or getattr(kwargs.get("cfg"), "out", None)
             message = (os_error_line(exc) if isinstance(exc, OSError) else None) or write_failure_line(exc, out)
