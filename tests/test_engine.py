@@ -126,7 +126,8 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, tiny_hf_dir):
         assert (a["train"]["loss"], a["val"]["loss"]) == (b["train"]["loss"], b["val"]["loss"])
     assert resumed.metrics["test"] == whole.metrics["test"]
     assert not (tmp_path / "cut" / "checkpoints").exists()  # cleaned once complete
-    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    cut, whole_file = tmp_path / "cut" / "model.safetensors", tmp_path / "whole" / "model.safetensors"
+    assert cut.read_bytes() == whole_file.read_bytes()
     again = train(cfg, echo=quiet)
     assert again.reused  # a finished run is reported, not retrained
     with pytest.raises(fl.FrostlineError, match=r"holds a different run \(differs in: epochs\)"):

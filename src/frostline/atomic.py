@@ -51,8 +51,9 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+def _atomic(path: str | os.PathLike[str], write: Callable[[str], None], label: str | None = None) -> Path:
     target = Path(path)
+    label = label or target.name
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -61,19 +62,19 @@ def _atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
         os.chmod(tmp, umask_mode())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        point(f"{target.name}:written")
+        point(f"{label}:written")
         os.replace(tmp, target)
         fsync_dir(target.parent)
-        point(f"{target.name}:renamed")
+        point(f"{label}:renamed")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) atomically."""
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+def write_text(path: str | os.PathLike[str], text: str, label: str | None = None) -> Path:
+    """Write ``text`` (UTF-8) atomically (``label``: the write point's name, default the file name)."""
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), label)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -86,9 +87,9 @@ def strict_json(data: Any) -> str:
     return json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+def write_json(path: str | os.PathLike[str], data: Any, label: str | None = None) -> Path:
     """Write ``data`` as strict, indented JSON atomically (non-finite numbers as ``null``)."""
-    return write_text(path, strict_json(data))
+    return write_text(path, strict_json(data), label)
 
 
 def save_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor],

@@ -92,7 +92,7 @@ def write(run: Path, epoch: int, last: dict[str, torch.Tensor], best: dict[str, 
     tmp.mkdir()
     save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in last.items()}, str(tmp / "last.safetensors"),
               metadata={"format": "pt"})
-    point("checkpoint/last.safetensors:written")
+    point(f"{_name(epoch)}/last.safetensors:written")
     if best is None:
         if previous is None:
             raise ValueError("no best weights: the first checkpoint must be the best so far")
@@ -102,11 +102,11 @@ def write(run: Path, epoch: int, last: dict[str, torch.Tensor], best: dict[str, 
     else:
         save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in best.items()},
                   str(tmp / "best.safetensors"), metadata={"format": "pt"})
-    point("checkpoint/best.safetensors:written")
+    point(f"{_name(epoch)}/best.safetensors:written")
     torch.save(extra, tmp / "optimizer.pt")
-    point("checkpoint/optimizer.pt:written")
+    point(f"{_name(epoch)}/optimizer.pt:written")
     (tmp / "state.json").write_text(strict_json({**state, "epoch": epoch}), encoding="utf-8")
-    point("checkpoint/state.json:written")
+    point(f"{_name(epoch)}/state.json:written")
     for name in FILES:
         _sync(tmp / name)
     manifest = {"epoch": epoch, "files": {name: file_hash(tmp / name) for name in FILES}}
@@ -115,16 +115,16 @@ def write(run: Path, epoch: int, last: dict[str, torch.Tensor], best: dict[str, 
     for name in (*FILES, "manifest.json"):
         os.chmod(tmp / name, umask_mode())
     fsync_dir(tmp)
-    point("checkpoint/manifest.json:written")
+    point(f"{_name(epoch)}/manifest.json:written")
     final = root / _name(epoch)
     if final.exists():  # a damaged one of the same epoch (a valid one would have been resumed from)
         shutil.rmtree(final)
     os.rename(tmp, final)
     fsync_dir(root)
-    point("checkpoint:renamed")
+    point(f"{_name(epoch)}:renamed")
     for old in _folders(root)[KEEP:]:
         shutil.rmtree(old, ignore_errors=True)
-    point("checkpoint:pruned")
+    point(f"{_name(epoch)}:pruned")
     return Checkpoint(final, {**state, "epoch": epoch})
 
 

@@ -51,7 +51,8 @@ class Checkpointer:
         self.history = list(state["history"])
         return Resume(state["epoch"], state["step"], list(state["history"]), state["best_epoch"],
                       state["best_val_loss"], extra["optimizer"], extra["rng"], prev_losses=losses.get("prev"),
-                      best_losses=losses.get("best"), ending=state.get("ending")), notes
+                      best_losses=losses.get("best"), ending=state.get("ending"),
+                      frozen_snapshot=state.get("frozen_snapshot")), notes
 
     def on_epoch_end(self, record: EpochRecord, is_best: bool, popt: PlanOptimizer, step: int,
                      ending: str | None) -> None:
@@ -66,7 +67,8 @@ class Checkpointer:
         extra = {"optimizer": popt.optimizer.state_dict(), "rng": torch.get_rng_state(),
                  "val_losses": {k: torch.from_numpy(v) for k, v in self.losses.items() if v is not None}}
         state = {"step": step, "history": self.history, "best_epoch": best["epoch"],
-                 "best_val_loss": best["val"]["loss"], "ending": ending, **self.extra_state}
+                 "best_val_loss": best["val"]["loss"], "ending": ending, "frozen_snapshot": record.frozen_snapshot,
+                 **self.extra_state}
         self.latest = checkpoint.write(self.run, record.epoch, last, last if is_best else None, extra, state,
                                        self.latest)
         self.log(f"epoch {record.epoch}: {record.plan}, train loss {record.train['loss']:.4f}, val loss "

@@ -34,7 +34,7 @@ from .probe_head import fit_probe_epoch, probe_target
 from .schedule import LRSchedule, PlanOptimizer
 from .strategies import Strategy, model_parts
 from .timing import Clock
-from .verify import snapshot, verify_frozen
+from .verify import Snapshot, snapshot, verify_frozen
 
 log = logging.getLogger("frostline")
 #: How a head-only plan on cached features trains: ``auto`` / ``lbfgs`` fit the convex problem to convergence
@@ -126,10 +126,12 @@ class EpochRecord:
     val_change: dict[str, float] | None = None
     val_vs_best: dict[str, float] | None = None
     val_losses: np.ndarray | None = field(default=None, repr=False)  # per sample; checkpointed, not in JSON
+    #: checksums of the frozen tensors of the running plan (checkpointed, so a resumed run still verifies them)
+    frozen_snapshot: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
-        return {k: v for k, v in self.__dict__.items() if k != "val_losses"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("val_losses", "frozen_snapshot")}
 
 
 @dataclass
@@ -147,6 +149,7 @@ class Resume:
     prev_losses: np.ndarray | None = field(default=None, repr=False)
     best_losses: np.ndarray | None = field(default=None, repr=False)
     ending: str | None = None  # "last" / "early-stop" / "converged" once training has finished
+    frozen_snapshot: dict[str, Any] | None = field(default=None, repr=False)
 
 
 class NonFiniteLoss(FrostlineError):
@@ -315,6 +318,9 @@ def fit(
         losses = [h["val"]["loss"] for h in history]
         bad_epochs = len(losses) - 1 - int(np.argmin(losses))
     snap, snap_plan = None, None
+    if resume is not None and resume.frozen_snapshot:  # the plan running at the crash: its checksums still hold
+        snap = Snapshot(dict(resume.frozen_snapshot["digests"]), int(resume.frozen_snapshot["elements"]))
+        snap_plan = tuple(resume.frozen_snapshot["plan"])
     clock = Clock(fabric.device)
     # per-sample validation losses of the best and the previous epoch: evidence for the findings
     best_losses = resume.best_losses if resume is not None else None
@@ -422,7 +428,9 @@ def fit(
                                  time.perf_counter() - t0, train_metrics, val_metrics, verified, cache_status,
                                  clock.totals(), probe=probe_record,
                                  val_change=paired_change(val_pred.losses, prev_losses),
-                                 val_vs_best=paired_change(val_pred.losses, best_losses), val_losses=val_pred.losses)
+                                 val_vs_best=paired_change(val_pred.losses, best_losses), val_losses=val_pred.losses,
+                                 frozen_snapshot={"digests": snap.digests, "elements": snap.elements,
+                                                  "plan": list(snap_plan or ())} if snap is not None else None)
             history.append(record.to_dict())
             prev_losses = val_pred.losses
             if is_best:

@@ -112,7 +112,8 @@ class RunFolder:
 
     def write_state(self, state: dict[str, Any]) -> None:
         """state.json."""
-        atomic.write_json(self.file("state.json"), {"schema": STATE_SCHEMA, **state})
+        label = f"state.json({'complete' if state.get('complete') else 'begin'})"
+        atomic.write_json(self.file("state.json"), {"schema": STATE_SCHEMA, **state}, label)
 
     def save_model(self, tensors: dict[str, torch.Tensor], base_hash: str | None) -> Path:
         """model.safetensors: the best epoch's changed tensors, tagged with the base model they apply to."""

@@ -1,0 +1,190 @@
+"""Fault injection: the training process is killed (SIGKILL, a real child process) at every write point of a run in
+turn, and each rerun resumes; the finished run is bit-identical to one never interrupted. A full disk leaves no
+half-run presented as complete.
+
+Children are forked from a ``forkserver`` that has imported frostline once, so each kill costs a partial run, not a
+fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from frostline import atomic
+from frostline.config import RunConfig
+from frostline.errors import FrostlineError
+from frostline.train import train
+from tests.conftest import make_text_file, make_tiny_hf_dir
+
+RESULTS = ("model.safetensors", "predictions.csv")
+#: Imported once by the fork server: each child then costs its share of the run (~1 s), not the imports (~4 s).
+PRELOAD = ["frostline.train", "frostline.plots", "transformers.models.bert.modeling_bert",
+           "transformers.models.bert.tokenization_bert", "lightning_fabric", "sklearn.model_selection",
+           "sklearn.metrics", "scipy.optimize", "tests.test_faults"]
+
+
+def _config(root: Path, out: str) -> RunConfig:
+    return RunConfig(model=f"hf:{root / 'hf'}", data=str(root / "d.tsv"), text_column="1", label_column="0",
+                     strategy="gradual", epochs=3, batch_size=16, lr=1e-3, out=str(root / out))
+
+
+def _child(root: str, out: str, killed_file: str) -> None:
+    """Run the training; die by SIGKILL at the first write point not yet killed at (recorded before dying)."""
+    killed = set(json.loads(Path(killed_file).read_text()))
+
+    def hook(name: str) -> None:
+        if name not in killed:
+            Path(killed_file).write_text(json.dumps(sorted(killed | {name})))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    atomic.fault_hook = hook
+    train(_config(Path(root), out), echo=lambda _s: None)
+
+
+def _reference(root: str, points_file: str, copies: str) -> None:
+    """The uninterrupted run, recording its write points and a copy of each epoch's checkpoint."""
+    seen: list[str] = []
+
+    def hook(name: str) -> None:
+        seen.append(name)
+        if name.endswith(":renamed") and name.startswith("epoch-"):
+            folder = name.split(":")[0]
+            shutil.copytree(Path(root) / "whole" / "checkpoints" / folder, Path(copies) / folder)
+
+    atomic.fault_hook = hook
+    train(_config(Path(root), "whole"), echo=lambda _s: None)
+    Path(points_file).write_text(json.dumps(seen))
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _spawn(ctx, target, *args) -> int:
+    proc = ctx.Process(target=target, args=args)
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode is not None, "child hung"
+    return proc.exitcode
+
+
+def test_kill_at_every_write_point_then_resume_is_bit_identical(tmp_path, ctx):
+    make_tiny_hf_dir(tmp_path / "hf")
+    make_text_file(tmp_path / "d.tsv", n=60)
+    points_file, copies = tmp_path / "points.json", tmp_path / "copies"
+    assert _spawn(ctx, _reference, str(tmp_path), str(points_file), str(copies)) == 0
+    points = json.loads(points_file.read_text())
+    assert len(points) == len(set(points)) >= 30, points  # every write point has its own name
+    killed_file = tmp_path / "killed.json"
+    killed_file.write_text("[]")
+    kills, chains = 0, 0
+    while set(json.loads(killed_file.read_text())) != set(points):
+        # a chain: kill, rerun (killed at the next point not yet hit), ... until a rerun finishes; a point skipped
+        # by a resume (e.g. pruning after the rename it was killed at) is hit by the next chain
+        chains += 1
+        kills += _chain(ctx, tmp_path, f"cut{chains}", killed_file, copies)
+    assert kills == len(points) and chains <= 4
+
+
+def _chain(ctx, tmp_path: Path, out: str, killed_file: Path, copies: Path) -> int:
+    cut, kills = tmp_path / out, 0
+    while True:
+        code = _spawn(ctx, _child, str(tmp_path), out, str(killed_file))
+        if code == 0:
+            break
+        assert code == -signal.SIGKILL, f"child failed with exit code {code}"
+        kills += 1
+        # after every kill: each checkpoint on disk is complete and equal, file by file, to the reference's
+        for folder in (cut / "checkpoints").glob("epoch-*") if (cut / "checkpoints").is_dir() else []:
+            if (folder / "manifest.json").is_file():
+                for f in ("last.safetensors", "best.safetensors", "optimizer.pt", "state.json"):
+                    a, b = _content(folder / f), _content(copies / folder.name / f)
+                    assert _same(a, b), f"{folder.name}/{f} differs after a kill at {killed_file.read_text()}"
+        state = json.loads((cut / "state.json").read_text()) if (cut / "state.json").is_file() else {}
+        if state.get("complete"):  # presented as complete only with every result file written and verified
+            for f in RESULTS:
+                assert (cut / f).read_bytes() == (tmp_path / "whole" / f).read_bytes()
+    for f in RESULTS:
+        assert (cut / f).read_bytes() == (tmp_path / "whole" / f).read_bytes(), f
+    assert not (cut / "checkpoints").exists()
+    assert not [p.name for p in cut.iterdir() if p.name.startswith(".")]  # no temp files left
+    final = json.loads((cut / "state.json").read_text())
+    assert final["complete"] and final["files"]["model.safetensors"]
+    return kills
+
+
+def _content(path: Path) -> object:
+    """What a checkpoint file holds: safetensors bytes; the optimizer state's values (torch.save's zip differs
+    byte-wise between processes for equal values); state.json without wall-clock fields."""
+    if path.suffix == ".pt":
+        return torch.load(path, weights_only=True)
+    return _without_times(path.read_bytes()) if path.suffix == ".json" else path.read_bytes()
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return isinstance(b, list | tuple) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def _without_times(raw: bytes) -> object:
+    """A checkpoint state without wall-clock fields (``seconds``, ``timing``, the ``cache`` note quoting seconds)."""
+    def strip(x: object) -> object:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "timing", "cache")}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+    return strip(json.loads(raw))
+
+
+def test_full_disk_leaves_no_complete_run_and_the_rerun_finishes(tmp_path, monkeypatch):
+    make_tiny_hf_dir(tmp_path / "hf")
+    make_text_file(tmp_path / "d.tsv", n=60)
+    cfg = _config(tmp_path, "run")
+
+    def full(name: str) -> None:
+        if name == "metrics.json:written":
+            raise OSError(errno.ENOSPC, "No space left on device", "metrics.json")
+
+    monkeypatch.setattr(atomic, "fault_hook", full)
+    with pytest.raises(OSError, match="No space left"):
+        train(cfg, echo=lambda _s: None)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["complete"] is False and not (tmp_path / "run" / "metrics.json").exists()
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(atomic, "fault_hook", None)
+    done = train(cfg, echo=lambda _s: None)  # space freed: the same command finishes from the last checkpoint
+    assert done.resumed_from == 3 and done.metrics["test"]["n"] == 9
+
+
+def test_data_changed_between_kill_and_rerun_is_refused(tmp_path, monkeypatch):
+    make_tiny_hf_dir(tmp_path / "hf")
+    make_text_file(tmp_path / "d.tsv", n=60)
+    cfg = _config(tmp_path, "run")
+
+    def stop(name: str) -> None:
+        if name == "epoch-0002:renamed":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, "fault_hook", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, echo=lambda _s: None)
+    monkeypatch.setattr(atomic, "fault_hook", None)
+    make_text_file(tmp_path / "d.tsv", n=60, seed=5)  # same path, other labels
+    with pytest.raises(FrostlineError, match=r"--data .*d.tsv changed since the run .* started"):
+        train(cfg, echo=lambda _s: None)
