@@ -13,6 +13,7 @@ shown in the comparison table. A linear probe on cached features is fit to conve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from . import atomic
 from .config import RunConfig
 from .errors import FrostlineError, did_you_mean
 from .html_report import write_compare_report
+from .runs import check_out
 from .train import Progress, RunResult, Status, no_status, prepare, train
 
 BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
@@ -129,8 +131,8 @@ def compare(cfg: RunConfig, strategies: list[str] | list[Any] | str, progress: P
         status: Status-line context for slow steps.
     """
     items = parse_strategies(strategies if isinstance(strategies, str | list) else list(strategies))
-    out = Path(cfg.out)
-    configs = [run_config(cfg, item, out) for item in items]  # every option checked before anything loads
+    configs = [run_config(cfg, item, Path(cfg.out)) for item in items]  # every option checked before anything loads
+    out = _own_folder(cfg, configs)
     # strategies resolve against the model as soon as it loads: a bad one fails before hours of training
     prepared = prepare(cfg, status=status, echo=echo, strategies=[item.spec for item in items])
     base = prepared.base_metrics(cfg.eval_batch_size, status)
@@ -141,13 +143,49 @@ def compare(cfg: RunConfig, strategies: list[str] | list[Any] | str, progress: P
         result.strategy = item.label
         runs.append(result)
     atomic.write_json(out / "compare.json", {
-        "schema": "frostline.compare/1",
+        "schema": COMPARE_SCHEMA, "complete": True, "config": _identity(cfg),
         "base": base,
         "runs": [{"strategy": r.strategy, "out": str(r.out), "metrics": r.metrics} for r in runs],
     })
     with status("writing the comparison report"):
         write_compare_report(out / "report.html", base, [(r.strategy, r.metrics) for r in runs])
     return Comparison(base, runs, out)
+
+
+COMPARE_SCHEMA = "frostline.compare/1"
+
+
+def _identity(cfg: RunConfig) -> dict[str, Any]:
+    ident = cfg.identity()
+    ident.pop("strategy", None)
+    return ident
+
+
+def _own_folder(cfg: RunConfig, configs: list[RunConfig]) -> Path:
+    """The comparison's folder: new, empty, or one this same comparison wrote (it resumes); else an error."""
+    out = Path(cfg.out)
+    if (out / "state.json").is_file():
+        raise FrostlineError(f"--out {out} holds a single run (train's run folder); frostline does not write a "
+                             "comparison over it: choose a new folder")
+    mine = {Path(c.out).name for c in configs} | {"compare.json", "report.html"}
+    summary = out / "compare.json"
+    if summary.is_file():
+        try:
+            recorded = json.loads(summary.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict) or recorded.get("schema") != COMPARE_SCHEMA:
+            raise FrostlineError(f"{summary} is not a frostline comparison summary; choose a new --out")
+        diff = sorted(k for k, v in _identity(cfg).items() if (recorded.get("config") or {}).get(k) != v)
+        if recorded.get("config") is not None and diff:
+            raise FrostlineError(f"--out {out} holds a comparison with other settings (differs in: "
+                                 f"{', '.join(diff)}); choose a new folder")
+        mine |= {Path(r["out"]).name for r in recorded.get("runs", []) if isinstance(r, dict) and "out" in r}
+    check_out(out, "compare", mine)
+    if not summary.is_file():
+        atomic.write_json(summary, {"schema": COMPARE_SCHEMA, "complete": False, "config": _identity(cfg),
+                                    "runs": []})
+    return out
 
 
 def folder_name(strategy: str) -> str:

@@ -104,6 +104,10 @@ class RunConfig:
             raise FrostlineError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
                                  f"{did_you_mean(self.accelerator, ACCELERATORS)}")
         _check_device(self.accelerator)
+        from .engine import check_precision
+
+        device = self.accelerator if self.accelerator != "auto" else "cuda" if _cuda() else "cpu"
+        check_precision("cpu" if device == "cpu" else device, self.precision)
         if self.precision is not None and self.precision not in PRECISIONS:
             alias = PRECISION_ALIASES.get(self.precision.lower())
             hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
@@ -180,6 +184,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         if key not in keys:
             raise FrostlineError(f"{p}: unknown key {key!r}{did_you_mean(key, keys)}")
     return data
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _check_device(accelerator: str) -> None:

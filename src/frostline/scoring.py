@@ -19,14 +19,13 @@ from .config import RunConfig
 from .data import limit, split
 from .diagnose import absent_classes, accuracy_paradox, verdict
 from .engine import predict
-from .errors import FrostlineError
 from .findings import Finding, by_severity
 from .html_report import write_evaluate_report
 from .identity import content_hash
 from .inference import load_run, run_state
 from .leakage import dedup, sample_keys
 from .metrics import classification_metrics
-from .runs import RunFolder
+from .runs import RunFolder, check_out
 from .threshold import curves, predict_at
 from .train import Status, no_status, read_data, split_metrics
 
@@ -82,9 +81,7 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
         run's positive class, metrics at its chosen threshold), ``run_test`` (its own test score), ``overlap``,
         ``diagnoses``.
     """
-    dest = RunFolder(out) if out is not None else None
-    if dest is not None and (dest.path.is_file() or dest.file("metrics.json").exists() or dest.exists()):
-        raise FrostlineError(f"{out} already holds results; frostline does not overwrite them: choose another --out")
+    dest = RunFolder(check_out(out, "evaluate")) if out is not None else None  # new or empty: never written over
     state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     labels = list(state["label_names"])
     cfg.text_column = text_column or cfg.text_column

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..comparison import Comparison, compare
@@ -67,7 +68,7 @@ def show_findings(findings: list[dict], title: str = "findings") -> None:
     color = {"error": "red", "warning": "yellow", "info": "green"}
     console.print(f"[bold]{title}[/]")
     for f in findings:
-        console.print(f"  [{color[f['severity']]}]{f['severity']}[/] [bold]{f['code']}[/]: {f['message']}",
+        console.print(f"  [{color[f['severity']]}]{f['severity']}[/] [bold]{f['code']}[/]: {escape(f['message'])}",
                       highlight=False)
         if f["fix"] not in ("-", ""):
             console.print(f"      what to do: {f['fix']}", highlight=False, markup=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..inference import predict_file
@@ -82,16 +83,16 @@ def predict_command(
             if result.threshold else "arg-max")
     summary = ", ".join(f"{name} {counts.get(name, 0)}" for name in result.label_names)
     if out is None:
-        t = Table(title=f"predictions ({rule}); first {min(show, len(result.names))} of {len(result.names)}",
+        t = Table(title=escape(f"predictions ({rule}); first {min(show, len(result.names))} of {len(result.names)}"),
                   header_style="bold")
         t.add_column("input", overflow="fold", max_width=70)
         t.add_column("predicted")
         for name in result.label_names:
-            t.add_column(f"p({name})", justify="right")
+            t.add_column(escape(f"p({name})"), justify="right")
         labels = result.predicted_at_threshold or result.predicted
         for i in range(min(show, len(result.names))):
-            t.add_row(result.names[i], labels[i], *[f"{p:.4f}" for p in result.probs[i]])
+            t.add_row(escape(result.names[i]), escape(labels[i]), *[f"{p:.4f}" for p in result.probs[i]])
         console.print(t)
     console.print(f"{len(result.names)} predicted ({rule}): {summary}" + (f"; written to {out}" if out else
                                                                          "; --out FILE writes them all"),
-                  highlight=False)
+                  highlight=False, markup=False)
