@@ -102,9 +102,9 @@ def test_evaluate_gives_findings_roc_auc_domain_shift_and_overlap(tmp_path, text
     assert f"on the {unseen['n']} samples not seen in training" in leak["diagnoses"][-1]["message"]
     # results are never written over
     result = _run("evaluate", "--checkpoint", run, "--data", other, "--out", ev)
-    assert result.exit_code == 2 and "already holds results" in result.output
+    assert result.exit_code == 2 and "already holds another run's results" in result.output
     result = _run("evaluate", "--checkpoint", run, "--data", other, "--out", run)
-    assert result.exit_code == 2 and "already holds results" in result.output
+    assert result.exit_code == 2 and "already holds another run's results" in result.output
 
 
 def test_images_predict_and_factory_models_need_model_again(tmp_path, monkeypatch):
