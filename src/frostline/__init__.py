@@ -12,6 +12,7 @@ from .data import Dataset, Splits, from_tensors, read_image_folder, read_table, 
 from .diagnose import Thresholds, diagnose_run
 from .engine import TrainConfig, fit, predict
 from .errors import FrostlineError, FrozenChangedError, SelectorError
+from .export import export_run
 from .findings import Finding
 from .freeze import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
 from .heads import HeadInfo, find_head, replace_head
@@ -63,6 +64,7 @@ __all__ = [
     "diagnose_run",
     "discover_blocks",
     "evaluate",
+    "export_run",
     "find_head",
     "fit",
     "fit_probe",

@@ -14,7 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..comparison import Comparison, compare
 from ..config import RunConfig
 from ..demo import DEMO_STRATEGIES, demo_config
+from ..export import export_run
 from ..report import class_table, compare_rows, compare_table, confusion_table, history_table
+from ..runs import check_out
 from ..train import train
 from .app import app, console, friendly
 from .options import run_options
@@ -88,9 +90,14 @@ def show_comparison(result: Comparison) -> None:
 @friendly
 @run_options
 def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = "full",
-                  out: OutOpt = "runs/latest") -> None:
+                  out: OutOpt = "runs/latest",
+                  export: Annotated[str | None, typer.Option(
+                      help="Also write the best model to this new folder as a standalone model (transformers "
+                           "safetensors + config + tokenizer; see `frostline export`).")] = None) -> None:
     """Fine-tune MODEL on DATA with one strategy and write the run folder."""
     cfg.strategy, cfg.out = strategy, out
+    if export is not None:
+        check_out(export, "export")  # a taken export folder fails before training, not after
     with progress_bars() as progress:
         result = train(cfg, progress=progress, echo=_echo, status=status)
     m = result.metrics
@@ -103,6 +110,10 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STR
                                                          f"({chosen['objective']}, chosen on validation)"))
     show_findings(m.get("diagnoses", []))
     console.print(f"run folder: {result.out}; report: {result.out / 'report.html'}")
+    if export is not None:
+        kind = export_run(result.out, export, cfg.model if ":" in cfg.model and not cfg.model.startswith("hf:")
+                          else None, status=status)
+        console.print(f"exported to {export}: {kind}", highlight=False, markup=False)
 
 
 @app.command("compare")

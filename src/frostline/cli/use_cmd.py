@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..export import export_run
 from ..inference import predict_file
 from ..report import class_table, confusion_table
 from ..scoring import evaluate
@@ -96,3 +97,15 @@ def predict_command(
     console.print(f"{len(result.names)} predicted ({rule}): {summary}" + (f"; written to {out}" if out else
                                                                          "; --out FILE writes them all"),
                   highlight=False, markup=False)
+
+
+@app.command("export")
+@friendly
+def export_command(
+    checkpoint: Annotated[str, typer.Option(help="A finished run folder.")],
+    out: Annotated[str, typer.Option(help="New folder for the standalone model.")],
+    model: Annotated[str | None, typer.Option(help="Model spec, for runs built by your own module:function.")] = None,
+) -> None:
+    """Export a run's best model as a standalone model (safetensors + config + tokenizer) for plain transformers."""
+    kind = export_run(checkpoint, out, model, status=status)
+    console.print(f"exported {checkpoint} to {out}: {kind}", highlight=False, markup=False)

@@ -1,0 +1,71 @@
+"""--export: a finished run as a standalone model that plain transformers (or a plain state dict) loads, giving the
+run's own predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import frostline as fl
+from frostline.cli import app
+from frostline.export import _pooled_logits
+from tests.conftest import make_text_file
+
+runner = CliRunner()
+TEXTS = ["free cash prize call now", "see you at lunch tomorrow", "win a prize"]
+
+
+def _train(tmp_path: Path, tiny_hf_dir: str, name: str, *extra: str) -> Path:
+    data = make_text_file(tmp_path / "d.tsv", n=80)
+    out = tmp_path / name
+    result = runner.invoke(app, ["train", "--model", f"hf:{tiny_hf_dir}", "--data", data, "--text-column", "1",
+                                 "--label-column", "0", "--epochs", "2", "--batch-size", "8", "--lr", "1e-3",
+                                 "--strategy", "partial:1", "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_native_head_exports_for_auto_model_for_sequence_classification(tmp_path, tiny_hf_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run = _train(tmp_path, tiny_hf_dir, "run")
+    result = runner.invoke(app, ["export", "--checkpoint", str(run), "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 0 and "transformers" in result.output, result.output
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "exp").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "exp")
+    assert model.config.id2label == {0: "ham", 1: "spam"}
+    with torch.no_grad():
+        probs = torch.softmax(model(**tok(TEXTS, padding=True, return_tensors="pt")).logits, -1).numpy()
+    expected = fl.load_run(run).predict(TEXTS).probs
+    assert abs(probs - expected).max() < 1e-5
+    again = runner.invoke(app, ["export", "--checkpoint", str(run), "--out", str(tmp_path / "exp")])
+    assert again.exit_code == 2 and "already holds" in again.output  # an export is not written over either
+
+
+def test_pooled_encoder_exports_encoder_head_and_recipe(tmp_path, tiny_hf_dir):
+    run = _train(tmp_path, tiny_hf_dir, "run", "--pooling", "mean")
+    assert fl.export_run(run, tmp_path / "exp") == "transformers encoder + head"
+    folder = tmp_path / "exp"
+    meta = json.loads((folder / "head.json").read_text())
+    assert meta["pooling"] == "mean" and meta["labels"] == ["ham", "spam"]
+    assert "AutoModel.from_pretrained" in (folder / "README.md").read_text()
+    runm = fl.load_run(run)
+    batch = dict(runm.tokenizer(TEXTS, padding=True, truncation=True, max_length=runm.max_length,
+                                return_tensors="pt"))
+    probs = torch.softmax(_pooled_logits(folder, batch), -1).numpy()
+    assert abs(probs - runm.predict(TEXTS).probs).max() < 1e-5
+
+
+def test_export_of_a_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(fl.FrostlineError, match="is not a frostline run folder"):
+        fl.export_run(tmp_path, tmp_path / "exp")
+
+
+def test_train_with_export_flag(tmp_path, tiny_hf_dir):
+    run = _train(tmp_path, tiny_hf_dir, "run", "--export", str(tmp_path / "exp"))
+    assert (tmp_path / "exp" / "config.json").is_file() and (tmp_path / "exp" / "model.safetensors").is_file()
+    assert (run / "state.json").is_file()
