@@ -49,6 +49,11 @@ def test_compare_minilm_on_sms_spam(tmp_path):
     assert lp["run"]["budget"]["converged"] and lp["run"]["budget"]["epochs_run"] == 1
     assert "input of bert.encoder.layer.4 cached" in runs["partial:2"]["history"][0]["cache"]
     assert runs["full"]["history"][0]["cache"].startswith("plain loop: no frozen prefix")
+    # Small run folders: a run stores only what training changed (the base model is rebuilt and hash-checked).
+    sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in out.iterdir() if p.is_dir()}
+    assert sizes["linear-probe"] < 1_000_000, sizes  # was 87 MB when every run held the whole model
+    assert (out / "linear-probe" / "model.safetensors").stat().st_size < 10_000
+    assert sizes["partial_2"] < 20_000_000 and sizes["full"] < 95_000_000, sizes
 
 
 def test_random_split_of_sms_is_flagged_for_leakage_and_dedup_clears_it():
