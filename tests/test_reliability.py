@@ -216,7 +216,7 @@ def test_float16_precision_on_cpu_is_an_error_not_a_silent_switch(tmp_path, tiny
 def test_an_image_folder_given_to_a_text_model_is_one_line(tmp_path, tiny_hf_dir):
     from tests.conftest import make_image_folder
 
-    folder = make_image_folder(tmp_path / "imgs", per_class=4)
+    folder = make_image_folder(tmp_path / "imgs", per_class=12)
     result = _run("train", "--model", f"hf:{tiny_hf_dir}", "--data", folder, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "holds images but model" in result.output and "is a text model" in result.output
     assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
