@@ -152,39 +152,35 @@ def _without_times(raw: bytes) -> object:
     return strip(json.loads(raw))
 
 
-def test_full_disk_leaves_no_complete_run_and_the_rerun_finishes(tmp_path, monkeypatch):
+def _fail_at(tmp_path: Path, monkeypatch, point: str, exc: BaseException) -> RunConfig:
+    """Start a run that raises ``exc`` at write point ``point``; returns its configuration."""
     make_tiny_hf_dir(tmp_path / "hf")
     make_text_file(tmp_path / "d.tsv", n=60)
     cfg = _config(tmp_path, "run")
 
-    def full(name: str) -> None:
-        if name == "metrics.json:written":
-            raise OSError(errno.ENOSPC, "No space left on device", "metrics.json")
+    def fail(name: str) -> None:
+        if name == point:
+            raise exc
 
-    monkeypatch.setattr(atomic, "fault_hook", full)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(atomic, "fault_hook", fail)
+    with pytest.raises(type(exc)):
         train(cfg, echo=lambda _s: None)
+    monkeypatch.setattr(atomic, "fault_hook", None)
+    return cfg
+
+
+def test_full_disk_leaves_no_complete_run_and_the_rerun_finishes(tmp_path, monkeypatch):
+    cfg = _fail_at(tmp_path, monkeypatch, "metrics.json:written",
+                   OSError(errno.ENOSPC, "No space left on device", "metrics.json"))
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["complete"] is False and not (tmp_path / "run" / "metrics.json").exists()
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
-    monkeypatch.setattr(atomic, "fault_hook", None)
     done = train(cfg, echo=lambda _s: None)  # space freed: the same command finishes from the last checkpoint
     assert done.resumed_from == 3 and done.metrics["test"]["n"] == 9
 
 
 def test_data_changed_between_kill_and_rerun_is_refused(tmp_path, monkeypatch):
-    make_tiny_hf_dir(tmp_path / "hf")
-    make_text_file(tmp_path / "d.tsv", n=60)
-    cfg = _config(tmp_path, "run")
-
-    def stop(name: str) -> None:
-        if name == "epoch-0002:renamed":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(atomic, "fault_hook", stop)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, echo=lambda _s: None)
-    monkeypatch.setattr(atomic, "fault_hook", None)
+    cfg = _fail_at(tmp_path, monkeypatch, "epoch-0002:renamed", KeyboardInterrupt())
     make_text_file(tmp_path / "d.tsv", n=60, seed=5)  # same path, other labels
     with pytest.raises(FrostlineError, match=r"--data .*d.tsv changed since the run .* started"):
         train(cfg, echo=lambda _s: None)
