@@ -416,22 +416,3 @@ def _warn_thin(splits: Splits, rare: set[int]) -> None:
         warnings.warn("no training sample (" + "; ".join(map(where, empty)) + "): the model cannot learn "
                       f"{'it' if len(empty) == 1 else 'them'}; add samples or leave the class out", UserWarning,
                       stacklevel=3)
-
-
-def fingerprint(path: str | os.PathLike[str]) -> str | None:
-    """A content hash of a data file (a folder: its file names and sizes), to tell whether it changed."""
-    import hashlib
-
-    p = Path(path)
-    h = hashlib.blake2b(digest_size=16)
-    if p.is_file():
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-    if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if f.is_file():
-                h.update(f"{f.relative_to(p)}\0{f.stat().st_size}\n".encode())
-        return h.hexdigest()
-    return None
