@@ -184,3 +184,13 @@ def test_data_changed_between_kill_and_rerun_is_refused(tmp_path, monkeypatch):
     make_text_file(tmp_path / "d.tsv", n=60, seed=5)  # same path, other labels
     with pytest.raises(FrostlineError, match=r"--data .*d.tsv changed since the run .* started"):
         train(cfg, echo=lambda _s: None)
+
+
+def test_temporary_files_of_a_write_killed_inside_safetensors_are_cleaned(tmp_path, monkeypatch):
+    """safetensors' Rust writer saves to ``.tmpXXXXXX`` and renames: a kill between leaves it beside ours."""
+    cfg = _fail_at(tmp_path, monkeypatch, "model.safetensors:written", KeyboardInterrupt())
+    run = tmp_path / "run"
+    (run / ".tmpM3wzkZ").write_bytes(b"half a tensor file")
+    (run / ".model.safetensors.f4czuzih.tmp").write_bytes(b"half a tensor file")
+    done = train(cfg, echo=lambda _s: None)
+    assert done.resumed_from == 3 and not [p.name for p in run.iterdir() if p.name.startswith(".")]

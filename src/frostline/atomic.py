@@ -37,6 +37,12 @@ def umask_mode(kind: int = 0o666) -> int:
     return kind & ~mask
 
 
+def is_temp(p: Path) -> bool:
+    """A temporary file of an interrupted atomic write: ours (``.name.XXXX.tmp``) or safetensors' own
+    (``.tmpXXXXXX``: its Rust writer saves to a temporary file in the same folder and renames it)."""
+    return p.name.startswith(".") and (p.name.endswith(".tmp") or (p.name.startswith(".tmp") and len(p.name) == 10))
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Flush a folder's entries (a rename in it) to disk; a no-op where folders cannot be opened."""
     try:

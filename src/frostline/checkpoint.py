@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .atomic import fsync_dir, point, strict_json, umask_mode
+from .atomic import fsync_dir, is_temp, point, strict_json, umask_mode
 from .identity import file_hash
 
 FOLDER = "checkpoints"
@@ -163,9 +163,10 @@ def clean(run: Path) -> None:
         for p in root.iterdir():
             if p.name.startswith(".") and ".tmp" in p.name:
                 shutil.rmtree(p, ignore_errors=True)
-    for p in run.glob(".*.tmp") if run.is_dir() else []:
-        with contextlib.suppress(OSError):
-            p.unlink()
+    for p in run.iterdir() if run.is_dir() else []:
+        if p.is_file() and is_temp(p):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def latest(run: Path) -> tuple[Checkpoint | None, list[str]]:

@@ -44,15 +44,11 @@ RUN_FILES = {"state.json", "config.yaml", "train.log", "model.safetensors", "met
 RESULT_FILES = ("model.safetensors", "metrics.json", "predictions.csv", "report.html")
 
 
-def _is_temp(p: Path) -> bool:
-    return p.name.startswith(".") and p.name.endswith(".tmp")
-
-
 def foreign_entries(folder: Path, allowed: set[str]) -> list[str]:
     """Entries of ``folder`` that are neither in ``allowed`` nor frostline's temporary files."""
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.name not in allowed and not _is_temp(p))
+    return sorted(p.name for p in folder.iterdir() if p.name not in allowed and not atomic.is_temp(p))
 
 
 def check_out(path: str | Path, kind: str, allowed: set[str] | None = None) -> Path:

@@ -256,6 +256,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
                 raise FrostlineError(f"{run.path} holds this run made on other data (the data files changed since); "
                                      "choose another --out")
             checkpoint.remove_all(run.path)
+            checkpoint.clean(run.path)
             echo(f"{run.path}: run already complete, reusing its results")
             return RunResult(cfg.strategy, run.path, run.metrics(), reused=True)
     prepared = prepared or prepare(cfg, status=status, echo=echo)
