@@ -143,7 +143,7 @@ def test_images_predict_and_factory_models_need_model_again(tmp_path, monkeypatc
 def test_unfinished_or_missing_runs_are_clear_errors(tmp_path):
     result = _run("predict", "--checkpoint", tmp_path, "--data", tmp_path)
     assert result.exit_code == 2 and "is not a frostline run folder" in result.output
-    (tmp_path / "state.json").write_text(json.dumps({"schema": "frostline.state/2", "complete": False, "config": {}}))
+    (tmp_path / "state.json").write_text(json.dumps({"schema": "frostline.state/1", "complete": False, "config": {}}))
     with pytest.raises(fl.FrostlineError, match="holds an unfinished run"):
         fl.load_run(tmp_path)
 

@@ -18,6 +18,7 @@ import frostline as fl
 from frostline.cli import app
 from frostline.config import RunConfig
 from frostline.engine import NonFiniteLoss
+from frostline.runs import state_checksum
 from frostline.train import train
 from tests.conftest import make_text_file
 
@@ -56,8 +57,8 @@ def test_run_folder_code_is_never_imported(tmp_path, run, monkeypatch):
     (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nimport torch\ndef make():\n"
                                     "    return torch.nn.Linear(2, 2)\n")
     state = json.loads((folder / "state.json").read_text())
-    state["config"]["model"] = "evil:make"  # a hand-edited (or downloaded) state naming code
-    (folder / "state.json").write_text(json.dumps(state))
+    state["config"]["model"] = "evil:make"  # a crafted state naming code, its checksum recomputed
+    (folder / "state.json").write_text(json.dumps({**state, "state_sha256": state_checksum(state)}))
     monkeypatch.chdir(folder)  # evaluated from inside the folder, where evil.py is importable by name
     data = make_text_file(tmp_path / "new.tsv", n=20, seed=3)
     for cmd in (["evaluate", "--checkpoint", ".", "--data", data],
@@ -74,7 +75,7 @@ def test_file_spec_in_a_run_folder_is_not_run_either(tmp_path, run):
     (folder / "m.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
     state = json.loads((folder / "state.json").read_text())
     state["config"]["model"] = f"{folder / 'm.py'}:make"
-    (folder / "state.json").write_text(json.dumps(state))
+    (folder / "state.json").write_text(json.dumps({**state, "state_sha256": state_checksum(state)}))
     with pytest.raises(fl.FrostlineError, match=r"built by your function .*Pass it again: --model"):
         fl.load_run(folder)
     assert not marker.exists()
@@ -124,10 +125,22 @@ def test_damaged_results_are_clear_errors_not_silently_used(tmp_path, run):
     (folder / "state.json").write_text("{not json")
     result = _run("evaluate", "--checkpoint", folder, "--data", run.data)
     assert result.exit_code == 2 and "cannot read state.json" in result.output and "Traceback" not in result.output
-    (folder / "state.json").write_text(json.dumps({"schema": "frostline.state/2", "complete": True,
+    (folder / "state.json").write_text(json.dumps({"schema": "frostline.state/1", "complete": True,
                                                    "config": {"epochs": "three"}, "label_names": ["a", "b"]}))
     with pytest.raises(fl.FrostlineError, match=r"state.json is damaged: --epochs must be an integer"):
-        fl.load_run(folder)
+        fl.load_run(folder)  # a state of the first format (no checksum) is still checked value by value
+
+
+def test_an_edited_or_bit_flipped_state_is_refused(tmp_path, run):
+    folder = _copy(Path(run.out), tmp_path / "r")
+    good = (folder / "state.json").read_text()
+    for old, new in (('"ham"', '"iam"'), ('"partial:1"', '"qartial:1"'), ('"complete": true', '"complete": false')):
+        assert old in good
+        (folder / "state.json").write_text(good.replace(old, new, 1))  # a flipped bit, or a hand edit
+        with pytest.raises(fl.FrostlineError, match=r"state.json is damaged or was edited"):
+            fl.load_run(folder)
+    (folder / "state.json").write_text(good)
+    assert fl.load_run(folder).label_names == ["ham", "spam"]
 
 
 def test_a_run_stores_only_what_training_changed(run, tiny_hf_dir):

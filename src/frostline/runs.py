@@ -18,6 +18,7 @@ folders a command may write into.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import time
@@ -71,6 +72,12 @@ def check_out(path: str | Path, kind: str, allowed: set[str] | None = None) -> P
     return out
 
 
+def state_checksum(state: dict[str, Any]) -> str:
+    """SHA-256 of a state's content (every key but the checksum itself, as canonical strict JSON)."""
+    body = {k: v for k, v in state.items() if k != "state_sha256"}
+    return hashlib.sha256(json.dumps(json.loads(atomic.strict_json(body)), sort_keys=True).encode()).hexdigest()
+
+
 class RunFolder:
     """Reads and writes one run folder."""
 
@@ -94,6 +101,9 @@ class RunFolder:
                                  ) from None
         if not isinstance(state, dict) or not str(state.get("schema", "")).startswith("frostline.state/"):
             raise FrostlineError(f"{self.path}/state.json is not a frostline run state (no frostline.state schema)")
+        if state.get("schema") != "frostline.state/1" and state.get("state_sha256") != state_checksum(state):
+            raise FrostlineError(f"{self.path}/state.json is damaged or was edited (its checksum does not match its "
+                                 "content); frostline will not guess what the run was: restore it or retrain")
         return state
 
     def log(self, line: str) -> None:
@@ -109,7 +119,9 @@ class RunFolder:
     def write_state(self, state: dict[str, Any]) -> None:
         """state.json."""
         label = f"state.json({'complete' if state.get('complete') else 'begin'})"
-        atomic.write_json(self.file("state.json"), {"schema": STATE_SCHEMA, **state}, label)
+        full = {"schema": STATE_SCHEMA, **state}
+        full["state_sha256"] = state_checksum(full)
+        atomic.write_json(self.file("state.json"), full, label)
 
     def save_model(self, tensors: dict[str, torch.Tensor], base_hash: str | None) -> Path:
         """model.safetensors: the best epoch's changed tensors, tagged with the base model they apply to."""
