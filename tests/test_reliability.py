@@ -76,8 +76,8 @@ def test_file_spec_in_a_run_folder_is_not_run_either(tmp_path, run):
     state = json.loads((folder / "state.json").read_text())
     state["config"]["model"] = f"{folder / 'm.py'}:make"
     (folder / "state.json").write_text(json.dumps({**state, "state_sha256": state_checksum(state)}))
-    with pytest.raises(fl.FrostlineError, match=r"built by your function .*Pass it again: --model"):
-        fl.load_run(folder)
+    with pytest.raises(fl.FrostlineError, match=r"built by a function .*Pass the --model you trained it with"):
+        fl.load_run(folder)  # the folder's own path is never offered as the flag to pass
     assert not marker.exists()
 
 
@@ -233,3 +233,48 @@ def test_an_image_folder_given_to_a_text_model_is_one_line(tmp_path, tiny_hf_dir
     result = _run("train", "--model", f"hf:{tiny_hf_dir}", "--data", folder, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "holds images but model" in result.output and "is a text model" in result.output
     assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
+
+
+def test_train_never_writes_into_a_folder_that_holds_no_run(tmp_path, run):
+    args = ["train", "--model", run.model, "--data", run.data, "--text-column", "1", "--label-column", "0",
+            "--epochs", "1"]
+    ev = tmp_path / "ev"
+    assert _run("evaluate", "--checkpoint", run.out, "--data", run.data, "--out", ev).exit_code == 0
+    own = {"cfg": {"config.yaml": "# my notes\nepochs: 1\n"}, "ck": {"checkpoints/my_important.ckpt": "x"},
+           "hidden": {".draft.tmp": "x", ".tmpABCDEF": "y"}}
+    for name, files in own.items():
+        for rel, text in files.items():
+            (tmp_path / name / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / rel).write_text(text)
+    for folder in [ev, *(tmp_path / n for n in own)]:
+        before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        result = _run(*args, "--out", folder)
+        assert result.exit_code == 2 and "frostline does not write over them" in result.output, (folder, result.output)
+        assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    mine = tmp_path / "cmp"
+    mine.mkdir()
+    (mine / "report.html").write_text("my report")
+    result = _run("compare", *args[1:], "--strategies", "linear-probe", "--out", mine)
+    assert result.exit_code == 2 and (mine / "report.html").read_text() == "my report"
+
+
+def test_more_bad_inputs_are_one_line(tmp_path, run, tiny_hf_dir):
+    import shutil
+
+    data = make_text_file(tmp_path / "d.tsv", n=20)
+    for extra, match in ((["--seed", "-1"], "--seed must be an integer in"),
+                         (["--text-column", "0", "--label-column", "0"], "are the same column")):
+        result = _run("train", "--model", run.model, "--data", data, *extra, "--out", tmp_path / "x")
+        assert result.exit_code == 2 and match in result.output, result.output
+    result = _run("predict", "--checkpoint", run.out, "--data", data, "--text-column", "1", "--batch-size", "0")
+    assert result.exit_code == 2 and "--batch-size must be an integer >= 1" in result.output
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_hf_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = _run("inspect", f"hf:{broken}")
+    assert result.exit_code == 2 and "the weights file is damaged, truncated" in result.output, result.output
+    folder = _copy(Path(run.out), tmp_path / "r")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(fl.FrostlineError, match=r"model\.safetensors is missing from this finished run"):
+        fl.load_run(folder)

@@ -23,7 +23,7 @@ from . import atomic
 from .config import RunConfig
 from .errors import FrostlineError, did_you_mean
 from .html_report import write_compare_report
-from .runs import check_out
+from .runs import check_out, check_run_out
 from .train import Progress, RunResult, Status, no_status, prepare, train
 
 BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
@@ -181,7 +181,9 @@ def _own_folder(cfg: RunConfig, configs: list[RunConfig]) -> Path:
             raise FrostlineError(f"--out {out} holds a comparison with other settings (differs in: "
                                  f"{', '.join(diff)}); choose a new folder")
         mine |= {Path(r["out"]).name for r in recorded.get("runs", []) if isinstance(r, dict) and "out" in r}
-    check_out(out, "compare", mine)
+    check_out(out, "compare", mine if summary.is_file() else None)  # no summary: a new or empty folder only
+    for sub in configs:
+        check_run_out(sub.out)  # each strategy's folder: new, empty, or its own run
     if not summary.is_file():
         atomic.write_json(summary, {"schema": COMPARE_SCHEMA, "complete": False, "config": _identity(cfg),
                                     "runs": []})

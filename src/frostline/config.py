@@ -126,12 +126,16 @@ class RunConfig:
                   ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or unset"),
                   ("max_samples", self.max_samples is None or self.max_samples >= 4, ">= 4 or unset"),
                   ("cache_budget", self.cache_budget >= 0, ">= 0 MiB"),
+                  ("seed", 0 <= self.seed < 2**32, "an integer in [0, 4294967295]"),
                   ("dropout", self.dropout is None or 0 <= self.dropout < 1, "a probability in [0, 1)")]
         checks += [(n, 0 <= getattr(self, n) <= 1, "a fraction in [0, 1]") for n in
                    ("good_accuracy", "good_precision", "good_recall", "bad_accuracy", "bad_class_recall")]
         for name, ok, expected in checks:
             if not ok:
                 raise FrostlineError(f"{flag(name)} must be {expected}, got {getattr(self, name)!r}")
+        if self.text_column is not None and self.text_column == self.label_column:
+            raise FrostlineError(f"--text-column and --label-column are the same column ({self.text_column!r}); the "
+                                 "labels must come from another column than the texts")
         for name in ("data", "val_data", "test_data"):
             path = getattr(self, name)
             if path is not None and not Path(path).exists():
@@ -178,7 +182,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise FrostlineError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise FrostlineError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
-    data = {ALIASES.get(k, k): v for k, v in ((str(k).replace("-", "_"), v) for k, v in data.items())}
+    names = [str(k).replace("-", "_") for k in data]
+    for alias, key in ALIASES.items():
+        if alias in names and key in names:
+            raise FrostlineError(f"{p}: both {alias!r} and {key!r} are set; they are the same option, give one")
+    data = {ALIASES.get(k, k): v for k, v in zip(names, data.values(), strict=True)}
     keys = [*config_keys(), "strategies"]
     for key in data:
         if key not in keys:

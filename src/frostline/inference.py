@@ -107,11 +107,10 @@ def rebuild_spec(spec: str, info: dict[str, Any], run: Path) -> str:
         source = info.get("source") or spec[3:]
         return f"hf:{source}" if Path(source).is_dir() or not Path(spec[3:]).is_dir() else spec
     file = info.get("source_file")
-    func = spec.rpartition(":")[2]
-    suggestion = f"{file}:{func}" if file else spec
     raise FrostlineError(
-        f"run {run} was built by your function {spec!r}" + (f" (from {file})" if file else "") + "; frostline "
-        f"never imports code named by a run folder. Pass it again: --model {suggestion} (library: model=...)"
+        f"run {run} was built by a function ({spec!r}); frostline never imports code named by a run folder. Pass "
+        "the --model you trained it with, e.g. --model path/to/your_models.py:function (library: model=...)"
+        + (f"; the run records {file!r}: pass it only if that file is your own code" if file else "")
     )
 
 
@@ -184,6 +183,9 @@ def run_state(path: str | Path) -> tuple[dict[str, Any], RunConfig]:
     if not run.exists():
         raise FrostlineError(f"{path} is not a frostline run folder (no state.json)")
     state = run.state()
+    if state.get("complete") and not run.file("model.safetensors").is_file():
+        raise FrostlineError(f"{path}/model.safetensors is missing from this finished run; restore it, or retrain in "
+                             "a new --out")
     if not state.get("complete") or not run.file("model.safetensors").is_file():
         raise FrostlineError(f"{path} holds an unfinished run (no final model.safetensors); finish it by running the "
                              "same train command again")
@@ -237,6 +239,8 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
 def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text_column: str | None = None,
                  model: str | None = None, batch_size: int = 128, status: Status = no_status) -> PredictionSet:
     """``frostline predict``: predictions for every input of ``data``; written to ``out`` (``-``: stdout)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FrostlineError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     if out is not None and out != "-" and Path(out).exists():
         raise FrostlineError(f"{out} already exists; frostline does not overwrite results: choose another --out")
     _, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import pickle
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from safetensors import SafetensorError
 from torch import nn
 
 from .errors import FrostlineError, did_you_mean
@@ -169,6 +171,10 @@ def load_hf(source: str, pooling: str = "auto") -> tuple[nn.Module, Any, Pooling
             return auto.from_config(config) if random_init else auto.from_pretrained(where, **kwargs)
         except (OSError, ValueError) as exc:
             raise FrostlineError(f"cannot load the model from {source!r}: {str(exc).splitlines()[0]}") from None
+        except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise FrostlineError(f"cannot load the weights in {source!r} ({type(exc).__name__}: {first}); the weights "
+                                 "file is damaged, truncated or not a model checkpoint") from None
 
     if vision:
         model = build(AutoModelForImageClassification)

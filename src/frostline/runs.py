@@ -38,7 +38,7 @@ from .identity import apply_tensors, file_hash
 from .threshold import predict_at
 
 METRICS_SCHEMA = "frostline.metrics/1"
-STATE_SCHEMA = "frostline.state/2"
+STATE_SCHEMA = "frostline.state/3"  # /3: with ``state_sha256``; /1 and /2 are read without it
 #: Files a run folder may hold (anything else in ``--out`` belongs to someone else).
 RUN_FILES = {"state.json", "config.yaml", "train.log", "model.safetensors", "metrics.json", "predictions.csv",
              "report.html", "checkpoints", "last.safetensors", "optimizer.pt"}
@@ -63,7 +63,11 @@ def check_out(path: str | Path, kind: str, allowed: set[str] | None = None) -> P
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise FrostlineError(f"--out {out} is a file, not a folder; choose a new folder for the {kind} results")
-    foreign = foreign_entries(out, allowed or set())
+    if allowed is None:  # new or empty (the temporary file of an interrupted first state.json aside)
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".state.json.")) \
+            if out.is_dir() else []
+    else:
+        foreign = foreign_entries(out, allowed)
     if foreign:
         what = "another run's results" if set(foreign) & RUN_FILES else "files frostline did not write"
         raise FrostlineError(f"--out {out} already holds {what} ({', '.join(foreign[:5])}"
@@ -76,6 +80,13 @@ def state_checksum(state: dict[str, Any]) -> str:
     """SHA-256 of a state's content (every key but the checksum itself, as canonical strict JSON)."""
     body = {k: v for k, v in state.items() if k != "state_sha256"}
     return hashlib.sha256(json.dumps(json.loads(atomic.strict_json(body)), sort_keys=True).encode()).hexdigest()
+
+
+def check_run_out(path: str | Path) -> Path:
+    """``train``'s ``--out``: new, empty, or a frostline run (state.json is the first file a run writes, so a
+    folder without one holds nobody's run but the user's files, which are never written over or deleted)."""
+    out = Path(path)
+    return check_out(out, "train", RUN_FILES if (out / "state.json").is_file() else None)
 
 
 class RunFolder:
@@ -101,7 +112,8 @@ class RunFolder:
                                  ) from None
         if not isinstance(state, dict) or not str(state.get("schema", "")).startswith("frostline.state/"):
             raise FrostlineError(f"{self.path}/state.json is not a frostline run state (no frostline.state schema)")
-        if state.get("schema") != "frostline.state/1" and state.get("state_sha256") != state_checksum(state):
+        if state.get("schema") not in ("frostline.state/1", "frostline.state/2") \
+                and state.get("state_sha256") != state_checksum(state):
             raise FrostlineError(f"{self.path}/state.json is damaged or was edited (its checksum does not match its "
                                  "content); frostline will not guess what the run was: restore it or retrain")
         return state

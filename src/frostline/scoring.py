@@ -19,6 +19,7 @@ from .config import RunConfig
 from .data import limit, split
 from .diagnose import absent_classes, accuracy_paradox, verdict
 from .engine import predict
+from .errors import FrostlineError
 from .findings import Finding, by_severity
 from .html_report import write_evaluate_report
 from .identity import content_hash
@@ -81,6 +82,8 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
         run's positive class, metrics at its chosen threshold), ``run_test`` (its own test score), ``overlap``,
         ``diagnoses``.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FrostlineError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     dest = RunFolder(check_out(out, "evaluate")) if out is not None else None  # new or empty: never written over
     state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     labels = list(state["label_names"])

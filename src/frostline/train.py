@@ -31,7 +31,7 @@ from .leakage import LeakageReport, check_splits, dedup, label_conflicts
 from .metrics import classification_metrics, loss_se
 from .models import LoadedModel, load_model
 from .results import score_run
-from .runs import RUN_FILES, RunFolder, check_out
+from .runs import RunFolder, check_run_out
 from .schedule import PlanOptimizer
 from .strategies import model_parts, parse_strategy
 from .threshold import choose_positive
@@ -245,7 +245,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     an error (nothing is overwritten).
     """
     cfg.validate()
-    run = RunFolder(check_out(cfg.out, "train", RUN_FILES))
+    run = RunFolder(check_run_out(cfg.out))
     state = run.state() if run.exists() else None
     if state is not None:
         _check_same_run(run, state, cfg)
