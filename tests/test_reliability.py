@@ -102,10 +102,15 @@ def test_results_are_never_written_over(tmp_path, run):
 
 
 def test_files_honour_the_umask(tmp_path, run):
-    old = os.umask(0o022)
+    from frostline import atomic
+
+    mask = os.umask(0)
+    os.umask(mask)  # the umask the run was written under (whatever this machine's is)
+    for name in ("report.html", "metrics.json", "model.safetensors", "state.json"):
+        assert (Path(run.out) / name).stat().st_mode & 0o777 == 0o666 & ~mask, name  # not mkstemp's 0o600
+    old = os.umask(0o027)
     try:
-        for name in ("report.html", "metrics.json", "model.safetensors", "state.json"):
-            assert (Path(run.out) / name).stat().st_mode & 0o777 == 0o644, name
+        assert atomic.write_text(tmp_path / "x.txt", "x").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
 
@@ -278,3 +283,10 @@ def test_more_bad_inputs_are_one_line(tmp_path, run, tiny_hf_dir):
     (folder / "model.safetensors").unlink()
     with pytest.raises(fl.FrostlineError, match=r"model\.safetensors is missing from this finished run"):
         fl.load_run(folder)
+
+
+def test_non_finite_numbers_in_options_are_one_line(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("lr: .inf\n")
+    result = _run("train", "--config", conf, "--data", make_text_file(tmp_path / "d.tsv"), "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "--lr must be a finite number, got inf" in result.output, result.output

@@ -134,26 +134,26 @@ def _folders(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[6:]), reverse=True)
 
 
-def problem(path: Path) -> str | None:
-    """Why ``path`` is not a complete checkpoint (``None``: every file matches its manifest)."""
+def verified(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``path``'s state when it is a complete checkpoint (every file matches its manifest), else why it is not."""
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        return "no readable manifest.json"
+        return None, "no readable manifest.json"
     for name in FILES:
         target = path / name
         if name not in files or not target.is_file():
-            return f"{name} is missing"
+            return None, f"{name} is missing"
         if file_hash(target) != files[name]:
-            return f"{name} does not match its recorded SHA-256"
+            return None, f"{name} does not match its recorded SHA-256"
     try:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except ValueError:
-        return "state.json is not valid JSON"
+        return None, "state.json is not valid JSON"
     if state.get("epoch") != manifest.get("epoch"):
-        return "state.json is of another epoch"
-    return None
+        return None, "state.json is of another epoch"
+    return state, None
 
 
 def clean(run: Path) -> None:
@@ -174,9 +174,8 @@ def latest(run: Path) -> tuple[Checkpoint | None, list[str]]:
     clean(run)
     notes = []
     for path in _folders(run / FOLDER):
-        why = problem(path)
-        if why is None:
-            state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        state, why = verified(path)
+        if state is not None:
             return Checkpoint(path, state), notes
         notes.append(f"checkpoint {path.name} is damaged ({why}); falling back to the one before")
         shutil.rmtree(path, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -90,7 +91,7 @@ class RunConfig:
         from .strategies import check_strategy_spec
         from .threshold import parse_objective
 
-        _check_types(self)
+        check_types(self)
         check_model_spec(self.model)
         check_pooling(self.pooling)
         for spec in strategies if strategies is not None else [self.strategy]:
@@ -103,16 +104,16 @@ class RunConfig:
         if self.accelerator not in ACCELERATORS:
             raise FrostlineError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
                                  f"{did_you_mean(self.accelerator, ACCELERATORS)}")
-        _check_device(self.accelerator)
-        from .engine import check_precision
-
-        device = self.accelerator if self.accelerator != "auto" else "cuda" if _cuda() else "cpu"
-        check_precision("cpu" if device == "cpu" else device, self.precision)
+        on_gpu = _check_device(self.accelerator)
         if self.precision is not None and self.precision not in PRECISIONS:
             alias = PRECISION_ALIASES.get(self.precision.lower())
             hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
             raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
                                  f"{self.precision!r}{hint}")
+        from .engine import check_precision
+
+        runs_on = "cpu" if self.accelerator == "auto" and not on_gpu else self.accelerator
+        check_precision(runs_on, self.precision)
         if self.optimize is not None:
             parse_objective(self.optimize)
         parse_augment(self.augment)
@@ -194,14 +195,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _check_device(accelerator: str) -> None:
-    """An accelerator that is asked for must exist here (checked before anything loads)."""
+def _check_device(accelerator: str) -> bool:
+    """An accelerator that is asked for must exist here (checked before anything loads); returns whether a CUDA GPU
+    is available."""
     import torch
 
     if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
@@ -209,6 +205,7 @@ def _check_device(accelerator: str) -> None:
                              f"({torch.__version__}); use --accelerator auto or cpu")
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise FrostlineError("--accelerator mps: Apple's MPS is not available here; use --accelerator auto or cpu")
+    return torch.cuda.is_available()
 
 
 def _check_out(out: Path) -> None:
@@ -233,7 +230,7 @@ def _shown(value: Any) -> str:
     return f"{value!r} ({kinds.get(type(value), 'null' if value is None else type(value).__name__)})"
 
 
-def _check_types(cfg: RunConfig) -> None:
+def check_types(cfg: RunConfig) -> None:
     """Each value has its field's type (YAML ``"false"`` is not a bool, ``true`` is not an epoch count).
 
     A string that reads as a number is taken for a number field: YAML 1.1 reads ``lr: 1e-3`` as the string
@@ -256,6 +253,8 @@ def _check_types(cfg: RunConfig) -> None:
             raise FrostlineError(f"{flag(f.name)} must be an integer, got {_shown(value)}")
         if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise FrostlineError(f"{flag(f.name)} must be a number, got {_shown(value)}")
+        if kind == "float" and not math.isfinite(value):
+            raise FrostlineError(f"{flag(f.name)} must be a finite number, got {_shown(value)}")
         if kind == "str" and not isinstance(value, str):
             raise FrostlineError(f"{flag(f.name)} must be a string, got {_shown(value)}")
 
@@ -267,5 +266,5 @@ def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any]) -> Run
         if isinstance(merged.get(key), int) and not isinstance(merged[key], bool):
             merged[key] = str(merged[key])
     cfg = RunConfig(**merged)
-    _check_types(cfg)
+    check_types(cfg)
     return cfg

@@ -10,7 +10,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -89,7 +88,3 @@ def apply_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], where: str
                              f"the model's is {tuple(state[bad[0]].shape)}")
     model.load_state_dict(tensors, strict=False)
 
-
-def array_hash(a: np.ndarray) -> str:
-    """SHA-256 of an array's values (for per-sample records)."""
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()

@@ -20,8 +20,7 @@ from torch import nn
 
 from . import atomic
 from .batching import Encoded
-from .config import RunConfig, config_keys
-from .config import _check_types as check_types
+from .config import RunConfig, check_types, config_keys
 from .data import Dataset, image_tensor
 from .engine import predict as predict_encoded
 from .errors import FrostlineError
@@ -171,10 +170,18 @@ class RunModel:
     def predict(self, inputs: Any, batch_size: int = 128) -> PredictionSet:
         """Predict classes of raw texts, PIL images, a tensor batch, or a ``pathlib.Path`` to a data file or image
         folder (a string is a text for a text model: a lone string that looks like a file name is an error)."""
+        check_batch_size(batch_size)
         ds, names = self._dataset(inputs)
         enc = Encoded(ds, self.tokenizer, self.max_length)
         pred = predict_encoded(self.model, enc, batch_size)
         return PredictionSet(names, pred.probs, self.label_names, self.threshold)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``--batch-size`` of predict / evaluate: an integer >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FrostlineError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    return batch_size
 
 
 def run_state(path: str | Path) -> tuple[dict[str, Any], RunConfig]:
@@ -239,8 +246,7 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
 def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text_column: str | None = None,
                  model: str | None = None, batch_size: int = 128, status: Status = no_status) -> PredictionSet:
     """``frostline predict``: predictions for every input of ``data``; written to ``out`` (``-``: stdout)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise FrostlineError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     if out is not None and out != "-" and Path(out).exists():
         raise FrostlineError(f"{out} already exists; frostline does not overwrite results: choose another --out")
     _, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once

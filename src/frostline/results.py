@@ -7,13 +7,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .audit import audit_run
-from .engine import FitResult, Resume, predict
+from .data import Splits
+from .engine import FitResult, Predictions, Resume, predict
+from .metrics import classification_metrics, loss_se
 from .strategies import Strategy, model_parts
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .engine import Predictions
     from .train import Prepared, Status
+
+
+def split_metrics(pred: Predictions, labels: list[str]) -> dict[str, Any]:
+    """Point metrics of one prediction pass (with the standard error of the mean loss)."""
+    m = classification_metrics(pred.labels, pred.preds, labels, pred.loss)
+    if pred.losses is not None and len(pred.losses) > 1:
+        m["loss_se"] = loss_se(pred.losses)
+    return m
+
+
+def data_summary(splits: Splits) -> dict[str, Any]:
+    """Where the data came from, split sizes and class counts, rows skipped."""
+    return {
+        "source": splits.train.source,
+        "sizes": splits.sizes(),
+        "class_counts": {n: s.class_counts() for n, s in
+                         (("train", splits.train), ("val", splits.val), ("test", splits.test))},
+        "skipped_rows": splits.train.skipped,
+    }
 
 
 def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: FitResult, resume: Resume | None,
@@ -24,8 +44,6 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     Returns:
         The metrics, the test predictions, and the operating threshold ``(positive class, t)`` if one was chosen.
     """
-    from .train import _data_summary, split_metrics
-
     model, labels = prepared.loaded.model, prepared.splits.label_names
     with status(f"scoring the best epoch ({result.best_epoch}) on validation and test"):
         test_pred = predict(model, prepared.test, cfg.eval_batch_size)
@@ -51,7 +69,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
                            "converged": result.converged}},
         "model": model_info,
         "labels": labels,
-        "data": _data_summary(prepared.splits),
+        "data": data_summary(prepared.splits),
         "head": head,
         "params": {"total": result.total_params, "trainable": result.trainable_params},
         "parts": [{"name": p.name, "params": sum(model.get_parameter(n).numel() for n in p.params),

@@ -19,16 +19,16 @@ from .config import RunConfig
 from .data import limit, split
 from .diagnose import absent_classes, accuracy_paradox, verdict
 from .engine import predict
-from .errors import FrostlineError
 from .findings import Finding, by_severity
 from .html_report import write_evaluate_report
 from .identity import content_hash
-from .inference import load_run, run_state
+from .inference import check_batch_size, load_run, run_state
 from .leakage import dedup, sample_keys
 from .metrics import classification_metrics
+from .results import split_metrics
 from .runs import RunFolder, check_out
 from .threshold import curves, predict_at
-from .train import Status, no_status, read_data, split_metrics
+from .train import Status, no_status, read_data
 
 EVALUATE_SCHEMA = "frostline.evaluate/1"
 
@@ -82,8 +82,7 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
         run's positive class, metrics at its chosen threshold), ``run_test`` (its own test score), ``overlap``,
         ``diagnoses``.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise FrostlineError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     dest = RunFolder(check_out(out, "evaluate")) if out is not None else None  # new or empty: never written over
     state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     labels = list(state["label_names"])

@@ -21,16 +21,15 @@ from .batching import Encoded
 from .checkpointer import Checkpointer
 from .config import RunConfig, flag
 from .data import Dataset, Splits, limit, read_image_folder, read_table, split
-from .engine import EpochRecord, NonFiniteLoss, Predictions, fit, predict
+from .engine import EpochRecord, NonFiniteLoss, fit, predict
 from .errors import FrostlineError
 from .freeze import trainable_state
 from .heads import replace_head
 from .html_report import write_run_report
-from .identity import content_hash, data_hashes, state_hash
+from .identity import data_hashes, state_hash
 from .leakage import LeakageReport, check_splits, dedup, label_conflicts
-from .metrics import classification_metrics, loss_se
 from .models import LoadedModel, load_model
-from .results import score_run
+from .results import score_run, split_metrics
 from .runs import RunFolder, check_run_out
 from .schedule import PlanOptimizer
 from .strategies import model_parts, parse_strategy
@@ -187,24 +186,6 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _data_summary(splits: Splits) -> dict[str, Any]:
-    return {
-        "source": splits.train.source,
-        "sizes": splits.sizes(),
-        "class_counts": {n: s.class_counts() for n, s in
-                         (("train", splits.train), ("val", splits.val), ("test", splits.test))},
-        "skipped_rows": splits.train.skipped,
-    }
-
-
-def split_metrics(pred: Predictions, labels: list[str]) -> dict[str, Any]:
-    """Point metrics of one prediction pass (with the standard error of the mean loss)."""
-    m = classification_metrics(pred.labels, pred.preds, labels, pred.loss)
-    if pred.losses is not None and len(pred.losses) > 1:
-        m["loss_se"] = loss_se(pred.losses)
-    return m
-
-
 def _head_record(prepared: Prepared) -> dict[str, Any]:
     loaded = prepared.loaded
     return {**loaded.head.to_dict(), "pooling": loaded.pooling.to_dict() if loaded.pooling else None}
@@ -223,13 +204,18 @@ def _check_same_run(run: RunFolder, state: dict[str, Any], cfg: RunConfig) -> No
                              "choose another --out or delete that folder")
 
 
-def _check_same_inputs(run: RunFolder, state: dict[str, Any], identity: dict[str, Any]) -> None:
-    """The data files and the base model are the ones the run started with."""
+def _check_same_data(run: RunFolder, state: dict[str, Any], hashes: dict[str, str], cfg: RunConfig) -> None:
+    """The data files are the ones the run started with (``hashes``: their content hashes now)."""
     for key, digest in (state.get("data_sha256") or {}).items():
-        if identity["data_sha256"].get(key) != digest:
-            raise FrostlineError(f"{flag(key)} {identity['config'].get(key)} changed since the run in {run.path} "
-                                 "started (its content hash differs); resuming would train on two different data "
-                                 "sets: restore the file, or start a new run with another --out")
+        if hashes.get(key) != digest:
+            raise FrostlineError(f"{flag(key)} {getattr(cfg, key)} changed since the run in {run.path} started (its "
+                                 "content hash differs); resuming would train on two different data sets, reusing "
+                                 "would report results of other data: restore the file, or start a new run with "
+                                 "another --out")
+
+
+def _check_same_base(run: RunFolder, state: dict[str, Any], identity: dict[str, Any]) -> None:
+    """The base model is the one the run started with."""
     recorded = (state.get("base") or {}).get("sha256")
     if recorded and recorded != identity["base"]["sha256"]:
         raise FrostlineError(f"the base model {identity['config']['model']!r} changed since the run in {run.path} "
@@ -251,10 +237,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         _check_same_run(run, state, cfg)
         if state.get("complete"):
             run.verify_results(state)
-            digests = {k: content_hash(v) for k, v in _data_paths(cfg).items() if v is not None}
-            if state.get("data_sha256") and digests != state["data_sha256"]:
-                raise FrostlineError(f"{run.path} holds this run made on other data (the data files changed since); "
-                                     "choose another --out")
+            _check_same_data(run, state, data_hashes(_data_paths(cfg)), cfg)
             checkpoint.remove_all(run.path)
             checkpoint.clean(run.path)
             echo(f"{run.path}: run already complete, reusing its results")
@@ -265,7 +248,8 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
     identity = _identity(cfg, prepared)
     if state is not None:
-        _check_same_inputs(run, state, identity)
+        _check_same_data(run, state, prepared.data_hashes, cfg)
+        _check_same_base(run, state, identity)
     else:
         run.write_state({"complete": False, **identity})
     base = prepared.base_metrics(cfg.eval_batch_size, status)
