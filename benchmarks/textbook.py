@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from frostline.batching import Encoded
-from frostline.outputs import logits_of
+from frostline.data.batching import Encoded
+from frostline.models.outputs import logits_of
 
 
 def _fully_frozen_modules(model: nn.Module) -> list[nn.Module]:

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import frostline as fl
-from frostline.augment import Augment, parse_augment
-from frostline.batching import Encoded
-from frostline.data import from_tensors, split
-from frostline.engine import TrainConfig, fit
-from frostline.strategies import parse_strategy
+from frostline.data.augment import Augment, parse_augment
+from frostline.data.batching import Encoded
+from frostline.data.dataset import from_tensors, split
+from frostline.training.engine import TrainConfig, fit
+from frostline.training.strategies import parse_strategy
 from tests import models
 
 

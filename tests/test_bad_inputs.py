@@ -19,16 +19,16 @@ from rich.console import Console
 from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
-from frostline import plots
-from frostline.batching import Encoded
+from frostline.reporting import plots
 from frostline.cli import app
 from frostline.cli.app import friendly
-from frostline.config import build_config, load_yaml
-from frostline.data import from_tensors, limit, read_table, split
-from frostline.errors import FrostlineError
-from frostline.html_report import _table, findings_html
-from frostline.report import class_table, confusion_table
-from frostline.unlabelled import read_unlabelled
+from frostline.core.errors import FrostlineError
+from frostline.data.batching import Encoded
+from frostline.data.dataset import from_tensors, limit, read_table, split
+from frostline.data.unlabelled import read_unlabelled
+from frostline.reporting.html import _table, findings_html
+from frostline.reporting.terminal import class_table, confusion_table
+from frostline.runs.config import build_config, load_yaml
 from tests.conftest import make_image_folder
 
 runner = CliRunner()
@@ -401,7 +401,7 @@ def test_config_file_not_utf8(tmp_path):
 
 
 def test_out_without_write_permission_even_as_root(tmp_path, monkeypatch):
-    monkeypatch.setattr("frostline.config.os.access", lambda path, mode: False)
+    monkeypatch.setattr("frostline.runs.config.os.access", lambda path, mode: False)
     _one_line_error(_cli(*_image_args(tmp_path), "--out", tmp_path / "ro" / "run"),
                     f"--out '{tmp_path / 'ro' / 'run'}' cannot be made: no permission to write in '{tmp_path}'")
 

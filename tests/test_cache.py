@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from frostline.batching import Encoded
-from frostline.cache import ActivationStore, plan_cache
-from frostline.config import RunConfig
-from frostline.data import from_tensors, split
-from frostline.engine import TrainConfig, fit, predict
-from frostline.freeze import set_trainable
-from frostline.strategies import model_parts, parse_strategy
-from frostline.train import prepare
+from frostline.data.batching import Encoded
+from frostline.data.dataset import from_tensors, split
+from frostline.freezing.freeze import set_trainable
+from frostline.runs.config import RunConfig
+from frostline.runs.train import prepare
+from frostline.training.cache import ActivationStore, plan_cache
+from frostline.training.engine import TrainConfig, fit, predict
+from frostline.training.strategies import model_parts, parse_strategy
 from tests import models
 from tests.conftest import make_text_file
 
@@ -55,7 +55,7 @@ CASES = [
 
 def _hf_resnet():
     model = models.tiny_hf_resnet()
-    from frostline.heads import replace_head
+    from frostline.models.heads import replace_head
 
     replace_head(model, 2)
     return model
@@ -145,7 +145,7 @@ def test_plan_cache_not_a_prefix():
     parts = model_parts(model)
     trainable = {n for p in parts if p.name in ("stem", "head") for n in p.params}
     set_trainable(model, trainable)
-    from frostline.blocks import discover_blocks
+    from frostline.models.blocks import discover_blocks
 
     assert plan_cache(model, parts, trainable, discover_blocks(model), "fc").startswith("no frozen prefix")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from frostline.diagnose import (
+from frostline.data.leakage import LeakageReport
+from frostline.evaluation.diagnose import (
     Thresholds,
     accuracy_paradox,
     diagnose_run,
@@ -18,8 +19,7 @@ from frostline.diagnose import (
     verdict,
     wilson,
 )
-from frostline.leakage import LeakageReport
-from frostline.metrics import classification_metrics
+from frostline.evaluation.metrics import classification_metrics
 
 NAMES = ["ham", "spam"]
 # A ResNet-18-like model: the last two stages hold 94 % of the parameters, the head a sliver.

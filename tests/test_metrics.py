@@ -13,7 +13,7 @@ from sklearn.metrics import (
 )
 
 import frostline as fl
-from frostline.metrics import classification_metrics, headline
+from frostline.evaluation.metrics import classification_metrics, headline
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 import frostline as fl
-from frostline import models as fl_models
+from frostline.models import load as fl_models
 from frostline.cli import app
-from frostline.comparison import parse_strategies
-from frostline.threshold import choose_positive
+from frostline.evaluation.threshold import choose_positive
+from frostline.runs.comparison import parse_strategies
 from tests.conftest import make_text_file
 
 runner = CliRunner()
-fl_train = importlib.import_module("frostline.train")  # the module (frostline.train is the function)
+fl_train = importlib.import_module("frostline.runs.train")  # the module (frostline.runs.train is the function)
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_a_strategy_the_model_cannot_run_fails_before_scoring_anything(tmp_path,
 def test_narrow_terminal_comparison_keeps_every_number_whole():
     from rich.console import Console
 
-    from frostline.report import compare_table
+    from frostline.reporting.terminal import compare_table
 
     m = {"strategy": "discriminative:0.8@lr=3e-05@epochs=4", "budget": "3/3 ep, 3e-5/0.01",
          "trainable": 22_566_146, "seconds": 61.0, "val_loss": 0.0213, "accuracy": 0.9833, "precision": 0.97,

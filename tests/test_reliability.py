@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 import frostline as fl
 from frostline.cli import app
-from frostline.config import RunConfig
-from frostline.engine import NonFiniteLoss
-from frostline.runs import state_checksum
-from frostline.train import train
+from frostline.runs.config import RunConfig
+from frostline.runs.folder import state_checksum
+from frostline.runs.train import train
+from frostline.training.engine import NonFiniteLoss
 from tests.conftest import make_text_file
 
 runner = CliRunner()
@@ -102,7 +102,7 @@ def test_results_are_never_written_over(tmp_path, run):
 
 
 def test_files_honour_the_umask(tmp_path, run):
-    from frostline import atomic
+    from frostline.core import atomic
 
     mask = os.umask(0)
     os.umask(mask)  # the umask the run was written under (whatever this machine's is)
@@ -197,7 +197,7 @@ def test_library_fit_raises_on_non_finite_loss(tiny_hf_dir, tmp_path):
 
 
 def test_damaged_checkpoint_falls_back_to_the_one_before(tmp_path, tiny_hf_dir):
-    from frostline import atomic
+    from frostline.core import atomic
 
     data = make_text_file(tmp_path / "d.tsv", n=60)
     cfg = RunConfig(model=f"hf:{tiny_hf_dir}", data=data, text_column="1", label_column="0", strategy="full",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import frostline as fl
-from frostline.select import resolve, resolve_params
+from frostline.freezing.select import resolve, resolve_params
 from tests import models
 
 

@@ -4,31 +4,31 @@ Freeze exactly what you ask and make it hold, replace the classifier head of any
 fine-tune with a named strategy, and judge the result with metrics that say when they mislead.
 """
 
-from .blocks import Blocks, discover_blocks
-from .check import check_model, raise_on_errors
-from .comparison import compare, parse_strategies
-from .config import RunConfig
-from .data import Dataset, Splits, from_tensors, read_image_folder, read_table, split
-from .diagnose import Thresholds, diagnose_run
-from .engine import TrainConfig, fit, predict
-from .errors import FrostlineError, FrozenChangedError, SelectorError
-from .export import export_run
-from .findings import Finding
-from .freeze import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
-from .heads import HeadInfo, find_head, replace_head
-from .inference import PredictionSet, RunModel, load_run, predict_file
-from .leakage import LeakageReport, check_splits, dedup
-from .metrics import classification_metrics
-from .models import LoadedModel, load_model, minilm_dir
-from .optim import make_optimizer, param_groups
-from .pooling import PooledTextClassifier, Pooling
-from .probe import ProbeFit, fit_probe
-from .scoring import evaluate
-from .select import Selection, resolve, resolve_params
-from .strategies import Strategy, parse_strategy
-from .summary import module_rows, summary
-from .train import prepare, train
-from .verify import FrozenCheck, Snapshot, snapshot, verify_frozen
+from .core.errors import FrostlineError, FrozenChangedError, SelectorError
+from .core.findings import Finding
+from .data.dataset import Dataset, Splits, from_tensors, read_image_folder, read_table, split
+from .data.leakage import LeakageReport, check_splits, dedup
+from .evaluation.diagnose import Thresholds, diagnose_run
+from .evaluation.metrics import classification_metrics
+from .freezing.check import check_model, raise_on_errors
+from .freezing.freeze import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
+from .freezing.select import Selection, resolve, resolve_params
+from .freezing.summary import module_rows, summary
+from .freezing.verify import FrozenCheck, Snapshot, snapshot, verify_frozen
+from .models.blocks import Blocks, discover_blocks
+from .models.heads import HeadInfo, find_head, replace_head
+from .models.load import LoadedModel, load_model, minilm_dir
+from .models.pooling import PooledTextClassifier, Pooling
+from .runs.comparison import compare, parse_strategies
+from .runs.config import RunConfig
+from .runs.export import export_run
+from .runs.inference import PredictionSet, RunModel, load_run, predict_file
+from .runs.scoring import evaluate
+from .runs.train import prepare, train
+from .training.engine import TrainConfig, fit, predict
+from .training.optim import make_optimizer, param_groups
+from .training.probe import ProbeFit, fit_probe
+from .training.strategies import Strategy, parse_strategy
 
 __version__ = "0.1.0"
 

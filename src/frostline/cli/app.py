@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.errors import MarkupError
 from rich.markup import escape
 
-from ..errors import FrostlineError
+from ..core.errors import FrostlineError
 
 app = typer.Typer(
     add_completion=False,

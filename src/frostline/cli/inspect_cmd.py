@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from ..blocks import discover_blocks
-from ..check import check_model
-from ..errors import FrostlineError
-from ..freeze import FreezePlan, freeze
-from ..models import LoadedModel, load_model
-from ..pooling import check_pooling
-from ..summary import summary_table
+from ..core.errors import FrostlineError
+from ..freezing.check import check_model
+from ..freezing.freeze import FreezePlan, freeze
+from ..freezing.summary import summary_table
+from ..models.blocks import discover_blocks
+from ..models.load import LoadedModel, load_model
+from ..models.pooling import check_pooling
 from .app import app, console, friendly, print_json
 
 ModelArg = Annotated[str, typer.Argument(help="minilm | hf:<dir or hub id> | package.module:function")]

@@ -1,7 +1,7 @@
 """The run options shared by ``train`` and ``compare``, declared once.
 
 :func:`run_options` adds them to a command's signature (typer reads ``__signature__``) and hands the command
-one :class:`~frostline.config.RunConfig` built from defaults, then ``--config`` YAML, then the flags actually
+one :class:`~frostline.runs.config.RunConfig` built from defaults, then ``--config`` YAML, then the flags actually
 given on the command line.
 """
 
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..config import RunConfig, build_config, load_yaml
+from ..runs.config import RunConfig, build_config, load_yaml
 
 _D = RunConfig()
 

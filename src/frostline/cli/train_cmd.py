@@ -1,5 +1,5 @@
-"""``frostline train``, ``compare`` and ``demo``: thin wrappers over :mod:`frostline.train` and
-:mod:`frostline.comparison`."""
+"""``frostline train``, ``compare`` and ``demo``: thin wrappers over :mod:`frostline.runs.train` and
+:mod:`frostline.runs.comparison`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..comparison import Comparison, compare
-from ..config import RunConfig
-from ..demo import DEMO_STRATEGIES, demo_config
-from ..export import export_run
-from ..report import class_table, compare_rows, compare_table, confusion_table, history_table
-from ..runs import check_out
-from ..train import train
+from ..reporting.terminal import class_table, compare_rows, compare_table, confusion_table, history_table
+from ..runs.comparison import Comparison, compare
+from ..runs.config import RunConfig
+from ..runs.demo import DEMO_STRATEGIES, demo_config
+from ..runs.export import export_run
+from ..runs.folder import check_out
+from ..runs.train import train
 from .app import app, console, friendly
 from .options import run_options
 from .status import status

@@ -1,5 +1,5 @@
 """``frostline evaluate`` and ``frostline predict``: use a finished run (thin wrappers over
-:mod:`frostline.scoring` and :mod:`frostline.inference`)."""
+:mod:`frostline.runs.scoring` and :mod:`frostline.runs.inference`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..export import export_run
-from ..inference import predict_file
-from ..report import class_table, confusion_table
-from ..scoring import evaluate
+from ..reporting.terminal import class_table, confusion_table
+from ..runs.export import export_run
+from ..runs.inference import predict_file
+from ..runs.scoring import evaluate
 from .app import app, console, friendly, print_json
 from .status import status, status_stderr
 from .train_cmd import show_findings

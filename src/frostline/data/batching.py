@@ -1,0 +1,123 @@
+"""Turn a :class:`~frostline.data.dataset.Dataset` into model-ready batches.
+
+Text is tokenised once, up front, without padding; each batch is padded to its own longest sequence (dynamic
+padding), not to a fixed 512. Batch order is a pure function of the seed and the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.errors import FrostlineError
+from .augment import Augment
+from .dataset import IMAGENET_MEAN, IMAGENET_STD, Dataset
+
+
+@dataclass
+class Batch:
+    """Model inputs (a dict for text models, a tensor otherwise), labels, and dataset positions."""
+
+    inputs: dict[str, torch.Tensor] | torch.Tensor
+    labels: torch.Tensor
+    positions: np.ndarray
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Move to ``device``."""
+        if isinstance(self.inputs, dict):
+            inputs: Any = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
+        else:
+            inputs = self.inputs.to(device, non_blocking=True)
+        return Batch(inputs, self.labels.to(device, non_blocking=True), self.positions)
+
+
+class Encoded:
+    """A dataset prepared for batching: token ids for text, normalised floats for images.
+
+    ``augment`` (images only) transforms the batches of shuffled (training) passes, drawn from (seed, epoch, batch).
+    """
+
+    def __init__(self, ds: Dataset, tokenizer: Any = None, max_length: int = 128,
+                 augment: Augment | None = None) -> None:
+        self.ds = ds
+        if augment is not None and not (isinstance(ds.inputs, torch.Tensor) and ds.inputs.dim() == 4):
+            raise FrostlineError(f"augmentation ({augment.describe()}) needs images (N, C, H, W); got {ds.kind} data")
+        self.augment = augment
+        self.labels = torch.as_tensor(ds.labels, dtype=torch.long)
+        self.pad_id = 0
+        self.ids: list[list[int]] = []
+        if ds.kind == "text":
+            if tokenizer is None:
+                raise FrostlineError("text data needs a model with a tokenizer (a Hugging Face text model)")
+            if max_length < 2:
+                raise FrostlineError(f"max_length must be >= 2, got {max_length}")
+            self.ids = tokenizer(list(ds.inputs), truncation=True, max_length=max_length)["input_ids"]
+            self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.lengths = np.array([len(x) for x in self.ids]) if self.ids else None
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def batch(self, positions: np.ndarray) -> Batch:
+        """Collate the samples at ``positions``."""
+        labels = self.labels[torch.as_tensor(positions)]
+        if self.ds.kind == "text":
+            seqs = [self.ids[i] for i in positions]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for row, s in enumerate(seqs):
+                ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+                mask[row, : len(s)] = 1
+            return Batch({"input_ids": ids, "attention_mask": mask}, labels, positions)
+        x = self.ds.inputs[torch.as_tensor(positions)]
+        if self.ds.kind == "image":
+            x = x.float().div_(255.0)
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            x = (x - mean) / std
+        elif x.is_floating_point() and x.dtype != torch.float32:
+            x = x.float()  # float16 / bfloat16 / float64 features (e.g. given to predict): models take float32
+        return Batch(x, labels, positions)
+
+    def plan_batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                     bucket: bool = True) -> list[np.ndarray]:
+        """Positions of each batch for one pass, deterministic in (seed, epoch).
+
+        Text is length-bucketed so a batch pads to a similar length: without shuffling, samples are sorted by
+        length; with shuffling, a random permutation is cut into chunks of 50 batches, each chunk is sorted by
+        length and cut into batches, and the batch order is shuffled.
+        """
+        n = len(self)
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        if bucket and self.lengths is not None:
+            if not shuffle:
+                order = np.argsort(self.lengths, kind="stable")
+            else:
+                chunk = batch_size * 50
+                order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")]
+                                        for c in np.array_split(order, max(1, -(-n // chunk)))])
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        if shuffle and bucket and self.lengths is not None:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                bucket: bool = True) -> Iterator[Batch]:
+        """Yield batches of at most ``batch_size`` samples (see :meth:`plan_batches`); shuffled ones augmented."""
+        for i, positions in enumerate(self.plan_batches(batch_size, shuffle, seed, epoch, bucket)):
+            batch = self.batch(positions)
+            if shuffle and self.augment is not None:
+                g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, i]).generate_state(1)[0]))
+                assert isinstance(batch.inputs, torch.Tensor)
+                batch.inputs = self.augment(batch.inputs, g)
+            yield batch
+
+    def num_batches(self, batch_size: int) -> int:
+        """Number of batches per pass."""
+        return (len(self) + batch_size - 1) // batch_size

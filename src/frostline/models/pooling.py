@@ -1,0 +1,174 @@
+"""Pooling for text encoders: which vector of a sequence the classifier head sees.
+
+A sentence encoder is trained for one pooling, and a head on another reads features it was never trained to
+produce: all-MiniLM-L6-v2 was trained for the mean over its real tokens, while Hugging Face's
+``BertForSequenceClassification`` classifies BERT's pooler (a dense layer and tanh on ``[CLS]``).
+
+==========  =====================================================================================
+``auto``    a sentence-transformers folder's ``modules.json`` / ``1_Pooling/config.json``; otherwise
+            ``native``
+``native``  what the model family's own ``*ForSequenceClassification`` does (BERT: its pooler)
+``cls``     the first token's hidden state
+``pooler``  the encoder's pooler output (BERT-style: dense + tanh on ``[CLS]``)
+``mean``    mean over real tokens (the attention mask), padding excluded
+``max``     element-wise max over real tokens
+==========  =====================================================================================
+
+Every mode but ``native`` builds a :class:`PooledTextClassifier`: the encoder under the attribute its family
+uses (``bert``, ``roberta``, ...), so module paths, selectors and checkpoints keep their names, then the pooling,
+dropout and a ``classifier`` Linear.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core.errors import FrostlineError, did_you_mean
+
+POOLINGS = ("auto", "native", "cls", "pooler", "mean", "max")
+#: sentence-transformers ``1_Pooling/config.json`` keys and the mode each means.
+_ST_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
+
+
+@dataclass(frozen=True)
+class PoolingChoice:
+    """The pooling a model runs with and why.
+
+    Attributes:
+        mode: ``native``, ``cls``, ``pooler``, ``mean`` or ``max``.
+        source: Where the choice came from, in words (recorded in ``metrics.json`` and shown by ``inspect``).
+    """
+
+    mode: str
+    source: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready view."""
+        return asdict(self)
+
+
+def check_pooling(mode: str) -> str:
+    """Validate a ``--pooling`` value (before anything loads)."""
+    if not isinstance(mode, str) or mode not in POOLINGS:
+        raise FrostlineError(f"unknown pooling {mode!r}; expected one of {', '.join(POOLINGS)}"
+                             f"{did_you_mean(str(mode), POOLINGS)}")
+    return mode
+
+
+def sentence_transformers_pooling(folder: str | Path) -> PoolingChoice | None:
+    """The pooling a sentence-transformers folder declares (``modules.json`` -> its Pooling module's config).
+
+    Returns ``None`` when the folder is not a sentence-transformers model or declares a pooling with no
+    equivalent here (then the family's own pooling is used; the caller says so).
+    """
+    root = Path(folder)
+    modules_file = root / "modules.json"
+    if not modules_file.is_file():
+        return None
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        entry = next((m for m in modules if str(m.get("type", "")).endswith(".Pooling")), None)
+        if entry is None:
+            return None
+        config_file = root / str(entry.get("path", "")) / "config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    chosen = [mode for key, mode in _ST_MODES.items() if config.get(key)]
+    others = [k for k, v in config.items() if k.startswith("pooling_mode_") and v and k not in _ST_MODES]
+    if len(chosen) != 1 or others:
+        return None
+    where = f"{config_file.parent.name}/config.json"
+    key = f"pooling_mode_{chosen[0]}{'_token' if chosen[0] == 'cls' else '_tokens'}"
+    return PoolingChoice(chosen[0], f"{where} of the sentence-transformers folder: {key}")
+
+
+class Pooling(nn.Module):
+    """Reduce ``(batch, tokens, hidden)`` to ``(batch, hidden)`` over the real tokens."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        if mode not in ("cls", "pooler", "mean", "max"):
+            raise FrostlineError(f"Pooling mode must be cls, pooler, mean or max, got {mode!r}")
+        self.mode = mode
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None,
+                pooler_output: torch.Tensor | None = None) -> torch.Tensor:
+        if self.mode == "pooler":
+            if pooler_output is None:
+                raise FrostlineError("pooling 'pooler' needs an encoder with a pooler; use cls, mean or max")
+            return pooler_output
+        if self.mode == "cls":
+            return hidden[:, 0]
+        if mask is None:
+            mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        keep = mask.to(torch.bool).unsqueeze(-1)
+        if self.mode == "mean":
+            weights = keep.to(hidden.dtype)
+            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return hidden.masked_fill(~keep, torch.finfo(hidden.dtype).min).max(dim=1).values
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+class PooledTextClassifier(nn.Module):
+    """A Hugging Face text encoder, a pooling over its tokens, dropout, and a Linear classifier.
+
+    The encoder is registered under its family's attribute name (``bert`` for BERT / MiniLM), so parameter names
+    match ``*ForSequenceClassification`` (``bert.encoder.layer.0...``, ``classifier.weight``). ``config`` is the
+    encoder's, with ``num_labels``, so it is found and replaced like any Hugging Face head.
+    """
+
+    def __init__(self, encoder: nn.Module, mode: str, num_labels: int = 2, dropout: float | None = None) -> None:
+        super().__init__()
+        config = encoder.config
+        self.config = config
+        self.encoder_name = str(getattr(encoder, "base_model_prefix", "") or "encoder")
+        self.add_module(self.encoder_name, encoder)
+        if mode != "pooler" and isinstance(getattr(encoder, "pooler", None), nn.Module):
+            encoder.pooler = None  # unused: its parameters must not count as trainable or be checkpointed
+        self.pooling = Pooling(mode)
+        if dropout is None:
+            dropout = getattr(config, "classifier_dropout", None)
+            dropout = getattr(config, "hidden_dropout_prob", 0.1) if dropout is None else dropout
+        self.dropout = nn.Dropout(float(dropout))
+        width = int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0) or getattr(config, "d_model", 0))
+        if width <= 0:
+            raise FrostlineError(f"cannot tell the hidden size of {type(encoder).__name__} for a pooled head")
+        config.num_labels = num_labels
+        self.num_labels = num_labels
+        self.classifier = nn.Linear(width, num_labels)
+        std = float(getattr(config, "initializer_range", 0.02) or 0.02)
+        nn.init.normal_(self.classifier.weight, std=std)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The wrapped Hugging Face encoder."""
+        return getattr(self, self.encoder_name)
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+        pooled = self.pooling(hidden, attention_mask, getattr(out, "pooler_output", None))
+        logits = self.classifier(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def describe_native(model: nn.Module) -> str:
+    """The pooling a Hugging Face ``*ForSequenceClassification`` uses, in words."""
+    name = type(model).__name__
+    if name.startswith("Bert") or hasattr(getattr(model, "bert", None), "pooler"):
+        return f"{name}'s own: BERT pooler (dense + tanh on [CLS])"
+    return f"{name}'s own pooling"

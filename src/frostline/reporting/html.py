@@ -1,0 +1,225 @@
+"""Self-contained HTML reports (plots embedded as PNG data, no external files): one per run, one per comparison."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from ..core import atomic
+from .terminal import compare_rows
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;padding:0 1.5rem;
+max-width:1100px;color:#222}
+h1{font-size:1.5rem} h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} td,th{border:1px solid #ddd;padding:.25rem .5rem}
+th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.finding{border-left:5px solid #999;padding:.4rem .8rem;margin:.5rem 0;background:#fafafa}
+.error{border-color:#c0392b} .warning{border-color:#e67e22} .info{border-color:#27ae60}
+.badge{font-weight:bold;text-transform:uppercase;font-size:.75rem;margin-right:.4rem}
+.fix{color:#555;font-size:.9rem} .on{background:#d5f5e3} .off{background:#d6eaf8} img{max-width:100%}
+.muted{color:#777;font-size:.85rem}
+"""
+
+# Marks every image once the browser has decoded it (used by the headless-browser test).
+SCRIPT = """window.addEventListener('load',()=>{for(const i of document.images){
+i.dataset.loaded=(i.complete&&i.naturalWidth>0)?'1':'0';}document.body.dataset.ready='1';});"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return f'<p class="muted">{_e(alt)}: not available</p>'
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _is_num(cell: Any) -> bool:
+    return str(cell).replace(",", "").replace(".", "", 1).lstrip("-+").isdigit()
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    out = ["<table><tr>", *[f"<th>{_e(h)}</th>" for h in head], "</tr>"]
+    for row in rows:
+        out.append("<tr>" + "".join(f'<td class="{"num" if _is_num(c) else ""}">{_e(c)}</td>' for c in row)
+                   + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def findings_html(findings: list[dict[str, Any]]) -> str:
+    """Every finding with its severity, message and fix."""
+    if not findings:
+        return '<p class="muted">no findings</p>'
+    return "".join(
+        f'<div class="finding {_e(f["severity"])}"><span class="badge">{_e(f["severity"])}</span>'
+        f'<b>{_e(f["code"])}</b>: {_e(f["message"])}'
+        + ("" if f["fix"] in ("-", "") else f'<div class="fix">what to do: {_e(f["fix"])}</div>') + "</div>"
+        for f in findings)
+
+
+def _metrics_rows(name: str, m: dict[str, Any]) -> list[Any]:
+    return [name, _f(m["loss"]), _f(m["accuracy"]), _f(m["balanced_accuracy"]), _f(m["mcc"]),
+            _f(m["precision"]["macro"]), _f(m["recall"]["macro"]), _f(m["f1"]["macro"])]
+
+
+METRIC_HEAD = ["", "loss", "accuracy", "balanced acc.", "MCC", "precision", "recall", "F1"]
+
+
+def freeze_plan_html(m: dict[str, Any]) -> str:
+    """Which parts trained in which epoch (from the groups each epoch added)."""
+    open_parts: set[str] = set()
+    grid = []
+    for h in m["history"]:
+        open_parts |= set(h["groups_added"])
+        grid.append(set(open_parts))
+    head = ["part", "parameters", *[f"epoch {h['epoch']}" for h in m["history"]]]
+    rows = []
+    for p in m["parts"]:
+        cells = "".join(f'<td class="{"on" if p["name"] in g else "off"}">{"trains" if p["name"] in g else "frozen"}'
+                        "</td>" for g in grid)
+        rows.append(f"<tr><td>{_e(p['name'])}</td><td class=\"num\">{p['params']:,}</td>{cells}</tr>")
+    checked = sum(h.get("frozen_verified", 0) for h in m["history"])
+    frozen_any = any(not all(p["name"] in g for p in m["parts"]) for g in grid)
+    note = ("nothing was frozen: every part trained in every epoch." if not frozen_any else
+            "frozen parts ran in eval mode (BatchNorm statistics and dropout pinned); "
+            + (f"{checked} checksums of frozen tensors were taken when each plan started and verified unchanged "
+               "when it ended." if checked else "checksum verification was off (--no-verify)."))
+    return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
+            + f'<p class="muted">{note}</p>')
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{_e(title)}</h1>{body}</body></html>")
+
+
+def _setup_html(m: dict[str, Any]) -> str:
+    """Pooling of the head and how a linear probe was fit (what the numbers rest on)."""
+    out = []
+    pooling = (m.get("head") or {}).get("pooling")
+    if pooling:
+        out.append(f"head on <b>{_e(pooling['mode'])}</b> pooling ({_e(pooling['source'])})")
+    probe = ((m["run"].get("budget") or {}).get("probe"))
+    if probe:
+        out.append(f"linear probe fit by L-BFGS to convergence: C={probe['C']:g} chosen by {_e(probe['chosen_by'])}, "
+                   f"{probe['iterations']} iterations, gradient {probe['grad_norm']:.1e}")
+    return f"<p>{'; '.join(out)}.</p>" if out else ""
+
+
+def run_report(m: dict[str, Any]) -> str:
+    """HTML of one run's ``metrics.json``."""
+    from . import plots  # matplotlib only when a report is written
+
+    run, labels, test = m["run"], m["labels"], m["test"]
+    th = m.get("threshold") or {}
+    summary = (f"<p>model <b>{_e(run['model'])}</b>, strategy <b>{_e(run['strategy'])}</b>, "
+               f"{len(m['history'])} epochs on {_e(run['device'])} ({_e(run['precision'])}), "
+               f"{m['params']['trainable']:,} of {m['params']['total']:,} parameters trainable; data "
+               f"{_e(m['data']['source'])}: " + ", ".join(f"{k} {v}" for k, v in m["data"]["sizes"].items())
+               + f"; {m['seconds']['total']:.1f} s.</p>" + _setup_html(m))
+    rows = [_metrics_rows("test (fine-tuned)", test)]
+    if m.get("base"):
+        rows.insert(0, _metrics_rows("test (base, before fine-tuning)", m["base"]["test"]))
+    if th.get("chosen"):
+        rows.append(_metrics_rows(f"test at threshold {th['chosen']['threshold']:.3f}", th["chosen"]["test"]))
+    per_class = [[n, _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
+                  _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
+    curves = th.get("curves", {})
+    chosen = th.get("chosen")
+    threshold_text = ""
+    if curves.get("roc_auc") is not None:
+        threshold_text = (f"<p>positive class <b>{_e(th['positive'])}</b>: ROC-AUC {curves['roc_auc']:.4f}, "
+                          f"average precision {curves['average_precision']:.4f} (test).")
+        if chosen:
+            threshold_text += (f" Threshold {chosen['threshold']:.4f} chosen on validation for "
+                               f"<b>{_e(chosen['objective'])}</b> (validation precision {chosen['precision']:.3f}, "
+                               f"recall {chosen['recall']:.3f}{'' if chosen['met'] else '; constraint not met'}).")
+        threshold_text += "</p>"
+    body = [
+        summary,
+        "<h2>Findings</h2>", findings_html(m.get("diagnoses", [])),
+        "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), _table(["class", "precision", "recall", "F1", "support"],
+                                                              per_class),
+        "<h2>Learning curves</h2>", _img(plots.learning_curves(m["history"], m["best_epoch"]), "learning curves"),
+        "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
+                                          "confusion matrix"),
+        "<h2>Precision-recall trade-off</h2>", threshold_text, _img(plots.pr_curve(th) if th else None,
+                                                                     "precision-recall curve"),
+        "<h2>Freeze plan</h2>", freeze_plan_html(m),
+    ]
+    return _page(f"frostline run: {run['strategy']} on {Path(m['data']['source']).name}", "".join(body))
+
+
+def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """HTML of a comparison: table with the change against the base model, curves, and each run's findings."""
+    from . import plots
+
+    rows = compare_rows(base, runs)
+    ref = rows[0] if base is not None else None
+    head = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "precision", "recall", "F1",
+            "F1 change vs base"]
+    table_rows = [[r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
+                   _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]),
+                   "-" if ref is None or r is ref else f"{r['f1'] - ref['f1']:+.4f}"] for r in rows]
+    body = ["<h2>Strategy comparison</h2>", _table(head, table_rows),
+            '<p class="muted">test split, macro averages; val loss at the best epoch; base = pretrained body with the '
+            "new head only initialised.</p>",
+            _img(plots.compare_bars(rows), "test metrics by strategy"),
+            "<h2>Learning curves</h2>", _img(plots.compare_curves(runs), "validation curves")]
+    for name, m in runs:
+        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(m.get("diagnoses", [])),
+                 f"<h3>Freeze plan: {_e(name)}</h3>", freeze_plan_html(m)]
+    return _page("frostline comparison", "".join(body))
+
+
+def write_run_report(path: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write ``report.html`` for one run (atomically)."""
+    return atomic.write_text(path, run_report(metrics))
+
+
+def write_compare_report(path: str | Path, base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> Path:
+    """Write the comparison's ``report.html`` (atomically)."""
+    return atomic.write_text(path, compare_report(base, runs))
+
+
+def evaluate_report(m: dict[str, Any]) -> str:
+    """HTML of an evaluation (``frostline evaluate --out``)."""
+    from . import plots
+
+    test, labels, th = m["test"], m["labels"], m.get("threshold") or {}
+    rows = [_metrics_rows(f"this data ({Path(m['data']).name})", test)]
+    if th.get("chosen"):
+        rows.append(_metrics_rows(f"at the run's threshold {th['chosen']['threshold']:.3f}", th["chosen"]["test"]))
+    own = m.get("run_test") or {}
+    own_text = (f"<p>the run's own test split: accuracy {own['accuracy']:.4f} on {own['n']} samples.</p>"
+                if own.get("n") else "")
+    c = th.get("curves") or {}
+    auc = (f"<p>positive class <b>{_e(th['positive'])}</b>: ROC-AUC {c['roc_auc']:.4f}, average precision "
+           f"{c['average_precision']:.4f}.</p>" if c.get("roc_auc") is not None else "")
+    per_class = [[n, _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
+                  _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
+    body = [f"<p>checkpoint <b>{_e(m['checkpoint'])}</b> on <b>{_e(m['data'])}</b> ({test['n']} samples).</p>",
+            "<h2>Findings</h2>", findings_html(m.get("diagnoses", [])),
+            "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), own_text,
+            _table(["class", "precision", "recall", "F1", "support"], per_class),
+            "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
+                                              "confusion matrix"),
+            "<h2>Precision-recall trade-off</h2>", auc,
+            _img(plots.pr_curve(th) if c.get("pr") else None,
+                 f"precision-recall curve of {th.get('positive')!r}" + (f" ({c['note']})" if c.get("note") else ""))]
+    return _page(f"frostline evaluation: {Path(m['checkpoint']).name} on {Path(m['data']).name}", "".join(body))
+
+
+def write_evaluate_report(path: str | Path, m: dict[str, Any]) -> Path:
+    """Write an evaluation's ``report.html`` (atomically)."""
+    return atomic.write_text(path, evaluate_report(m))

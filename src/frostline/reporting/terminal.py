@@ -1,0 +1,138 @@
+"""Terminal tables of a run and of a comparison (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from ..evaluation.metrics import headline
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def history_table(metrics: dict[str, Any], width: int | None = None) -> Table:
+    """One row per epoch: plan, trainable parameters, seconds, train / validation loss and accuracy, F1 (below 80
+    columns of ``width``: epoch, plan, trainable, validation loss and accuracy)."""
+    t = Table(title=f"{escape(metrics['run']['strategy'])}: epochs", header_style="bold")
+    cols = ["epoch", "plan", "trainable", "s", "train\nloss", "val\nloss", "val\nacc", "val\nF1"]
+    if width is not None and width < 80:
+        cols = ["epoch", "plan", "trainable", "val\nloss", "val\nacc"]
+    for col in cols:
+        text = col == "plan"  # the plan wraps on a narrow terminal; numbers are never cut
+        t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
+                     min_width=12 if text else None)
+    for h in metrics["history"]:
+        best = " *" if h["epoch"] == metrics["best_epoch"] else ""
+        cells = {"epoch": f"{h['epoch']}{best}", "plan": escape(h["plan"]), "trainable": params_text(h["trainable"]),
+                 "s": f"{h['seconds']:.1f}", "train\nloss": _f(h["train"]["loss"]), "val\nloss": _f(h["val"]["loss"]),
+                 "val\nacc": _f(h["val"]["accuracy"]), "val\nF1": _f(h["val"]["f1"]["macro"])}
+        t.add_row(*[cells[c] for c in cols])
+    t.caption = "* best epoch (lowest validation loss): its weights are kept; s: seconds; val F1: macro average"
+    return t
+
+
+def class_table(m: dict[str, Any], title: str = "test") -> Table:
+    """Per-class precision, recall, F1 and support, then macro and weighted averages."""
+    t = Table(title=f"{title}: accuracy {m['accuracy']:.4f} on {m['n']} samples, loss {_f(m['loss'])}",
+              header_style="bold")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for name, support in m["support"].items():
+        t.add_row(escape(name), _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
+                  _f(m["f1"]["per_class"][name]), str(support))
+    for avg in ("macro", "weighted"):
+        t.add_row(f"[dim]{avg}[/]", _f(m["precision"][avg]), _f(m["recall"][avg]), _f(m["f1"][avg]), str(m["n"]))
+    return t
+
+
+def confusion_table(m: dict[str, Any], labels: list[str]) -> Table:
+    """Confusion matrix: rows true, columns predicted."""
+    t = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
+    t.add_column("", overflow="fold")
+    for name in labels:
+        t.add_column(escape(name), justify="right", overflow="fold")
+    for name, row in zip(labels, m["confusion_matrix"], strict=True):
+        t.add_row(escape(name), *map(str, row))
+    return t
+
+
+def compare_rows(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of the comparison: the base model first, then each strategy (test metrics, best validation loss)."""
+    rows = []
+    if base is not None:
+        rows.append({"strategy": "base model", "trainable": 0, "seconds": 0.0, "budget": "-",
+                     "val_loss": base["val"]["loss"], **_test(base["test"])})
+    for name, m in runs:
+        best = next(h for h in m["history"] if h["epoch"] == m["best_epoch"])
+        rows.append({"strategy": name, "trainable": m["params"]["trainable"], "seconds": m["seconds"]["total"],
+                     "budget": budget_text(m), "val_loss": best["val"]["loss"], **_test(m["test"])})
+    return rows
+
+
+def params_text(n: int) -> str:
+    """A parameter count in a few characters: 770, 35.3K, 3.55M (exact counts are in metrics.json)."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
+def budget_text(m: dict[str, Any]) -> str:
+    """What a run trained with, in a few characters: epochs run / planned and rates, or the probe's fit."""
+    b = m["run"].get("budget")
+    if not b:
+        return "-"
+    probe = b.get("probe")
+    if probe and b.get("converged"):
+        return f"L-BFGS, C={probe['C']:.3g}"
+    rates = f"{_lr(b['lr'])}/{_lr(b['head_lr'])}"
+    if probe:  # a converged probe epoch, then SGD epochs (skipped probe epochs are not run)
+        return f"probe+{b['epochs_run'] - 1} ep, {rates}"
+    return f"{b['epochs_run']}/{b['epochs']} ep, {rates}"
+
+
+def _lr(x: float) -> str:
+    return f"{x:g}" if x >= 1e-3 else f"{x:.0e}".replace("e-0", "e-")
+
+
+def _test(m: dict[str, Any]) -> dict[str, Any]:
+    h = headline(m)
+    return {"accuracy": h["accuracy"], "precision": h["precision"], "recall": h["recall"], "f1": h["f1"]}
+
+
+def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison", width: int | None = None) -> Table:
+    """The comparison table: one row per strategy.
+
+    Below 112 columns (``width``) it keeps strategy, budget, trainable, accuracy, F1 and the change against the base
+    model, so no number is cut; the rest is in ``compare.json`` and ``report.html``.
+    """
+    t = Table(title=title, header_style="bold")
+    base = rows[0] if rows and rows[0]["strategy"] == "base model" else None
+    compact = width is not None and width < 112
+    cols = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "prec.", "recall", "F1"]
+    if compact:
+        cols = ["strategy", "budget", "trainable", "accuracy", "F1"] if width >= 80 else \
+            ["strategy", "trainable", "accuracy", "F1"]
+    for col in [*cols, *(["vs base"] if base else [])]:
+        text = col in ("strategy", "budget")  # text wraps when the terminal is narrow; numbers never get cut
+        t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
+                     min_width={"strategy": 12, "budget": 17}.get(col, len(col)))
+    for r in rows:
+        cells = {"strategy": escape(r["strategy"]), "budget": escape(r["budget"]),
+                 "trainable": params_text(r["trainable"]),
+                 "seconds": f"{r['seconds']:.1f}", "val loss": _f(r["val_loss"]), "accuracy": _f(r["accuracy"]),
+                 "prec.": _f(r["precision"]), "recall": _f(r["recall"]), "F1": _f(r["f1"])}
+        change = [] if base is None else ["" if r is base else f"{r['f1'] - base['f1']:+.4f}"]
+        t.add_row(*[cells[c] for c in cols], *change)
+    t.caption = ("budget: epochs run / planned, body / head learning rate; L-BFGS: linear probe fit to convergence, "
+                 "L2 strength C by cross-validation on train (probe+N ep: that probe, then N epochs). "
+                 + ("" if compact else "val loss: best epoch; ")
+                 + "trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
+                 + ("narrow terminal: the other columns are in compare.json and report.html; "
+                    if compact else "seconds: training and validation; ")
+                 + "vs base: F1 change against the base model (pretrained body, new head only initialised)")
+    return t

@@ -1,0 +1,270 @@
+"""Run configuration: one flat set of keys, from CLI flags or a YAML file (flags win)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..evaluation.diagnose import Thresholds
+from ..training.engine import TrainConfig
+from ..core.errors import FrostlineError, did_you_mean
+from ..training.optim import OPTIMIZERS
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+#: Other names of keys, as the command line spells them (``--limit`` is ``max_samples``).
+ALIASES = {"limit": "max_samples"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a configuration key, for error messages."""
+    return "--limit" if name == "max_samples" else "--" + name.replace("_", "-")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+#: Other spellings of a precision, for the error's suggestion.
+PRECISION_ALIASES = {"fp16": "16-mixed", "16": "16-mixed", "half": "16-mixed", "float16": "16-mixed",
+                     "bf16": "bf16-mixed", "bfloat16": "bf16-mixed", "fp32": "32-true", "float32": "32-true",
+                     "fp64": "64-true", "64": "64-true", "double": "64-true"}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. Keys are the CLI flags with ``_`` for ``-``."""
+
+    model: str = "minilm"
+    data: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    header: bool | None = None
+    val_data: str | None = None
+    test_data: str | None = None
+    image_size: int = 64
+    augment: str | None = None
+    max_samples: int | None = None
+    val_frac: float = 0.15
+    test_frac: float = 0.15
+    max_length: int | None = None
+    dropout: float | None = None
+    pooling: str = "auto"
+    probe: str = "auto"
+    strategy: str = "full"
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 1e-4
+    head_lr: float = 1e-2
+    weight_decay: float = 0.01
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup: float = 0.1
+    clip: float | None = 1.0
+    patience: int | None = 3
+    seed: int = 0
+    accelerator: str = "auto"
+    precision: str | None = None
+    verify: bool = True
+    cache: bool = True
+    cache_budget: float = 2048.0
+    dedup: bool = False
+    optimize: str | None = None
+    positive_label: str | None = None
+    good_accuracy: float = 0.80
+    good_precision: float = 0.75
+    good_recall: float = 0.75
+    bad_accuracy: float = 0.60
+    bad_class_recall: float = 0.20
+    out: str = "runs/latest"
+
+    def validate(self, strategies: list[str] | None = None) -> RunConfig:
+        """Check every option that can be checked before the model or the data load; returns ``self``.
+
+        Args:
+            strategies: The strategies of a comparison (default: ``[self.strategy]``).
+        """
+        from ..data.augment import parse_augment
+        from ..models.load import check_model_spec
+        from ..models.pooling import check_pooling
+        from ..training.schedule import LRSchedule
+        from ..training.strategies import check_strategy_spec
+        from ..evaluation.threshold import parse_objective
+
+        check_types(self)
+        check_model_spec(self.model)
+        check_pooling(self.pooling)
+        for spec in strategies if strategies is not None else [self.strategy]:
+            check_strategy_spec(spec)
+        self.train_config().validate()
+        LRSchedule(1, 0, self.schedule)
+        if self.optimizer.lower() not in OPTIMIZERS:
+            raise FrostlineError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+                                 f"{did_you_mean(self.optimizer.lower(), OPTIMIZERS)}")
+        if self.accelerator not in ACCELERATORS:
+            raise FrostlineError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
+                                 f"{did_you_mean(self.accelerator, ACCELERATORS)}")
+        on_gpu = _check_device(self.accelerator)
+        if self.precision is not None and self.precision not in PRECISIONS:
+            alias = PRECISION_ALIASES.get(self.precision.lower())
+            hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
+            raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
+                                 f"{self.precision!r}{hint}")
+        from ..training.engine import check_precision
+
+        runs_on = "cpu" if self.accelerator == "auto" and not on_gpu else self.accelerator
+        check_precision(runs_on, self.precision)
+        if self.optimize is not None:
+            parse_objective(self.optimize)
+        parse_augment(self.augment)
+        for name, frac in (("val_frac", self.val_frac), ("test_frac", self.test_frac)):
+            if not 0 < frac < 1:
+                raise FrostlineError(f"{flag(name)} must be a fraction in (0, 1), got {frac!r}")
+        if self.val_frac + self.test_frac >= 1:
+            raise FrostlineError(f"--val-frac + --test-frac must leave training data, got {self.val_frac} + "
+                                 f"{self.test_frac}")
+        checks = [("image_size", self.image_size >= 8, ">= 8"),
+                  ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or unset"),
+                  ("max_samples", self.max_samples is None or self.max_samples >= 4, ">= 4 or unset"),
+                  ("cache_budget", self.cache_budget >= 0, ">= 0 MiB"),
+                  ("seed", 0 <= self.seed < 2**32, "an integer in [0, 4294967295]"),
+                  ("dropout", self.dropout is None or 0 <= self.dropout < 1, "a probability in [0, 1)")]
+        checks += [(n, 0 <= getattr(self, n) <= 1, "a fraction in [0, 1]") for n in
+                   ("good_accuracy", "good_precision", "good_recall", "bad_accuracy", "bad_class_recall")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise FrostlineError(f"{flag(name)} must be {expected}, got {getattr(self, name)!r}")
+        if self.text_column is not None and self.text_column == self.label_column:
+            raise FrostlineError(f"--text-column and --label-column are the same column ({self.text_column!r}); the "
+                                 "labels must come from another column than the texts")
+        for name in ("data", "val_data", "test_data"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).exists():
+                raise FrostlineError(f"{flag(name)} {path!r} does not exist")
+        _check_out(Path(self.out))
+        return self
+
+    def train_config(self) -> TrainConfig:
+        """The engine's part of the configuration."""
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def thresholds(self) -> Thresholds:
+        """The verdict thresholds."""
+        return Thresholds(self.good_accuracy, self.good_precision, self.good_recall, self.bad_accuracy,
+                          self.bad_class_recall)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for config.yaml)."""
+        return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The keys that must match for a run folder to be resumed (everything but where it is written)."""
+        d = self.to_dict()
+        d.pop("out")
+        return d
+
+
+def config_keys() -> list[str]:
+    """All valid keys."""
+    return [f.name for f in fields(RunConfig)]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a run YAML file and check its keys."""
+    p = Path(path)
+    if not p.is_file():
+        raise FrostlineError(f"config file {str(path)!r} does not exist")
+    from ..data.unlabelled import read_utf8
+
+    try:
+        data = yaml.safe_load(read_utf8(p)) or {}
+    except yaml.YAMLError as exc:
+        raise FrostlineError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise FrostlineError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
+    names = [str(k).replace("-", "_") for k in data]
+    for alias, key in ALIASES.items():
+        if alias in names and key in names:
+            raise FrostlineError(f"{p}: both {alias!r} and {key!r} are set; they are the same option, give one")
+    data = {ALIASES.get(k, k): v for k, v in zip(names, data.values(), strict=True)}
+    keys = [*config_keys(), "strategies"]
+    for key in data:
+        if key not in keys:
+            raise FrostlineError(f"{p}: unknown key {key!r}{did_you_mean(key, keys)}")
+    return data
+
+
+def _check_device(accelerator: str) -> bool:
+    """An accelerator that is asked for must exist here (checked before anything loads); returns whether a CUDA GPU
+    is available."""
+    import torch
+
+    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise FrostlineError(f"--accelerator {accelerator}: no CUDA GPU is available to this torch "
+                             f"({torch.__version__}); use --accelerator auto or cpu")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise FrostlineError("--accelerator mps: Apple's MPS is not available here; use --accelerator auto or cpu")
+    return torch.cuda.is_available()
+
+
+def _check_out(out: Path) -> None:
+    """A new ``--out`` folder can be made: its nearest existing parent is a folder this user can write in."""
+    parent = out
+    while not parent.exists() and parent.parent != parent:
+        parent = parent.parent
+    if parent == out:
+        return  # an existing --out is the run folder's business (resumed, reused, or refused)
+    if not parent.is_dir():
+        raise FrostlineError(f"--out {str(out)!r} cannot be made: {str(parent)!r} is a file, not a folder; choose "
+                             "another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FrostlineError(f"--out {str(out)!r} cannot be made: no permission to write in {str(parent)!r}; "
+                             "choose another --out")
+
+
+def _shown(value: Any) -> str:
+    """A value and its YAML kind, for type errors: ``'3' (a string)``."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a mapping"}
+    return f"{value!r} ({kinds.get(type(value), 'null' if value is None else type(value).__name__)})"
+
+
+def check_types(cfg: RunConfig) -> None:
+    """Each value has its field's type (YAML ``"false"`` is not a bool, ``true`` is not an epoch count).
+
+    A string that reads as a number is taken for a number field: YAML 1.1 reads ``lr: 1e-3`` as the string
+    ``"1e-3"``.
+    """
+    for f in fields(RunConfig):
+        value = getattr(cfg, f.name)
+        if value is None and "None" in str(f.type):
+            continue
+        kind = str(f.type).split(" |")[0]
+        if kind == "float" and isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise FrostlineError(f"{flag(f.name)} must be a number, got {_shown(value)}") from None
+            setattr(cfg, f.name, value)
+        if kind == "bool" and not isinstance(value, bool):
+            raise FrostlineError(f"{flag(f.name)} must be true or false, got {_shown(value)}")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise FrostlineError(f"{flag(f.name)} must be an integer, got {_shown(value)}")
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise FrostlineError(f"{flag(f.name)} must be a number, got {_shown(value)}")
+        if kind == "float" and not math.isfinite(value):
+            raise FrostlineError(f"{flag(f.name)} must be a finite number, got {_shown(value)}")
+        if kind == "str" and not isinstance(value, str):
+            raise FrostlineError(f"{flag(f.name)} must be a string, got {_shown(value)}")
+
+
+def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any]) -> RunConfig:
+    """Defaults, then YAML, then flags given on the command line; types checked."""
+    merged = {k: v for k, v in {**yaml_values, **cli_values}.items() if k in config_keys()}
+    for key in ("text_column", "label_column"):  # a column number in YAML is an int
+        if isinstance(merged.get(key), int) and not isinstance(merged[key], bool):
+            merged[key] = str(merged[key])
+    cfg = RunConfig(**merged)
+    check_types(cfg)
+    return cfg

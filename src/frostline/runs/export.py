@@ -1,0 +1,154 @@
+"""Export a finished run as a standalone model: loadable without frostline.
+
+* A Hugging Face ``*ForSequenceClassification`` / ``*ForImageClassification`` model: ``save_pretrained`` (safetensors,
+  config with the class names, tokenizer); ``AutoModelFor...Classification.from_pretrained(folder)`` gives the run's
+  predictions.
+* A text encoder with frostline's pooling (``--pooling mean`` ...): the encoder via ``save_pretrained``
+  (``AutoModel``), the tokenizer, ``classifier.safetensors`` (``weight``, ``bias``) and ``head.json`` (pooling and
+  class names); ``README.md`` holds the dozen lines of plain transformers that apply them.
+* Any other model: ``model.safetensors`` with every tensor and ``head.json``; the architecture is your own code.
+
+Each export is checked before it is kept: reloaded the documented way, it must give the run's logits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from ..core.errors import FrostlineError
+from .inference import RunModel, load_run
+from ..models.pooling import PooledTextClassifier
+from .folder import check_out
+from .train import Status, no_status
+
+POOLED_USAGE = '''# Using this model with plain transformers
+
+```python
+import json, torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+folder = "{folder}"
+tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+head, meta = load_file(f"{{folder}}/classifier.safetensors"), json.load(open(f"{{folder}}/head.json"))
+batch = tokenizer(["your text"], padding=True, truncation=True, max_length=meta["max_length"], return_tensors="pt")
+with torch.no_grad():
+    hidden = encoder(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = {{"mean": (hidden * mask).sum(1) / mask.sum(1).clamp(min=1), "cls": hidden[:, 0],
+              "max": hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values}}[meta["pooling"]]
+    probs = torch.softmax(pooled @ head["weight"].T + head["bias"], dim=-1)
+print([meta["labels"][i] for i in probs.argmax(-1)])
+```
+'''
+
+
+def _sample(runm: RunModel) -> dict[str, torch.Tensor] | torch.Tensor:
+    if runm.tokenizer is not None:
+        return dict(runm.tokenizer(["a short check sentence", "another one, a little longer than the first"],
+                                   padding=True, truncation=True, max_length=runm.max_length, return_tensors="pt"))
+    size = runm.config.image_size
+    return torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _logits(model: nn.Module, x: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    from ..models.outputs import logits_of
+
+    with torch.no_grad():
+        return logits_of(model(**x) if isinstance(x, dict) else model(x)).float()
+
+
+def _pooled_logits(folder: Path, x: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The README's recipe, run on the exported files."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(folder).eval()
+    head = load_file(str(folder / "classifier.safetensors"))
+    meta = json.loads((folder / "head.json").read_text(encoding="utf-8"))
+    with torch.no_grad():
+        hidden = encoder(**x).last_hidden_state
+        mask = x["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = {"mean": lambda: (hidden * mask).sum(1) / mask.sum(1).clamp(min=1), "cls": lambda: hidden[:, 0],
+                  "max": lambda: hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values,
+                  }[meta["pooling"]]()
+        return pooled @ head["weight"].T + head["bias"]
+
+
+def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
+    """Write the export into ``tmp``; returns its kind and a function giving the reloaded model's logits."""
+    model, labels = runm.model, runm.label_names
+    meta: dict[str, Any] = {"labels": labels, "max_length": runm.max_length if runm.tokenizer else None,
+                            "run": str(runm.path), "threshold": runm.threshold}
+    if hasattr(model, "save_pretrained") and hasattr(model, "config"):
+        from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {n: i for i, n in enumerate(labels)}
+        model.save_pretrained(tmp, safe_serialization=True)
+        if runm.tokenizer is not None:
+            runm.tokenizer.save_pretrained(tmp)
+        (tmp / "head.json").write_text(json.dumps({**meta, "pooling": "native"}, indent=2), encoding="utf-8")
+        auto = AutoModelForSequenceClassification if runm.tokenizer is not None else AutoModelForImageClassification
+        return "transformers", lambda x: _logits(auto.from_pretrained(tmp).eval(), x)
+    if isinstance(model, PooledTextClassifier) and model.pooling.mode != "pooler":
+        model.encoder.save_pretrained(tmp, safe_serialization=True)
+        runm.tokenizer.save_pretrained(tmp)
+        save_file({"weight": model.classifier.weight.detach().contiguous(),
+                   "bias": model.classifier.bias.detach().contiguous()}, str(tmp / "classifier.safetensors"))
+        (tmp / "head.json").write_text(json.dumps({**meta, "pooling": model.pooling.mode}, indent=2),
+                                       encoding="utf-8")
+        (tmp / "README.md").write_text(POOLED_USAGE.format(folder=final.resolve()),
+                                       encoding="utf-8")
+        return "transformers encoder + head", lambda x: _pooled_logits(tmp, x)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    (tmp / "head.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    def reload(x: Any) -> torch.Tensor:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(tmp / "model.safetensors")))
+        return _logits(model, x)
+
+    return "state dict (your model's code builds the architecture)", reload
+
+
+def export_run(run: str | Path, dest: str | Path, model: str | None = None, status: Status = no_status) -> str:
+    """Write a finished run's best model to ``dest`` (a new folder) as a standalone model; returns its kind.
+
+    Args:
+        run: The run folder.
+        dest: The export folder (must be new or empty).
+        model: Model spec, for runs built by ``module:function``.
+        status: Status-line context for the slow steps.
+    """
+    out = check_out(dest, "export")
+    runm = load_run(run, model, status)
+    x = _sample(runm)
+    expected = _logits(runm.model, x)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        with status(f"exporting to {out}"):
+            kind, reloaded = _write(runm, tmp, out)
+            got = reloaded(x)
+        if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+            raise FrostlineError(f"the exported model does not reproduce the run's outputs (max difference "
+                                 f"{(got - expected).abs().max().item():.3g}); export not written")
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return kind

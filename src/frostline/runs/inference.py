@@ -1,0 +1,268 @@
+"""Use a finished run: predict on new inputs (raw texts, PIL images, tensors, files), and evaluate on labelled data.
+
+The model is rebuilt from what the run recorded (``minilm``, a Hugging Face folder or hub id, the pooling) and its
+best weights are loaded from ``model.safetensors``. A model built by your own ``module:function`` is rebuilt only
+from ``--model`` / ``model=`` given again: frostline never imports code that a run folder names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core import atomic
+from ..data.batching import Encoded
+from .config import RunConfig, check_types, config_keys
+from ..data.dataset import Dataset, image_tensor
+from ..training.engine import predict as predict_encoded
+from ..core.errors import FrostlineError
+from ..models.heads import replace_head
+from .identity import state_hash
+from ..models.load import load_model
+from .folder import RunFolder
+from ..evaluation.threshold import predict_at
+from .train import Status, no_status, text_length
+from ..data.unlabelled import read_unlabelled
+
+#: File suffixes that make a lone string look like a file name rather than a text.
+DATA_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")
+
+
+@dataclass
+class PredictionSet:
+    """Predictions for a list of inputs.
+
+    Attributes:
+        names: One display name per input (the text, the image file, or ``#i``).
+        probs: Class probabilities, ``(n, classes)``.
+        label_names: Class names, index order.
+        threshold: The run's operating threshold ``{"positive", "threshold", "objective"}``, if it chose one.
+    """
+
+    names: list[str]
+    probs: np.ndarray
+    label_names: list[str]
+    threshold: dict[str, Any] | None = None
+
+    @property
+    def predicted(self) -> list[str]:
+        """The most likely class of each input."""
+        return [self.label_names[i] for i in self.probs.argmax(axis=1)]
+
+    @property
+    def predicted_at_threshold(self) -> list[str] | None:
+        """The class at the run's chosen threshold (``None`` when the run chose none)."""
+        if not self.threshold:
+            return None
+        pos = self.label_names.index(self.threshold["positive"])
+        return [self.label_names[i] for i in predict_at(self.probs, pos, self.threshold["threshold"])]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per input: ``input``, ``predicted``, ``p_<class>`` ... (``predicted_at_threshold``)."""
+        at = self.predicted_at_threshold
+        out = []
+        for i, (name, label) in enumerate(zip(self.names, self.predicted, strict=True)):
+            row: dict[str, Any] = {"input": name, "predicted": label}
+            row.update({f"p_{c}": float(p) for c, p in zip(self.label_names, self.probs[i], strict=True)})
+            if at is not None:
+                row["predicted_at_threshold"] = at[i]
+            out.append(row)
+        return out
+
+    def to_csv(self) -> str:
+        """The rows as CSV text (probabilities written exactly)."""
+        buf = io.StringIO()
+        rows = self.rows()
+        fields = ["input", "predicted", *[f"p_{c}" for c in self.label_names]]
+        fields += ["predicted_at_threshold"] if self.threshold else []
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+        return buf.getvalue()
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write the CSV atomically; an existing file is never replaced."""
+        target = Path(path)
+        if target.exists():
+            raise FrostlineError(f"{target} already exists; frostline does not overwrite results: choose another "
+                                 "--out")
+        return atomic.write_text(target, self.to_csv())
+
+
+def rebuild_spec(spec: str, info: dict[str, Any], run: Path) -> str:
+    """The model spec to rebuild a run's model from its record, never importing code a run folder names."""
+    if spec == "minilm":
+        return spec
+    if spec.startswith("hf:"):
+        source = info.get("source") or spec[3:]
+        return f"hf:{source}" if Path(source).is_dir() or not Path(spec[3:]).is_dir() else spec
+    file = info.get("source_file")
+    raise FrostlineError(
+        f"run {run} was built by a function ({spec!r}); frostline never imports code named by a run folder. Pass "
+        "the --model you trained it with, e.g. --model path/to/your_models.py:function (library: model=...)"
+        + (f"; the run records {file!r}: pass it only if that file is your own code" if file else "")
+    )
+
+
+@dataclass
+class RunModel:
+    """A finished run's best model, ready to predict (``load_run``)."""
+
+    model: nn.Module
+    tokenizer: Any
+    label_names: list[str]
+    config: RunConfig
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per text, as the run was trained with."""
+        return text_length(self.config.max_length, self.model, self.tokenizer)
+
+    @property
+    def threshold(self) -> dict[str, Any] | None:
+        """The operating threshold the run chose on validation, if any."""
+        th = self.state.get("threshold") or {}
+        if th.get("chosen") is None:
+            return None
+        return {"positive": th["positive"], "threshold": th["chosen"], "objective": th.get("objective")}
+
+    def _dataset(self, inputs: Any) -> tuple[Dataset, list[str]]:
+        labels = self.label_names
+        if isinstance(inputs, Path) or (isinstance(inputs, str) and self.tokenizer is None and Path(inputs).exists()):
+            ds, names = read_unlabelled(inputs, self.config.text_column, image_size=self.config.image_size)
+            return replace(ds, label_names=labels), names
+        if isinstance(inputs, str):
+            if Path(inputs).suffix.lower() in DATA_SUFFIXES and not any(ch.isspace() for ch in inputs):
+                raise FrostlineError(f"{inputs!r} looks like a file name: pass Path({inputs!r}) to read the file, or "
+                                     f"[{inputs!r}] to classify that string as a text")
+            inputs = [inputs]
+        if isinstance(inputs, torch.Tensor):
+            x = inputs if inputs.dim() > 1 else inputs.unsqueeze(0)
+            kind = "image" if x.dtype == torch.uint8 and x.dim() == 4 else "tensor"
+            return Dataset(kind, x, np.zeros(len(x), np.int64), labels, np.arange(len(x))), \
+                [f"#{i}" for i in range(len(x))]
+        items = list(inputs)
+        if not items:
+            raise FrostlineError("nothing to predict: the input list is empty")
+        if all(isinstance(t, str) for t in items) and self.tokenizer is not None:
+            return Dataset("text", items, np.zeros(len(items), np.int64), labels, np.arange(len(items))), items
+        if all(hasattr(t, "convert") and hasattr(t, "resize") for t in items):  # PIL images
+            x = torch.stack([image_tensor(t, self.config.image_size) for t in items])
+            return Dataset("image", x, np.zeros(len(x), np.int64), labels, np.arange(len(x))), \
+                [f"#{i}" for i in range(len(x))]
+        if all(isinstance(t, str) for t in items):
+            raise FrostlineError("this run's model takes images, not text: pass image files, PIL images or tensors")
+        kinds = sorted({type(t).__name__ for t in items})
+        raise FrostlineError(f"cannot predict on inputs of type {', '.join(kinds)}; expected texts, PIL images, a "
+                             "tensor (N, C, H, W), or a file / image folder path")
+
+    def predict(self, inputs: Any, batch_size: int = 128) -> PredictionSet:
+        """Predict classes of raw texts, PIL images, a tensor batch, or a ``pathlib.Path`` to a data file or image
+        folder (a string is a text for a text model: a lone string that looks like a file name is an error)."""
+        check_batch_size(batch_size)
+        ds, names = self._dataset(inputs)
+        enc = Encoded(ds, self.tokenizer, self.max_length)
+        pred = predict_encoded(self.model, enc, batch_size)
+        return PredictionSet(names, pred.probs, self.label_names, self.threshold)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``--batch-size`` of predict / evaluate: an integer >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FrostlineError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    return batch_size
+
+
+def run_state(path: str | Path) -> tuple[dict[str, Any], RunConfig]:
+    """A finished run's state.json and configuration (nothing loaded yet; a damaged state is a clear error)."""
+    run = RunFolder(path)
+    if not run.exists():
+        raise FrostlineError(f"{path} is not a frostline run folder (no state.json)")
+    state = run.state()
+    if state.get("complete") and not run.file("model.safetensors").is_file():
+        raise FrostlineError(f"{path}/model.safetensors is missing from this finished run; restore it, or retrain in "
+                             "a new --out")
+    if not state.get("complete") or not run.file("model.safetensors").is_file():
+        raise FrostlineError(f"{path} holds an unfinished run (no final model.safetensors); finish it by running the "
+                             "same train command again")
+    config, labels = state.get("config"), state.get("label_names")
+    if not isinstance(config, dict) or not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise FrostlineError(f"{path}/state.json is damaged: it lacks the run's configuration or label names")
+    unknown = sorted(set(config) - set(config_keys()))
+    if unknown:
+        raise FrostlineError(f"{path}/state.json has unknown configuration keys {unknown[:3]} (edited by hand, or "
+                             "made by another frostline version)")
+    try:
+        cfg = RunConfig(**{**config, "out": str(path)})
+        check_types(cfg)
+    except (TypeError, FrostlineError) as exc:
+        raise FrostlineError(f"{path}/state.json is damaged: {exc}") from None
+    return state, cfg
+
+
+def load_run(path: str | Path, model: str | None = None, status: Status = no_status) -> RunModel:
+    """Load a finished run's best model for prediction or evaluation.
+
+    The base model is rebuilt from its spec (seeded as in training) and must hash to the value the run recorded;
+    the run's changed tensors are then applied. Nothing a run folder names is imported or executed.
+
+    Args:
+        path: The run folder.
+        model: Model spec to rebuild it from, for runs built by ``module:function`` (never read from the folder).
+        status: Status-line context for the slow steps.
+    """
+    run = RunFolder(path)
+    state, cfg = run_state(path)
+    info = state.get("model") or {}
+    spec = model or rebuild_spec(cfg.model, info, Path(path))
+    pooling = (info.get("pooling") or {}).get("mode") or cfg.pooling
+    labels = list(state["label_names"])
+    with status(f"loading the run's model ({spec})"):
+        torch.manual_seed(cfg.seed)  # as in training: a base built with random weights comes out the same
+        loaded = load_model(spec, pooling=pooling)
+        recorded = (state.get("base") or {}).get("sha256")
+        if recorded and state_hash(loaded.model) != recorded:
+            raise FrostlineError(
+                f"model {spec!r} is not the base model run {path} was trained from (its weights hash differs); the "
+                "run stores only the tensors training changed, so it needs the same base: restore it, or pass the "
+                "right one with --model")
+        replace_head(loaded.model, len(labels), labels=labels, dropout=(state.get("head") or {}).get("dropout"))
+        run.load_weights(loaded.model, state)
+    loaded.model.eval()
+    return RunModel(loaded.model, loaded.tokenizer, labels, cfg, Path(path), state)
+
+
+def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text_column: str | None = None,
+                 model: str | None = None, batch_size: int = 128, status: Status = no_status) -> PredictionSet:
+    """``frostline predict``: predictions for every input of ``data``; written to ``out`` (``-``: stdout)."""
+    check_batch_size(batch_size)
+    if out is not None and out != "-" and Path(out).exists():
+        raise FrostlineError(f"{out} already exists; frostline does not overwrite results: choose another --out")
+    _, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
+    with status(f"reading {data}"):
+        ds, names = read_unlabelled(data, text_column, image_size=cfg.image_size)
+    runm = load_run(checkpoint, model, status)
+    if ds.kind == "text" and runm.tokenizer is None:
+        raise FrostlineError(f"{data} holds text but the run's model takes images")
+    if ds.kind == "image" and runm.tokenizer is not None:
+        raise FrostlineError(f"{data} is an image folder but the run's model is a text model")
+    ds = replace(ds, label_names=runm.label_names)
+    with status(f"predicting {len(ds)} samples"):
+        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size)
+    result = PredictionSet(names, pred.probs, runm.label_names, runm.threshold)
+    if out == "-":
+        sys.stdout.write(result.to_csv())
+    elif out is not None:
+        result.write_csv(out)
+    return result

@@ -1,0 +1,94 @@
+"""The final scoring of a run: its best epoch on validation and test, the metrics.json content and the audit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..evaluation.audit import audit_run
+from ..data.dataset import Splits
+from ..training.engine import FitResult, Predictions, Resume, predict
+from ..evaluation.metrics import classification_metrics, loss_se
+from ..training.strategies import Strategy, model_parts
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .train import Prepared, Status
+
+
+def split_metrics(pred: Predictions, labels: list[str]) -> dict[str, Any]:
+    """Point metrics of one prediction pass (with the standard error of the mean loss)."""
+    m = classification_metrics(pred.labels, pred.preds, labels, pred.loss)
+    if pred.losses is not None and len(pred.losses) > 1:
+        m["loss_se"] = loss_se(pred.losses)
+    return m
+
+
+def data_summary(splits: Splits) -> dict[str, Any]:
+    """Where the data came from, split sizes and class counts, rows skipped."""
+    return {
+        "source": splits.train.source,
+        "sizes": splits.sizes(),
+        "class_counts": {n: s.class_counts() for n, s in
+                         (("train", splits.train), ("val", splits.val), ("test", splits.test))},
+        "skipped_rows": splits.train.skipped,
+    }
+
+
+def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: FitResult, resume: Resume | None,
+              started: float, head: dict[str, Any], model_info: dict[str, Any], base: dict[str, Any],
+              status: Status) -> tuple[dict[str, Any], Predictions, tuple[int, float] | None]:
+    """Score the model (holding the best epoch's weights) and build metrics.json.
+
+    Returns:
+        The metrics, the test predictions, and the operating threshold ``(positive class, t)`` if one was chosen.
+    """
+    model, labels = prepared.loaded.model, prepared.splits.label_names
+    with status(f"scoring the best epoch ({result.best_epoch}) on validation and test"):
+        test_pred = predict(model, prepared.test, cfg.eval_batch_size)
+        val_pred = predict(model, prepared.val, cfg.eval_batch_size)
+    test = split_metrics(test_pred, labels)
+    train_eval = None
+    kept = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
+    if kept is not None and kept["train"]["accuracy"] - kept["val"]["accuracy"] > 0.05:
+        # a gap measured with dropout on and weights moving: re-score the kept weights on train before claiming it
+        with status(f"scoring the best epoch on {len(prepared.train)} training samples (overfitting evidence)"):
+            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size), labels)
+    parts = model_parts(model)
+    last_epoch = result.history[-1]["epoch"] if result.history else 1
+    final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params
+    metrics = {
+        "run": {"model": cfg.model, "strategy": str(strategy), "epochs": cfg.epochs, "seed": cfg.seed,
+                "device": result.device, "precision": result.precision,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                "resumed_from_epoch": resume.next_epoch if resume else None,
+                "budget": {"epochs": cfg.epochs, "epochs_run": len(result.history), "lr": cfg.lr,
+                           "head_lr": cfg.head_lr, "batch_size": cfg.batch_size, "schedule": cfg.schedule,
+                           "probe": next((h["probe"] for h in result.history if h.get("probe")), None),
+                           "converged": result.converged}},
+        "model": model_info,
+        "labels": labels,
+        "data": data_summary(prepared.splits),
+        "head": head,
+        "params": {"total": result.total_params, "trainable": result.trainable_params},
+        "parts": [{"name": p.name, "params": sum(model.get_parameter(n).numel() for n in p.params),
+                   "trainable": bool(set(p.params) & final_plan)} for p in parts],
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "seconds": {"total": round(result.seconds, 3),
+                    "per_epoch": [round(h["seconds"], 3) for h in result.history]},
+        "test": test,
+        "train_eval": train_eval,
+        "base": base,
+    }
+    metrics["data"]["dedup_dropped"] = prepared.dedup_dropped
+    metrics["data"]["fingerprint"] = prepared.data_hashes.get("data")
+    metrics["data"]["sha256"] = prepared.data_hashes
+    metrics["data"]["path"] = str(Path(cfg.data).resolve()) if cfg.data else None
+    audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
+              prepared.leakage, cfg.thresholds())
+    chosen = metrics["threshold"].get("chosen")
+    at = (labels.index(metrics["threshold"]["positive"]), chosen["threshold"]) if chosen else None
+    return metrics, test_pred, at

@@ -1,0 +1,147 @@
+"""``evaluate``: score a finished run on new labelled data and audit the result as ``train`` does.
+
+Besides the metrics it gives the curves and ROC-AUC of the run's positive class, the metrics at the run's chosen
+threshold, the findings (accuracy paradox, verdict), whether the data overlaps the run's own training data, and a
+domain-shift line: these numbers beside the run's own test score, with the noise of both sample sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core import atomic
+from ..data.batching import Encoded
+from .config import RunConfig
+from ..data.dataset import limit, split
+from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
+from ..training.engine import predict
+from ..core.findings import Finding, by_severity
+from ..reporting.html import write_evaluate_report
+from .identity import content_hash
+from .inference import check_batch_size, load_run, run_state
+from ..data.leakage import dedup, sample_keys
+from ..evaluation.metrics import classification_metrics
+from .results import split_metrics
+from .folder import RunFolder, check_out
+from ..evaluation.threshold import curves, predict_at
+from .train import Status, no_status, read_data
+
+EVALUATE_SCHEMA = "frostline.evaluate/1"
+
+
+def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | None, str]:
+    """Normalised keys of the run's training + validation samples, re-derived from its data file if unchanged."""
+    path = state.get("data_path") or cfg.data  # absolute since 5/11: evaluate works from any directory
+    if not path or cfg.val_data or not Path(path).exists():
+        return None, f"the run's data file {path} is not available here"
+    recorded = (state.get("data_sha256") or {}).get("data")
+    if recorded is None or content_hash(path) != recorded:
+        return None, f"the run's data file {path} changed since training (or was not fingerprinted)"
+    full = read_data(path, cfg)
+    if cfg.dedup:
+        full, _ = dedup(full)
+    splits = split(limit(full, cfg.max_samples, cfg.seed), cfg.val_frac, cfg.test_frac, cfg.seed)
+    return set(sample_keys(splits.train, near=True)) | set(sample_keys(splits.val, near=True)), ""
+
+
+def domain_shift(here: dict[str, Any], own: dict[str, Any] | None) -> Finding | None:
+    """This data's accuracy beside the run's own test accuracy, significant when beyond 1.96 standard errors."""
+    if not own or not own.get("n"):
+        return None
+    a, n1, b, n2 = here["accuracy"], here["n"], own["accuracy"], own["n"]
+    se = math.sqrt(a * (1 - a) / max(n1, 1) + b * (1 - b) / max(n2, 1))
+    d = a - b
+    f1_here, over = here["f1"]["macro"], ""
+    if here.get("macro_present"):
+        f1_here, over = here["macro_present"]["f1"], " (present classes)"
+    f1 = f", macro F1 {f1_here:.4f}{over} vs {own['f1_macro']:.4f}" if own.get("f1_macro") is not None else ""
+    text = (f"accuracy here {a:.4f} on {n1} vs {b:.4f} on the run's own test split ({n2}){f1}: "
+            f"{100 * d:+.1f} points (+/- {196 * se:.1f} at 95%)")
+    numbers = {"accuracy": a, "n": n1, "run_test_accuracy": b, "run_test_n": n2, "difference": d, "se": se}
+    if d < -1.96 * se:
+        return Finding("domain-shift", "warning", f"{text}: this data is harder for the model than its own test "
+                       "split (a different distribution, or labels that mean something else)",
+                       "fine-tune on some of this data, or check that its labels follow the training data's", numbers)
+    if d > 1.96 * se:
+        return Finding("domain-shift", "info", f"{text}: better than on its own test split", "-", numbers)
+    return Finding("domain-shift", "info", f"{text}: in line with the run's own test score (within noise)", "-",
+                   numbers)
+
+
+def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, label_column: str | None = None,
+             header: bool | None = None, batch_size: int = 128, out: str | Path | None = None,
+             model: str | None = None, status: Status = no_status) -> dict[str, Any]:
+    """Score a finished run's best checkpoint on labelled ``data``, with findings; write ``out`` if given.
+
+    Returns:
+        The evaluation (``metrics.json`` content): ``test`` METRICS on ``data``, ``threshold`` (curves of the
+        run's positive class, metrics at its chosen threshold), ``run_test`` (its own test score), ``overlap``,
+        ``diagnoses``.
+    """
+    check_batch_size(batch_size)
+    dest = RunFolder(check_out(out, "evaluate")) if out is not None else None  # new or empty: never written over
+    state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
+    labels = list(state["label_names"])
+    cfg.text_column = text_column or cfg.text_column
+    cfg.label_column = label_column or cfg.label_column
+    cfg.header = cfg.header if header is None else header
+    with status(f"reading {data}"):
+        ds = read_data(data, cfg, labels)
+    runm = load_run(checkpoint, model, status)
+    with status(f"scoring {len(ds)} samples"):
+        pred = predict(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size)
+    metrics = split_metrics(pred, labels)
+    th = state.get("threshold") or {}
+    positive = th.get("positive") if th.get("positive") in labels else labels[-1]
+    pos = labels.index(positive)
+    section: dict[str, Any] = {"positive": positive, "curves": curves(pred.probs, pred.labels, pos),
+                               "default": {"threshold": 0.5 if len(labels) == 2 else None}}
+    if th.get("chosen") is not None:
+        at = predict_at(pred.probs, pos, th["chosen"])
+        section["chosen"] = {"threshold": th["chosen"], "objective": th.get("objective"), "chosen_on": "run's val",
+                             "test": classification_metrics(pred.labels, at, labels, pred.loss)}
+    findings: list[Finding] = []
+    with status("checking overlap with the run's training data"):
+        keys, why_not = _training_keys(cfg, state)
+    overlap: dict[str, Any] = {"checked": keys is not None, "note": why_not}
+    judged, scope = metrics, ""  # with an overlap, the verdict and the domain shift judge the unseen samples
+    if keys is not None:
+        seen = [i for i, k in enumerate(sample_keys(ds, near=True)) if k in keys]
+        overlap["samples"] = len(seen)
+        if seen:
+            keep = np.ones(len(ds), bool)
+            keep[seen] = False
+            unseen = classification_metrics(pred.labels[keep], pred.preds[keep], labels) if keep.any() else None
+            overlap["unseen"] = unseen
+            if unseen is not None:
+                judged, scope = unseen, f"on the {unseen['n']} samples not seen in training"
+            findings.append(Finding(
+                "data-leakage", "error" if len(seen) / len(ds) >= 0.10 else "warning",
+                f"{len(seen)} of {len(ds)} samples ({100 * len(seen) / len(ds):.1f}%) were in the run's training or "
+                f"validation data" + (f"; accuracy {metrics['accuracy']:.4f} on all, {unseen['accuracy']:.4f} on the "
+                                      f"{unseen['n']} unseen" if unseen else ""),
+                "evaluate on data the model never saw", {"samples": len(seen)}))
+    absent, macro_present = absent_classes(metrics, labels)
+    if absent is not None:
+        metrics["macro_present"] = macro_present
+        findings.append(absent)
+    findings += accuracy_paradox(metrics)
+    shift = domain_shift(judged, (state.get("metrics") or {}).get("test"))
+    if shift is not None:
+        findings.append(shift)
+    errors = sum(f.severity == "error" for f in findings)
+    result = {"schema": EVALUATE_SCHEMA, "checkpoint": str(checkpoint), "data": str(data), "labels": labels,
+              "model": state.get("model"), "test": metrics, "threshold": section,
+              "run_test": (state.get("metrics") or {}).get("test"), "overlap": overlap,
+              "diagnoses": [f.to_dict() for f in [*by_severity(findings),
+                                                  verdict(judged, cfg.thresholds(), errors, scope)]]}
+    if dest is not None:
+        with status(f"writing {dest.path}"):
+            dest.write_predictions(pred, ds.ids, labels, (pos, th["chosen"]) if th.get("chosen") is not None else None)
+            atomic.write_json(dest.file("metrics.json"), result)
+            write_evaluate_report(dest.file("report.html"), result)
+    return result

@@ -1,0 +1,325 @@
+"""Whole runs: load model and data, replace the head, fine-tune with a strategy, write the run folder.
+
+``train`` runs one strategy; :mod:`frostline.runs.comparison` runs several on the same split and starting weights;
+:mod:`frostline.runs.inference` scores a finished run on new data and predicts on unlabelled data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint
+from ..data.augment import parse_augment
+from ..data.batching import Encoded
+from .checkpointer import Checkpointer
+from .config import RunConfig, flag
+from ..data.dataset import Dataset, Splits, limit, read_image_folder, read_table, split
+from ..training.engine import EpochRecord, NonFiniteLoss, fit, predict
+from ..core.errors import FrostlineError
+from ..freezing.freeze import trainable_state
+from ..models.heads import replace_head
+from ..reporting.html import write_run_report
+from .identity import data_hashes, state_hash
+from ..data.leakage import LeakageReport, check_splits, dedup, label_conflicts
+from ..models.load import LoadedModel, load_model
+from .results import score_run, split_metrics
+from .folder import RunFolder, check_run_out
+from ..training.schedule import PlanOptimizer
+from ..training.strategies import model_parts, parse_strategy
+from ..evaluation.threshold import choose_positive
+
+Progress = Callable[[str, int], Callable[[float], None]]
+Status = Callable[[str], AbstractContextManager[Any]]
+
+
+def no_status(_message: str) -> AbstractContextManager[Any]:
+    """The silent status (library use)."""
+    return nullcontext()
+
+
+@dataclass
+class Prepared:
+    """A model with its new head, and the data encoded for it, shared by the runs of a comparison."""
+
+    loaded: LoadedModel
+    splits: Splits
+    train: Encoded
+    val: Encoded
+    test: Encoded
+    initial_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    leakage: LeakageReport | None = None
+    dedup_dropped: int = 0
+    base: dict[str, Any] | None = None
+    data_hashes: dict[str, str] = field(default_factory=dict)
+    base_hash: str | None = None
+
+    def reset(self) -> None:
+        """Put the starting weights back (every strategy starts from the same model and head)."""
+        self.loaded.model.load_state_dict(self.initial_state)
+
+    def base_metrics(self, batch_size: int = 128, status: Status = no_status) -> dict[str, Any]:
+        """The model before fine-tuning (pretrained body, fresh head) on validation and test, computed once."""
+        if self.base is None:
+            self.reset()
+            labels, model = self.splits.label_names, self.loaded.model
+            with status(f"scoring the base model on {len(self.val) + len(self.test)} validation and test samples"):
+                self.base = {"val": split_metrics(predict(model, self.val, batch_size), labels),
+                             "test": split_metrics(predict(model, self.test, batch_size), labels),
+                             "params": {"total": sum(p.numel() for p in model.parameters()), "trainable": 0}}
+        return self.base
+
+
+@dataclass
+class RunResult:
+    """A finished run."""
+
+    strategy: str
+    out: Path
+    metrics: dict[str, Any]
+    resumed_from: int | None = None
+    reused: bool = False
+
+
+def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None) -> Dataset:
+    """Read a data file (text table) or folder (images) as ``cfg`` says."""
+    p = Path(path)
+    if p.is_dir():
+        return read_image_folder(p, cfg.image_size, label_names)
+    return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names)
+
+
+#: Tokens per text unless ``--max-length`` says otherwise (or the model accepts fewer).
+DEFAULT_MAX_LENGTH = 128
+
+
+def max_positions(model: torch.nn.Module, tokenizer: Any) -> int | None:
+    """The longest sequence a text model accepts (its position embeddings / the tokenizer's own limit)."""
+    limits = [getattr(getattr(model, "config", None), "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]
+    usable = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+    return min(usable) if usable else None
+
+
+def text_length(max_length: int | None, model: torch.nn.Module, tokenizer: Any, spec: str = "the model") -> int:
+    """The truncation length of a run: ``max_length`` if the model accepts it (else an error), by default 128 or the
+    model's own limit when lower."""
+    limit = max_positions(model, tokenizer) if tokenizer is not None else None
+    if max_length is None:
+        return min(DEFAULT_MAX_LENGTH, limit) if limit else DEFAULT_MAX_LENGTH
+    if limit is not None and max_length > limit:
+        raise FrostlineError(f"--max-length {max_length} is more than {spec!r} accepts ({limit} tokens); use "
+                             f"--max-length {limit} or less")
+    return max_length
+
+
+def model_record(loaded: LoadedModel) -> dict[str, Any]:
+    """How the model was built, for state.json / metrics.json (the model is rebuilt from this, never from code a
+    run folder names: a ``module:function`` model needs ``--model`` again, see :mod:`frostline.runs.inference`)."""
+    return {"spec": loaded.spec, "source": loaded.source, "source_file": loaded.source_file,
+            "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes}
+
+
+def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = no_status,
+            echo: Callable[[str], None] = print, strategies: list[str] | None = None) -> Prepared:
+    """Load the model and data, split, replace the head, and encode every split.
+
+    Options are checked first; ``strategies`` (default ``[cfg.strategy]``) are resolved against the model as soon
+    as it is loaded (``partial:9`` on a 6-block model fails before tokenising or scoring anything).
+    """
+    if cfg.data is None:
+        raise FrostlineError("no data given: pass --data FILE (CSV/TSV/JSONL) or an image folder")
+    cfg.validate()
+    with status(f"reading {cfg.data}"):
+        full = read_data(cfg.data, cfg)
+    dropped, conflicts = 0, None
+    if cfg.dedup:
+        conflicts = label_conflicts(full)  # dedup keeps the first label: say which conflicted
+        full, dropped = dedup(full)
+    full = limit(full, cfg.max_samples, cfg.seed)
+    names = full.label_names
+    val = read_data(cfg.val_data, cfg, names) if cfg.val_data else None
+    test = read_data(cfg.test_data, cfg, names) if cfg.test_data else None
+    splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
+    choose_positive(names, splits.train.labels, cfg.positive_label)  # a bad --positive-label fails before loading
+    torch.manual_seed(cfg.seed)  # the new head's initial weights are part of the run's identity
+    if loaded is None:
+        with status(f"loading model {cfg.model}"):
+            loaded = load_model(cfg.model, pooling=cfg.pooling)
+        for note in loaded.notes:
+            echo(f"note: {note}")
+    base_hash = state_hash(loaded.model)  # before the head is replaced: the base the run's changes apply to
+    if full.kind == "text" and loaded.tokenizer is None:
+        raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
+    length = text_length(cfg.max_length, loaded.model, loaded.tokenizer, cfg.model)
+    if full.kind != "text" and loaded.tokenizer is not None:
+        raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model "
+                             "(hf:<vision model folder> or package.module:function)")
+    torch.manual_seed(cfg.seed)
+    loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
+    parts = model_parts(loaded.model)
+    for spec in strategies if strategies is not None else [cfg.strategy]:
+        parse_strategy(spec, loaded.model).plan(0, parts, cfg.lr, cfg.head_lr)
+    augment = parse_augment(cfg.augment)
+    what = "tokenising" if full.kind == "text" else "preparing"
+    with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
+        enc = [Encoded(s, loaded.tokenizer, length, augment if s is splits.train else None)
+               for s in (splits.train, splits.val, splits.test)]
+    state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+    with status("checking the splits for leakage"):
+        leak = check_splits(splits, source=full if val is None and test is None else None)
+    if conflicts is not None and conflicts[0]:
+        leak.conflicting, leak.conflict_examples, leak.conflicts_deduped = conflicts[0], conflicts[1], True
+    with status("hashing the data files"):
+        hashes = data_hashes(_data_paths(cfg))
+    return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped,
+                    data_hashes=hashes, base_hash=base_hash)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _head_record(prepared: Prepared) -> dict[str, Any]:
+    loaded = prepared.loaded
+    return {**loaded.head.to_dict(), "pooling": loaded.pooling.to_dict() if loaded.pooling else None}
+
+
+def _identity(cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
+    """What makes a run folder this run: configuration, data contents, base model."""
+    return {"config": cfg.identity(), "data_sha256": prepared.data_hashes,
+            "base": {"spec": cfg.model, "sha256": prepared.base_hash}}
+
+
+def _check_same_run(run: RunFolder, state: dict[str, Any], cfg: RunConfig) -> None:
+    diff = _differences(state.get("config", {}), cfg.identity())
+    if diff:
+        raise FrostlineError(f"{run.path} holds a different run (differs in: {', '.join(diff)}); "
+                             "choose another --out or delete that folder")
+
+
+def _check_same_data(run: RunFolder, state: dict[str, Any], hashes: dict[str, str], cfg: RunConfig) -> None:
+    """The data files are the ones the run started with (``hashes``: their content hashes now)."""
+    for key, digest in (state.get("data_sha256") or {}).items():
+        if hashes.get(key) != digest:
+            raise FrostlineError(f"{flag(key)} {getattr(cfg, key)} changed since the run in {run.path} started (its "
+                                 "content hash differs); resuming would train on two different data sets, reusing "
+                                 "would report results of other data: restore the file, or start a new run with "
+                                 "another --out")
+
+
+def _check_same_base(run: RunFolder, state: dict[str, Any], identity: dict[str, Any]) -> None:
+    """The base model is the one the run started with."""
+    recorded = (state.get("base") or {}).get("sha256")
+    if recorded and recorded != identity["base"]["sha256"]:
+        raise FrostlineError(f"the base model {identity['config']['model']!r} changed since the run in {run.path} "
+                             "started (its weights hash differs); restore it, or start a new run with another --out")
+
+
+def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress | None = None,
+          echo: Callable[[str], None] = print, status: Status = no_status) -> RunResult:
+    """Fine-tune with ``cfg.strategy`` and write the run folder ``cfg.out``.
+
+    An unfinished run in ``cfg.out`` with the same configuration, data and base model resumes from its newest
+    complete checkpoint; a finished one is reported (its files verified), not retrained; anything else there is
+    an error (nothing is overwritten).
+    """
+    cfg.validate()
+    run = RunFolder(check_run_out(cfg.out))
+    state = run.state() if run.exists() else None
+    if state is not None:
+        _check_same_run(run, state, cfg)
+        if state.get("complete"):
+            run.verify_results(state)
+            _check_same_data(run, state, data_hashes(_data_paths(cfg)), cfg)
+            checkpoint.remove_all(run.path)
+            checkpoint.clean(run.path)
+            echo(f"{run.path}: run already complete, reusing its results")
+            return RunResult(cfg.strategy, run.path, run.metrics(), reused=True)
+    prepared = prepared or prepare(cfg, status=status, echo=echo)
+    model, labels = prepared.loaded.model, prepared.splits.label_names
+    strategy = parse_strategy(cfg.strategy, model)
+    strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
+    identity = _identity(cfg, prepared)
+    if state is not None:
+        _check_same_data(run, state, prepared.data_hashes, cfg)
+        _check_same_base(run, state, identity)
+    else:
+        run.write_state({"complete": False, **identity})
+    base = prepared.base_metrics(cfg.eval_batch_size, status)
+    prepared.reset()
+    run.write_config(cfg.to_dict())
+    head, model_info = _head_record(prepared), model_record(prepared.loaded)
+    keeper = Checkpointer(run.path, model, prepared.initial_state, prepared.loaded.head.name,
+                          {"label_names": labels, "head": head}, run.log)
+    resume, notes = keeper.resume()
+    for note in notes:
+        echo(f"note: {note}")
+        run.log(note)
+    if resume is not None:
+        echo(f"{run.path}: resuming after epoch {resume.next_epoch} of {cfg.epochs}")
+        run.log(f"resume at epoch {resume.next_epoch + 1}")
+    run.log(f"start strategy={strategy} model={cfg.model} data={cfg.data} sizes={prepared.splits.sizes()}")
+    started, shown = time.time(), [""]
+
+    def on_epoch_end(record: EpochRecord, is_best: bool, popt: PlanOptimizer, step: int, ending: str | None) -> None:
+        keeper.on_epoch_end(record, is_best, popt, step, ending)
+        if not record.cache.startswith("cache reused") and record.cache != shown[-1]:
+            echo(f"epoch {record.epoch}: {record.cache}")  # once per change: built, dropped, fell back, probe fit
+            shown.append(record.cache)
+
+    # The best epoch is checkpointed to disk as it happens and loaded back from there: no copy held in memory.
+    try:
+        result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
+                     on_epoch_end=on_epoch_end, resume=resume, progress=progress, status=status)
+    except NonFiniteLoss as exc:
+        kept = f"the checkpoint of epoch {keeper.latest.epoch} is kept" if keeper.latest else "no epoch finished"
+        run.log(f"stopped: {exc}")
+        raise NonFiniteLoss(f"{exc}. In {run.path}, {kept}; a new --lr needs a new --out") from None
+    if result.converged and len(result.history) < cfg.epochs:
+        echo(f"the linear probe converged in epoch {result.history[-1]['epoch']}: epochs "
+             f"{result.history[-1]['epoch'] + 1}-{cfg.epochs} would not change it and were skipped")
+    best_tensors = keeper.load_best()
+    metrics, test_pred, at = score_run(cfg, prepared, strategy, result, resume, started, head, model_info, base,
+                                       status)
+    with status("writing predictions, metrics.json and report.html"):
+        run.save_model(best_tensors, prepared.base_hash)
+        run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
+        run.write_metrics(metrics)
+        write_run_report(run.file("report.html"), metrics)
+    frozen = trainable_state(model)
+    test, chosen = metrics["test"], metrics["threshold"].get("chosen")
+    run.write_state({"complete": True, **identity, "epochs_run": len(result.history),
+                     "best_epoch": result.best_epoch, "label_names": labels, "head": head, "model": model_info,
+                     "data_path": metrics["data"]["path"],
+                     "plan": {k: frozen[k] for k in ("trainable", "frozen", "total", "pinned", "bn")},
+                     "threshold": {"positive": metrics["threshold"]["positive"],
+                                   "chosen": chosen["threshold"] if chosen else None,
+                                   "objective": chosen["objective"] if chosen else None},
+                     "metrics": {"test": {k: test[k] for k in ("n", "loss", "accuracy")}
+                                 | {"f1_macro": test["f1"]["macro"]}},
+                     "files": run.hashes()})
+    checkpoint.remove_all(run.path)
+    run.log(f"done: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']['macro']:.4f}")
+    return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
+
+
+def _data_paths(cfg: RunConfig) -> dict[str, str | None]:
+    return {"data": cfg.data, "val_data": cfg.val_data, "test_data": cfg.test_data}
+
+
+def __getattr__(name: str) -> Any:
+    """``compare`` and ``evaluate`` moved to their own modules; the old import paths keep working."""
+    if name in ("compare", "Comparison"):
+        from . import comparison as module
+    elif name == "evaluate":
+        from . import scoring as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(module, name)
