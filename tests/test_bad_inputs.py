@@ -19,13 +19,13 @@ from rich.console import Console
 from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
-from frostline.reporting import plots
 from frostline.cli import app
 from frostline.cli.app import friendly
 from frostline.core.errors import FrostlineError
+from frostline.data import from_tensors, limit, read_table, split
 from frostline.data.batching import Encoded
-from frostline.data.dataset import from_tensors, limit, read_table, split
 from frostline.data.unlabelled import read_unlabelled
+from frostline.reporting import plots
 from frostline.reporting.html import _table, findings_html
 from frostline.reporting.terminal import class_table, confusion_table
 from frostline.runs.config import build_config, load_yaml

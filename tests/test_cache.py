@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from frostline.data import from_tensors, split
 from frostline.data.batching import Encoded
-from frostline.data.dataset import from_tensors, split
-from frostline.freezing.freeze import set_trainable
+from frostline.freezing.plan import set_trainable
 from frostline.runs.config import RunConfig
 from frostline.runs.train import prepare
+from frostline.training import TrainConfig, fit, predict
 from frostline.training.cache import ActivationStore, plan_cache
-from frostline.training.engine import TrainConfig, fit, predict
 from frostline.training.strategies import model_parts, parse_strategy
 from tests import models
 from tests.conftest import make_text_file

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import frostline as fl
+from frostline.data import from_tensors, limit, read_image_folder, read_table, split
 from frostline.data.batching import Encoded
-from frostline.data.dataset import from_tensors, limit, read_image_folder, read_table, split
 from tests.conftest import make_image_folder, make_text_file
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import frostline as fl
+from frostline.data import from_tensors, split
 from frostline.data.batching import Encoded
-from frostline.data.dataset import from_tensors, split
-from frostline.freezing.freeze import set_trainable
+from frostline.freezing.plan import set_trainable
 from frostline.runs.config import RunConfig
 from frostline.runs.train import train
-from frostline.training.engine import TrainConfig, fit
+from frostline.training import TrainConfig, fit
 from frostline.training.strategies import model_parts, parse_strategy
 from tests import models
 from tests.conftest import make_text_file

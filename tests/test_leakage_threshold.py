@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 import frostline as fl
-from frostline.data.dataset import Dataset, Splits, from_tensors, read_image_folder
+from frostline.data import Dataset, Splits, from_tensors, read_image_folder
 from frostline.data.leakage import check_splits, dedup, normalize_text, within
 from frostline.evaluation.diagnose import leakage as leakage_findings
 from frostline.evaluation.threshold import choose_threshold, curves, parse_objective, positive_index, predict_at

@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 import frostline as fl
-from frostline.models import load as fl_models
 from frostline.cli import app
 from frostline.evaluation.threshold import choose_positive
+from frostline.models import load as fl_models
 from frostline.runs.comparison import parse_strategies
 from tests.conftest import make_text_file
 
 runner = CliRunner()
-fl_train = importlib.import_module("frostline.runs.train")  # the module (frostline.runs.train is the function)
+fl_train = importlib.import_module("frostline.runs.train")  # the module (frostline.train is the function)
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import frostline as fl
-from frostline.models import load as fl_models
+from frostline.data import read_table, split
 from frostline.data.batching import Encoded
-from frostline.data.dataset import read_table, split
-from frostline.freezing.freeze import set_trainable
+from frostline.freezing.plan import set_trainable
+from frostline.models import load as fl_models
 from frostline.models.blocks import discover_blocks
 from frostline.models.pooling import Pooling, sentence_transformers_pooling
 from frostline.training.cache import PrefixCache

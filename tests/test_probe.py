@@ -14,9 +14,9 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 import frostline as fl
+from frostline.data import from_tensors, split
 from frostline.data.batching import Encoded
-from frostline.data.dataset import from_tensors, split
-from frostline.training.engine import TrainConfig, fit, predict
+from frostline.training import TrainConfig, fit, predict
 from frostline.training.probe import DEFAULT_CS, fit_logistic, fit_probe
 from frostline.training.strategies import parse_strategy
 from tests import models

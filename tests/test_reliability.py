@@ -19,7 +19,7 @@ from frostline.cli import app
 from frostline.runs.config import RunConfig
 from frostline.runs.folder import state_checksum
 from frostline.runs.train import train
-from frostline.training.engine import NonFiniteLoss
+from frostline.training import NonFiniteLoss
 from tests.conftest import make_text_file
 
 runner = CliRunner()

@@ -59,7 +59,7 @@ def test_compare_minilm_on_sms_spam(tmp_path):
 def test_random_split_of_sms_is_flagged_for_leakage_and_dedup_clears_it():
     from collections import Counter
 
-    from frostline.data.dataset import read_table, split
+    from frostline.data import read_table, split
     from frostline.data.leakage import check_splits, dedup
     from frostline.evaluation.diagnose import leakage
 

@@ -48,7 +48,7 @@ def test_train_writes_complete_run_folder(tmp_path, text_args):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["strategy"] == "partial:2" and cfg["epochs"] == 2
     m = json.loads((out / "metrics.json").read_text())
-    assert m["schema"] == "frostline.evaluation.metrics/1" and m["run"]["strategy"] == "partial:2"
+    assert m["schema"] == "frostline.metrics/1" and m["run"]["strategy"] == "partial:2"
     assert len(m["history"]) == 2 and all(h["seconds"] > 0 for h in m["history"])
     assert m["params"]["trainable"] < m["params"]["total"]
     assert [p["trainable"] for p in m["parts"]] == [False, False, False, True, True, True, True]

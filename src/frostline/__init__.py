@@ -2,33 +2,85 @@
 
 Freeze exactly what you ask and make it hold, replace the classifier head of any common model family,
 fine-tune with a named strategy, and judge the result with metrics that say when they mislead.
+
+The sub-packages follow the path of a run (docs/architecture.md): :mod:`.data` -> :mod:`.models` ->
+:mod:`.freezing` -> :mod:`.training` -> :mod:`.evaluation` -> :mod:`.reporting`, put together by :mod:`.runs`
+and driven by :mod:`.cli`; :mod:`.core` holds what they all share. This module re-exports the public API.
 """
 
-from .core.errors import FrostlineError, FrozenChangedError, SelectorError
-from .core.findings import Finding
-from .data.dataset import Dataset, Splits, from_tensors, read_image_folder, read_table, split
-from .data.leakage import LeakageReport, check_splits, dedup
-from .evaluation.diagnose import Thresholds, diagnose_run
-from .evaluation.metrics import classification_metrics
-from .freezing.check import check_model, raise_on_errors
-from .freezing.freeze import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
-from .freezing.select import Selection, resolve, resolve_params
-from .freezing.summary import module_rows, summary
-from .freezing.verify import FrozenCheck, Snapshot, snapshot, verify_frozen
-from .models.blocks import Blocks, discover_blocks
-from .models.heads import HeadInfo, find_head, replace_head
-from .models.load import LoadedModel, load_model, minilm_dir
-from .models.pooling import PooledTextClassifier, Pooling
-from .runs.comparison import compare, parse_strategies
-from .runs.config import RunConfig
-from .runs.export import export_run
-from .runs.inference import PredictionSet, RunModel, load_run, predict_file
-from .runs.scoring import evaluate
-from .runs.train import prepare, train
-from .training.engine import TrainConfig, fit, predict
-from .training.optim import make_optimizer, param_groups
-from .training.probe import ProbeFit, fit_probe
-from .training.strategies import Strategy, parse_strategy
+from typing import Any
+
+from . import _compat
+from .core import Finding, FrostlineError, FrozenChangedError, SelectorError
+from .data import (
+    Dataset,
+    LeakageReport,
+    Splits,
+    check_splits,
+    dedup,
+    from_tensors,
+    read_image_folder,
+    read_table,
+    split,
+)
+from .evaluation import Thresholds, classification_metrics, diagnose_run
+from .freezing import (
+    FreezePlan,
+    FrozenCheck,
+    Selection,
+    Snapshot,
+    check_model,
+    freeze,
+    is_pinned,
+    module_rows,
+    raise_on_errors,
+    resolve,
+    resolve_params,
+    set_trainable,
+    snapshot,
+    summary,
+    trainable_state,
+    unfreeze,
+    verify_frozen,
+)
+from .models import (
+    Blocks,
+    HeadInfo,
+    LoadedModel,
+    PooledTextClassifier,
+    Pooling,
+    discover_blocks,
+    find_head,
+    load_model,
+    minilm_dir,
+    replace_head,
+)
+from .runs import (
+    PredictionSet,
+    RunConfig,
+    RunModel,
+    compare,
+    evaluate,
+    export_run,
+    load_run,
+    parse_strategies,
+    predict_file,
+    prepare,
+)
+from .runs.train import train
+from .training import (
+    ProbeFit,
+    Strategy,
+    TrainConfig,
+    fit,
+    fit_probe,
+    make_optimizer,
+    param_groups,
+    parse_strategy,
+    predict,
+)
+
+_compat.install()
 
 __version__ = "0.1.0"
 
@@ -97,3 +149,11 @@ __all__ = [
     "unfreeze",
     "verify_frozen",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``frostline.engine`` and the other module paths from before the sub-packages (with a FutureWarning)."""
+    module = _compat.old_module(name)
+    if module is None:
+        raise AttributeError(f"module 'frostline' has no attribute {name!r}")
+    return module

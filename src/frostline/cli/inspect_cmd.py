@@ -8,8 +8,8 @@ import typer
 
 from ..core.errors import FrostlineError
 from ..freezing.check import check_model
-from ..freezing.freeze import FreezePlan, freeze
-from ..freezing.summary import summary_table
+from ..freezing.overview import summary_table
+from ..freezing.plan import FreezePlan, freeze
 from ..models.blocks import discover_blocks
 from ..models.load import LoadedModel, load_model
 from ..models.pooling import check_pooling

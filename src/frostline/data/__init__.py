@@ -1,0 +1,44 @@
+"""Stage 1 of a run, the data: read labelled tables, image folders and tensors; stratified splits; the same sample
+on both sides of a split (leakage); tokenised / tensor batches; training-time augmentation.
+
+Knows nothing about models or training.
+"""
+
+from typing import Any
+
+from .augment import Augment, parse_augment
+from .batching import Batch, Encoded
+from .dataset import Dataset, Splits
+from .images import from_tensors, image_tensor, read_image_folder
+from .leakage import LeakageReport, check_splits, dedup, label_conflicts
+from .splits import limit, split
+from .tables import read_table
+from .unlabelled import read_unlabelled
+
+__all__ = [
+    "Augment",
+    "Batch",
+    "Dataset",
+    "Encoded",
+    "LeakageReport",
+    "Splits",
+    "check_splits",
+    "dedup",
+    "from_tensors",
+    "image_tensor",
+    "label_conflicts",
+    "limit",
+    "parse_augment",
+    "read_image_folder",
+    "read_table",
+    "read_unlabelled",
+    "split",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Names of the old ``frostline.data`` module that are not part of this package's surface."""
+    from .._compat import old_attribute
+
+    return old_attribute(__name__, name, ["frostline.data.dataset", "frostline.data.images", "frostline.data.tables",
+                                          "frostline.data.splits"])

@@ -13,15 +13,14 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..core.errors import FrostlineError, did_you_mean
-
-if TYPE_CHECKING:
-    from .dataset import Dataset
+from .dataset import IMAGE_SUFFIXES, Dataset
+from .images import images_in
 
 
 def _delimiter(path: Path, first_line: str) -> str:
@@ -112,7 +111,6 @@ def read_unlabelled(path: str | os.PathLike[str], text_column: str | int | None 
     or a folder of images (searched recursively). Returns a dataset (labels all 0, no label names) and one display
     name per sample (the text, or the image's path relative to the folder).
     """
-    from .dataset import Dataset
 
     p = Path(path)
     if p.is_dir():
@@ -161,7 +159,6 @@ def _unlabelled_rows(p: Path, text_column: str | int | None, header: bool | None
 
 
 def _read_unlabelled_images(base: Path, image_size: int) -> tuple[Dataset, list[str]]:
-    from .dataset import IMAGE_SUFFIXES, Dataset, images_in
 
     images, paths, skipped = images_in(base, image_size)
     names = [str(f.relative_to(base)) for f in paths]

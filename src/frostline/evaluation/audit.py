@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from ..data.leakage import LeakageReport
-from ..training.engine import Predictions
 from .diagnose import Thresholds, diagnose_run
 from .metrics import classification_metrics
+from .predictions import Predictions
 from .threshold import choose_positive, choose_threshold, curves, parse_objective, predict_at
 
 

@@ -1,0 +1,37 @@
+"""Stage 3, what stays frozen: selectors (path, glob, regex, type, depth, head, all) resolved to parameters, freeze
+plans that hold (requires_grad, pinned BatchNorm and dropout, element masks), checksums that prove frozen tensors
+did not change, checks for freezing mistakes PyTorch accepts silently, and the module-tree overview.
+
+Knows nothing about training loops.
+"""
+
+from .check import check_model, raise_on_errors
+from .masks import element_mask, freeze_elements, unfreeze_elements
+from .overview import module_rows, summary, summary_table
+from .plan import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
+from .select import Selection, resolve, resolve_params
+from .verify import FrozenCheck, Snapshot, snapshot, verify_frozen
+
+__all__ = [
+    "FreezePlan",
+    "FrozenCheck",
+    "Selection",
+    "Snapshot",
+    "check_model",
+    "element_mask",
+    "freeze",
+    "freeze_elements",
+    "is_pinned",
+    "module_rows",
+    "raise_on_errors",
+    "resolve",
+    "resolve_params",
+    "set_trainable",
+    "snapshot",
+    "summary",
+    "summary_table",
+    "trainable_state",
+    "unfreeze",
+    "unfreeze_elements",
+    "verify_frozen",
+]

@@ -10,8 +10,8 @@ from torch import nn
 from ..core.errors import FrostlineError
 from ..core.findings import Finding, by_severity
 from ..models.tree import has_running_stats
-from .freeze import is_pinned
 from .masks import element_mask
+from .plan import is_pinned
 
 _OURS = ("_frostline", "frostline_")
 
@@ -33,7 +33,7 @@ def _module_findings(model: nn.Module) -> list[Finding]:
                     "module-requires-grad-attribute", "error",
                     f"module {label!r} has a plain attribute requires_grad = {value!r}; nn.Module ignores it, "
                     "so its parameters are still trainable",
-                    f"{ref}.requires_grad_({value!r})  # or frostline.freezing.freeze(model, {name or 'all'!r})",
+                    f"{ref}.requires_grad_({value!r})  # or frostline.freeze(model, {name or 'all'!r})",
                 ))
             elif _typo_of_requires_grad(key):
                 found.append(Finding(
@@ -56,7 +56,7 @@ def _module_findings(model: nn.Module) -> list[Finding]:
                 "stale-gradient-on-frozen", "error",
                 f"frozen parameter {name!r} still holds a gradient; an optimizer that holds it will apply it, "
                 "with momentum and weight decay",
-                "optimizer.zero_grad(set_to_none=True)  # or frostline.freezing.freeze(...), which drops it",
+                "optimizer.zero_grad(set_to_none=True)  # or frostline.freeze(...), which drops it",
             ))
     for name, module in model.named_modules():
         own = list(module.parameters(recurse=False))
@@ -65,7 +65,7 @@ def _module_findings(model: nn.Module) -> list[Finding]:
                 "frozen-batchnorm-updates-statistics", "warning",
                 f"{type(module).__name__} {name!r} has frozen weights but is not held in eval mode: "
                 "model.train() makes it update running_mean/running_var",
-                f"frostline.freezing.freeze(model, {name!r})  # pins it to eval mode",
+                f"frostline.freeze(model, {name!r})  # pins it to eval mode",
             ))
     return found
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..core.errors import FrozenChangedError
-from .freeze import is_pinned
 from .masks import element_mask
+from .plan import is_pinned
 
 
 def _digest(t: torch.Tensor) -> str:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from ..training.engine import EpochRecord, Resume
+from ..training.records import EpochRecord, Resume
 from .identity import apply_tensors, changed_tensors
 from ..training.schedule import PlanOptimizer
 

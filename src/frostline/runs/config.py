@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from ..evaluation.diagnose import Thresholds
-from ..training.engine import TrainConfig
+from ..training.records import TrainConfig
 from ..core.errors import FrostlineError, did_you_mean
 from ..training.optim import OPTIMIZERS
 
@@ -110,7 +110,7 @@ class RunConfig:
             hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
             raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
                                  f"{self.precision!r}{hint}")
-        from ..training.engine import check_precision
+        from ..training.fabric import check_precision
 
         runs_on = "cpu" if self.accelerator == "auto" and not on_gpu else self.accelerator
         check_precision(runs_on, self.precision)

@@ -32,12 +32,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..core import atomic
-from ..training.engine import Predictions
+from ..evaluation.predictions import Predictions
 from ..core.errors import FrostlineError
 from .identity import apply_tensors, file_hash
 from ..evaluation.threshold import predict_at
 
-METRICS_SCHEMA = "frostline.evaluation.metrics/1"
+METRICS_SCHEMA = "frostline.metrics/1"
 STATE_SCHEMA = "frostline.state/3"  # /3: with ``state_sha256``; /1 and /2 are read without it
 #: Files a run folder may hold (anything else in ``--out`` belongs to someone else).
 RUN_FILES = {"state.json", "config.yaml", "train.log", "model.safetensors", "metrics.json", "predictions.csv",

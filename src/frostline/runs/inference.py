@@ -21,8 +21,8 @@ from torch import nn
 from ..core import atomic
 from ..data.batching import Encoded
 from .config import RunConfig, check_types, config_keys
-from ..data.dataset import Dataset, image_tensor
-from ..training.engine import predict as predict_encoded
+from ..data import Dataset, image_tensor
+from ..training.prediction import predict as predict_encoded
 from ..core.errors import FrostlineError
 from ..models.heads import replace_head
 from .identity import state_hash

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..evaluation.audit import audit_run
-from ..data.dataset import Splits
-from ..training.engine import FitResult, Predictions, Resume, predict
+from ..data import Splits
+from ..evaluation.predictions import Predictions
+from ..training.prediction import predict
+from ..training.records import FitResult, Resume
 from ..evaluation.metrics import classification_metrics, loss_se
 from ..training.strategies import Strategy, model_parts
 

@@ -16,9 +16,9 @@ import numpy as np
 from ..core import atomic
 from ..data.batching import Encoded
 from .config import RunConfig
-from ..data.dataset import limit, split
+from ..data import limit, split
 from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
-from ..training.engine import predict
+from ..training.prediction import predict
 from ..core.findings import Finding, by_severity
 from ..reporting.html import write_evaluate_report
 from .identity import content_hash

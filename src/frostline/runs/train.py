@@ -20,10 +20,12 @@ from ..data.augment import parse_augment
 from ..data.batching import Encoded
 from .checkpointer import Checkpointer
 from .config import RunConfig, flag
-from ..data.dataset import Dataset, Splits, limit, read_image_folder, read_table, split
-from ..training.engine import EpochRecord, NonFiniteLoss, fit, predict
+from ..data import Dataset, Splits, limit, read_image_folder, read_table, split
+from ..training.engine import fit
+from ..training.prediction import predict
+from ..training.records import EpochRecord, NonFiniteLoss
 from ..core.errors import FrostlineError
-from ..freezing.freeze import trainable_state
+from ..freezing.plan import trainable_state
 from ..models.heads import replace_head
 from ..reporting.html import write_run_report
 from .identity import data_hashes, state_hash

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..freezing.freeze import is_pinned
+from ..freezing.plan import is_pinned
 
 
 def mutable_names(model: nn.Module) -> set[str]:

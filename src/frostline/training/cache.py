@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..data.batching import Batch, Encoded
-from ..freezing.freeze import is_pinned
+from ..freezing.plan import is_pinned
 from ..models.blocks import Blocks
 from ..models.outputs import logits_of
 from ..models.tree import DROPOUTS, has_running_stats, is_within

@@ -13,8 +13,8 @@ from ..core.errors import FrostlineError
 from ..models.blocks import Blocks, discover_blocks
 from ..models.heads import HeadInfo, find_head
 from ..models.tree import has_running_stats, is_within
-from .freeze import is_pinned
 from .masks import element_mask
+from .plan import is_pinned
 
 
 @dataclass(frozen=True)

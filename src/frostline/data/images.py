@@ -1,0 +1,111 @@
+"""Labelled images from a folder per class (PIL only), and in-memory tensors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.errors import FrostlineError
+from .dataset import IMAGE_SUFFIXES, Dataset, Kind, encode_labels
+
+
+def image_tensor(image: Any, size: int) -> torch.Tensor:
+    """A PIL image as a ``(3, size, size)`` uint8 tensor (RGB, bilinear resize): how every image is read."""
+    from PIL import Image
+
+    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
+
+
+def images_in(folder: Path, size: int) -> tuple[list[torch.Tensor], list[Path], int]:
+    """Every readable image below ``folder`` (sorted paths), the paths, and how many image files were unreadable."""
+    images, paths, skipped = [], [], 0
+    for f in sorted(folder.rglob("*")):
+        if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
+            continue
+        image = _read_image(f, size)
+        if image is None:
+            skipped += 1
+            continue
+        images.append(image)
+        paths.append(f)
+    return images, paths, skipped
+
+
+def _read_image(path: Path, size: int) -> torch.Tensor | None:
+    """The image at ``path`` (``None`` when PIL cannot read it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return image_tensor(im, size)
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
+def read_image_folder(root: str | os.PathLike[str], image_size: int = 64,
+                      label_names: list[str] | None = None) -> Dataset:
+    """Read ``root/<class>/<image>`` files with PIL, resized to ``image_size`` square, as uint8 tensors."""
+    base = Path(root)
+    if not base.is_dir():
+        raise FrostlineError(f"image folder {str(root)!r} does not exist")
+    classes = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise FrostlineError(f"{base}: expected one sub-folder per class (at least two), found {classes}")
+    images, raw, keys, skipped = [], [], [], 0
+    for cls in classes:
+        found, files, bad = images_in(base / cls, image_size)
+        images += found
+        raw += [cls] * len(found)
+        keys += [str(f) for f in files]
+        skipped += bad
+    if not images:
+        raise FrostlineError(f"{base}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    labels, names = encode_labels(raw, label_names, str(base))
+    return Dataset("image", torch.stack(images), labels, names, np.arange(len(raw)), str(base), skipped, keys)
+
+
+def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | list[int],
+                 label_names: list[str] | None = None) -> Dataset:
+    """Wrap in-memory tensors as a dataset.
+
+    Args:
+        x: (N, ...) float32 features; float16, bfloat16 and float64 are converted to float32. uint8 of shape
+            (N, 3, H, W) is read as images (scaled and normalised like image files). Other dtypes are an error.
+        y: N integer class indices in ``0..K-1`` (a tensor, an array or a list; floats are an error).
+        label_names: The K class names (default ``"0"``, ``"1"``, ...).
+    """
+    x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+    if not isinstance(x, torch.Tensor) or x.dim() == 0 or len(x) == 0:
+        raise FrostlineError(f"x must be a tensor of shape (N, ...) with N >= 1 samples, got {_describe(x)}")
+    kind: Kind = "tensor"
+    if x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3:
+        kind = "image"
+    elif x.dtype in (torch.float16, torch.bfloat16, torch.float64):
+        x = x.float()
+    elif x.dtype != torch.float32:
+        raise FrostlineError(f"x is {_describe(x)}; expected float32 features (float16, bfloat16 and float64 are "
+                             "converted) or uint8 images of shape (N, 3, H, W)")
+    if not isinstance(y, torch.Tensor) and np.asarray(y).dtype.kind not in "biufc":
+        raise FrostlineError(f"y holds {np.asarray(y).dtype} values; expected integer class indices 0..K-1 (class "
+                             "names go in label_names)")
+    yt = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
+    if yt.dim() != 1 or len(yt) != len(x):
+        raise FrostlineError(f"x has {len(x)} samples but y has {len(yt) if yt.dim() else 0} labels ({_describe(yt)});"
+                             " expected one class index per sample (for one-hot labels: y.argmax(1))")
+    if yt.dtype.is_floating_point or yt.dtype.is_complex or yt.dtype == torch.bool:
+        raise FrostlineError(f"y is {_describe(yt)}; expected integer class indices 0..K-1 (e.g. y.long())")
+    labels = yt.detach().cpu().numpy().astype(np.int64)
+    names = list(label_names) if label_names else [str(i) for i in range(int(labels.max()) + 1)]
+    if labels.min() < 0 or labels.max() >= len(names):
+        raise FrostlineError(f"y must hold class indices in 0..{len(names) - 1} ({len(names)} classes), got "
+                             f"{labels.min()}..{labels.max()}")
+    return Dataset(kind, x, labels, names, np.arange(len(labels)), "tensors")
+
+
+def _describe(t: Any) -> str:
+    return f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__

@@ -1,0 +1,139 @@
+"""Labelled text tables: CSV / TSV with a header or without, and JSON lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import FrostlineError, did_you_mean
+from .dataset import Dataset, encode_labels
+from .unlabelled import column_index, json_lines, read_rows
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    text_column: str | int | None = None,
+    label_column: str | int | None = None,
+    header: bool | None = None,
+    label_names: list[str] | None = None,
+) -> Dataset:
+    """Read a labelled text file: CSV, TSV (tab-separated, no quoting) or JSONL, as UTF-8 (a byte-order mark is
+    dropped; other encodings, binary files and JSONL lines that are not JSON objects are errors naming the line).
+
+    Labels are compared as text. In JSONL, a label may be a string, a number or a boolean: integers and
+    integer-valued floats are the same label (``0`` and ``0.0`` are ``"0"``), booleans are ``"true"`` / ``"false"``.
+    The same label written both as a number and as a string (``0`` and ``"0"``), or booleans beside other labels,
+    is read this way with a warning naming the values.
+
+    Args:
+        path: The file.
+        text_column: Column name or number of the text (default ``"text"``).
+        label_column: Column name or number of the label (default ``"label"``).
+        header: Whether the first row is a header; ``None`` guesses (a header unless both columns are numbers).
+        label_names: Fix the label order (e.g. a checkpoint's); otherwise sorted.
+
+    Returns:
+        A text :class:`Dataset`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FrostlineError(f"data file {str(path)!r} does not exist")
+    if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        texts, raw, ids, skipped = _read_jsonl(p, str(text_column or "text"), str(label_column or "label"))
+    else:
+        texts, raw, ids, skipped = _read_delimited(p, text_column, label_column, header)
+    if not texts:
+        raise FrostlineError(f"{p}: no usable rows (skipped {skipped})")
+    labels, names = encode_labels(raw, label_names, str(p))
+    return Dataset("text", texts, labels, names, np.array(ids, dtype=np.int64), str(p), skipped)
+
+
+def _read_delimited(p: Path, text_column: str | int | None, label_column: str | int | None,
+                    header: bool | None) -> tuple[list[str], list[str], list[int], int]:
+    rows = read_rows(p)
+    numeric = all(c is not None and str(c).isdigit() for c in (text_column, label_column))
+    has_header = (not numeric) if header is None else header
+    head = [h.strip() for h in rows[0]] if has_header else None
+    t_col = column_index(text_column, head, "text", "text", p)
+    l_col = column_index(label_column, head, "label", "label", p)
+    width = max((len(r) for r in rows[:1000]), default=0)
+    for what, col in (("text", t_col), ("label", l_col)):
+        if col >= width:
+            raise FrostlineError(f"{p}: {what} column {col} does not exist: the rows have {width} column(s), "
+                                 f"numbered 0..{width - 1}")
+    texts, raw, ids, skipped = [], [], [], 0
+    for i, row in enumerate(rows[1:] if has_header else rows):
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        if len(row) <= max(t_col, l_col):
+            skipped += 1
+            continue
+        text, label = row[t_col], row[l_col].strip()  # text as written: exact duplicates stay exact
+        if not text.strip() or not label:
+            skipped += 1
+            continue
+        texts.append(text)
+        raw.append(label)
+        ids.append(i)
+    return texts, raw, ids, skipped
+
+
+def _label_text(value: Any, p: Path, line: int) -> str | None:
+    """A JSON label as text (``None`` when missing): see :func:`read_table` for the rules."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FrostlineError(f"{p}, line {line + 1}: label {value} is not a class; expected a string or a number")
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int | str):
+        return str(value).strip() or None
+    raise FrostlineError(f"{p}, line {line + 1}: the label is {type(value).__name__} {json.dumps(value)[:40]}; "
+                         "expected a string, a number or true/false")
+
+
+def _mixed_labels(p: Path, seen: dict[str, dict[str, str]]) -> None:
+    """Warn when JSON labels of different types were counted as one class, or booleans sit beside other labels."""
+    family = {"int": "number", "float": "number", "str": "string", "bool": "bool"}
+    parts = [f"{', '.join(f'{v} ({k})' for k, v in kinds.items())} counted as one class {label!r}"
+             for label, kinds in seen.items() if len({family[k] for k in kinds}) > 1]
+    bools = sorted(label for label, kinds in seen.items() if "bool" in kinds)
+    if bools and any(set(kinds) - {"bool"} for label, kinds in seen.items() if label not in bools):
+        parts.append(f"{'/'.join(bools)} (bool) {'is a class' if len(bools) == 1 else 'are classes'} of "
+                     f"{'its' if len(bools) == 1 else 'their'} own, not 1/0")
+    if parts:
+        warnings.warn(f"labels of mixed types in {p}: {'; '.join(parts)} (labels are compared as text)",
+                      UserWarning, stacklevel=4)
+
+
+def _read_jsonl(p: Path, text_key: str, label_key: str) -> tuple[list[str], list[str], list[int], int]:
+    texts, raw, ids, skipped = [], [], [], 0
+    keys: set[str] = set()
+    seen: dict[str, dict[str, str]] = {}
+    for i, obj in json_lines(p):
+        keys.update(obj)
+        text, value = obj.get(text_key), obj.get(label_key)
+        if isinstance(text, dict | list):
+            raise FrostlineError(f"{p}, line {i + 1}: {text_key!r} is a {type(text).__name__}; expected a string")
+        label = _label_text(value, p, i)
+        if text is None or label is None or not str(text).strip():
+            skipped += 1
+            continue
+        shown = json.dumps(value) if isinstance(value, bool) else repr(value)
+        seen.setdefault(label, {}).setdefault(type(value).__name__, shown)
+        texts.append(str(text))
+        raw.append(label)
+        ids.append(i)
+    if not texts and keys and (text_key not in keys or label_key not in keys):
+        missing = text_key if text_key not in keys else label_key
+        raise FrostlineError(f"{p}: no key {missing!r} in the JSON lines{did_you_mean(missing, keys)}")
+    _mixed_labels(p, seen)
+    return texts, raw, ids, skipped

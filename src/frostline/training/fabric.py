@@ -1,0 +1,35 @@
+"""The device and precision a run trains on, through Lightning Fabric."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from ..core.errors import FrostlineError
+
+
+def make_fabric(accelerator: str = "auto", precision: str | None = None, seed: int = 0) -> tuple[Any, str]:
+    """A single-device Fabric and its precision: GPU with bf16-mixed when available, else CPU in 32-bit."""
+    from lightning_fabric import Fabric
+
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    if accelerator not in ("auto", "cpu", "cuda", "gpu", "mps"):
+        raise FrostlineError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    check_precision(accelerator, precision)
+    if precision is None:
+        bf16 = accelerator in ("cuda", "gpu") and torch.cuda.is_bf16_supported()
+        precision = "bf16-mixed" if bf16 else "32-true"
+    fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)  # type: ignore[arg-type]
+    fabric.seed_everything(seed, verbose=False)
+    return fabric, precision
+
+
+def check_precision(accelerator: str, precision: str | None) -> None:
+    """float16 runs only on a GPU: on CPU Fabric would quietly run something else, so it is an error."""
+    if accelerator == "cpu" and precision in ("16-mixed", "16-true"):
+        raise FrostlineError(f"--precision {precision} needs a CUDA GPU and this run is on the CPU; use bf16-mixed "
+                             "(fast on CPUs with AVX-512 BF16 / AMX) or 32-true")
