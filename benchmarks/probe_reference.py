@@ -6,8 +6,8 @@
 For each data set it prepares a frostline run (all-MiniLM-L6-v2, its own pooling, duplicates dropped, a stratified
 sample, train 70 % / validation 15 % / test 15 %, seed 0) and reports test accuracy and macro F1 of:
 
-* ``frostline linear-probe``: ``frostline.runs.train`` with the linear-probe strategy (convex fit, C chosen on
-  validation), the number a user gets;
+* ``frostline linear-probe``: ``frostline.runs.train`` with the linear-probe strategy (convex fit, C chosen by
+  cross-validation on train, validation held out), the number a user gets;
 * ``frostline before``: the probe as frostline ran it before 5/11 (``--pooling native`` = BERT's CLS pooler, SGD
   for 3 epochs with the cosine schedule), for contrast;
 * ``sklearn LogisticRegression()``: scikit-learn's defaults (C=1, max_iter raised) on the same pooled features of

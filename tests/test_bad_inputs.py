@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
 from frostline.cli import app
-from frostline.cli.app import friendly
+from frostline.cli.application import friendly
 from frostline.core.errors import FrostlineError
 from frostline.data import from_tensors, limit, read_table, split
 from frostline.data.batching import Encoded
@@ -407,7 +407,7 @@ def test_out_without_write_permission_even_as_root(tmp_path, monkeypatch):
 
 
 def test_cli_console_prints_invalid_markup_as_written():
-    from frostline.cli.app import LiteralSafeConsole
+    from frostline.cli.application import LiteralSafeConsole
 
     console = LiteralSafeConsole(record=True, width=100)
     console.print("predicted '[/b]' for every sample")  # a class named [/b] in a finding

@@ -35,7 +35,7 @@ MOVED: dict[str, str] = {
     "checkpoint": "runs.checkpoint", "checkpointer": "runs.checkpointer", "comparison": "runs.comparison",
     "config": "runs.config", "demo": "runs.demo", "export": "runs.export", "identity": "runs.identity",
     "inference": "runs.inference", "results": "runs.results", "scoring": "runs.scoring",
-    "train": "runs.train",
+    "train": "runs.train", "cli.app": "cli.application",
 }
 #: old modules whose path is now a package (``frostline.data``, ``frostline.models``, ``frostline.runs``) answer
 #: their old names through the package's ``__getattr__`` (:func:`old_attribute`).
@@ -44,7 +44,9 @@ MOVED: dict[str, str] = {
 ENGINE_NAMES = ["frostline.training.records", "frostline.training.prediction", "frostline.training.fabric",
                 "frostline.evaluation.predictions"]
 #: the modules whose names the old module held, when it was split
-SPLIT: dict[str, list[str]] = {"engine": ENGINE_NAMES}
+SPLIT: dict[str, list[str]] = {"engine": ENGINE_NAMES,
+                                # ``from frostline.train import compare / evaluate``, paths of frostline 0.0
+                                "train": ["frostline.runs.comparison", "frostline.runs.scoring"]}
 
 
 def _warn(old: str, new: str) -> None:

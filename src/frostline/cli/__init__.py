@@ -1,6 +1,6 @@
 """The ``frostline`` command line: thin wrappers over the library."""
 
-from . import inspect_cmd, train_cmd, use_cmd  # register their commands on ``app``
-from .app import app, main
+from . import inspect_cmd, train_cmd, use_cmd  # noqa: F401  (importing them registers their commands on ``app``)
+from .application import app, main
 
-__all__ = ["app", "inspect_cmd", "main", "train_cmd", "use_cmd"]
+__all__ = ["app", "main"]

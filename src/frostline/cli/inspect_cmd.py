@@ -13,9 +13,10 @@ from ..freezing.plan import FreezePlan, freeze
 from ..models.blocks import discover_blocks
 from ..models.load import LoadedModel, load_model
 from ..models.pooling import check_pooling
-from .app import app, console, friendly, print_json
+from .application import app, console, friendly, print_json
 
-ModelArg = Annotated[str, typer.Argument(help="minilm | hf:<dir or hub id> | package.module:function")]
+ModelArg = Annotated[str, typer.Argument(
+    help="minilm | hf:<dir or hub id> | package.module:function | path/to/file.py:function")]
 FreezeOpt = Annotated[list[str] | None, typer.Option("--freeze", help="Selector to freeze (repeatable).")]
 ExceptOpt = Annotated[
     list[str] | None, typer.Option("--freeze-except", help="Selector kept trainable (repeatable).")

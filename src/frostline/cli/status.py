@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .app import console, err_console
+from .application import console, err_console
 
 #: Steps at least this long get a line once done (piped output included), so no minute passes in silence.
 SLOW_SECONDS = 2.0

@@ -18,7 +18,7 @@ from ..runs.demo import DEMO_STRATEGIES, demo_config
 from ..runs.export import export_run
 from ..runs.folder import check_out
 from ..runs.train import train
-from .app import app, console, friendly
+from .application import app, console, friendly
 from .options import run_options
 from .status import status
 

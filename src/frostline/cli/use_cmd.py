@@ -15,7 +15,7 @@ from ..reporting.terminal import class_table, confusion_table
 from ..runs.export import export_run
 from ..runs.inference import predict_file
 from ..runs.scoring import evaluate
-from .app import app, console, friendly, print_json
+from .application import app, console, friendly, print_json
 from .status import status, status_stderr
 from .train_cmd import show_findings
 

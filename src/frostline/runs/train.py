@@ -315,13 +315,3 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
 def _data_paths(cfg: RunConfig) -> dict[str, str | None]:
     return {"data": cfg.data, "val_data": cfg.val_data, "test_data": cfg.test_data}
 
-
-def __getattr__(name: str) -> Any:
-    """``compare`` and ``evaluate`` moved to their own modules; the old import paths keep working."""
-    if name in ("compare", "Comparison"):
-        from . import comparison as module
-    elif name == "evaluate":
-        from . import scoring as module
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(module, name)

@@ -1,0 +1,226 @@
+"""The package's shape holds: sub-packages import one way (no cycles), modules stay small, the public API and the
+CLI are what they were, and the old module paths still work with a warning that names the new one."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+import frostline as fl
+from frostline import _compat
+from frostline.cli import app
+
+SRC = Path(fl.__file__).parent
+#: the sub-packages in import order: each imports only those before it (docs/architecture.md)
+LAYERS = ["core", "data", "models", "freezing", "evaluation", "training", "reporting", "runs", "cli"]
+#: the top-level API before the sub-packages (0.1): unchanged
+API = [
+    "Blocks", "Dataset", "Finding", "FreezePlan", "FrostlineError", "FrozenChangedError", "FrozenCheck", "HeadInfo",
+    "LeakageReport", "LoadedModel", "PooledTextClassifier", "Pooling", "PredictionSet", "ProbeFit", "RunConfig",
+    "RunModel", "Selection", "SelectorError", "Snapshot", "Splits", "Strategy", "Thresholds", "TrainConfig",
+    "check_model", "check_splits", "classification_metrics", "compare", "dedup", "diagnose_run", "discover_blocks",
+    "evaluate", "export_run", "find_head", "fit", "fit_probe", "freeze", "from_tensors", "is_pinned", "load_model",
+    "load_run", "make_optimizer", "minilm_dir", "module_rows", "param_groups", "parse_strategies", "parse_strategy",
+    "predict", "predict_file", "prepare", "raise_on_errors", "read_image_folder", "read_table", "replace_head",
+    "resolve", "resolve_params", "set_trainable", "snapshot", "split", "summary", "train", "trainable_state",
+    "unfreeze", "verify_frozen",
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, top_level_only: bool) -> set[str]:
+    """frostline modules ``path`` imports (relative imports resolved); optionally only those run at import."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    nodes = _run_at_import(tree.body) if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:  # ``from .pkg import module`` imports the module too
+                child = f"{target}.{alias.name}"
+                found.add(child if _exists(child) else target)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            found.update(n for n in names if n and n.startswith("frostline."))
+    return found
+
+
+def _run_at_import(body: list[ast.stmt]) -> list[ast.AST]:
+    """Statements executed when the module is imported: not function bodies, not ``if TYPE_CHECKING:`` blocks."""
+    nodes: list[ast.AST] = []
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.ClassDef | ast.If | ast.Try | ast.With):
+            nodes.extend(_run_at_import([n for n in ast.iter_child_nodes(node) if isinstance(n, ast.stmt)]))
+        else:
+            nodes.extend(ast.walk(node))
+    return nodes
+
+
+def _exists(module: str) -> bool:
+    path = SRC.parent / module.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def _sources() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_every_module_is_in_a_stage_package_and_under_400_lines():
+    top = sorted(p.name for p in SRC.glob("*.py"))
+    assert top == ["__init__.py", "_compat.py"]
+    assert sorted(p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(LAYERS)
+    long = {str(p.relative_to(SRC)): n for p in _sources() if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
+
+
+def test_sub_packages_import_only_the_ones_before_them():
+    wrong = []
+    for path in _sources():
+        source = _module_name(path).split(".")
+        if len(source) < 2 or source[1] not in LAYERS:
+            continue
+        for target in _imports(path, top_level_only=False):
+            layer = target.split(".")[1]
+            if layer in LAYERS and LAYERS.index(layer) > LAYERS.index(source[1]):
+                wrong.append(f"{_module_name(path)} -> {target}")
+    assert wrong == []
+
+
+def test_no_import_cycles_between_modules():
+    graph = {_module_name(p): _imports(p, top_level_only=True) for p in _sources()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    assert cycles == []
+
+
+def test_packages_have_a_docstring_a_sorted_all_and_no_name_that_hides_a_module():
+    for init in sorted(SRC.glob("*/__init__.py")):
+        tree = ast.parse(init.read_text())
+        assert ast.get_docstring(tree), init
+        package = __import__(_module_name(init), fromlist=["__all__"])
+        exported = list(package.__all__)
+        assert exported == sorted(exported), init
+        modules = {p.stem for p in init.parent.glob("*.py")}
+        assert not set(exported) & modules, f"{init}: {set(exported) & modules} hide their module"
+        for name in exported:
+            assert getattr(package, name) is not None
+
+
+def test_top_level_api_is_unchanged():
+    assert sorted(fl.__all__) == sorted(API) == list(fl.__all__)
+    assert fl.fit is fl.training.engine.fit and fl.freeze is fl.freezing.plan.freeze
+    assert callable(fl.train) and callable(fl.summary) and callable(fl.freeze)
+
+
+def test_cli_commands_are_unchanged():
+    names = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+    assert names == ["check", "compare", "demo", "evaluate", "export", "inspect", "predict", "train"]
+
+
+def test_every_old_path_names_an_existing_module():
+    for old, new in _compat.MOVED.items():
+        assert not (SRC / f"{old}.py").exists()
+        assert (SRC / (new.replace(".", "/") + ".py")).exists(), (old, new)
+
+
+OLD_PATHS = """
+import warnings, frostline as fl
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from frostline.engine import fit, TrainConfig, EpochRecord, Predictions, make_fabric
+    from frostline.freeze import FreezePlan
+    import frostline.summary
+    from frostline.data import IMAGENET_MEAN, images_in
+    from frostline.models import load_hf
+    from frostline.runs import check_run_out, STATE_SCHEMA
+    engine = fl.engine
+from frostline.training import fit as new_fit
+from frostline.training.records import TrainConfig as NewConfig
+from frostline.freezing.plan import FreezePlan as NewPlan
+assert fit is new_fit and TrainConfig is NewConfig and FreezePlan is NewPlan and engine.fit is new_fit
+assert callable(fl.freeze) and callable(fl.summary) and callable(fl.train)  # old imports rebind nothing
+texts = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+print("\\n".join(texts))
+try:
+    fl.no_such_thing
+except AttributeError as e:
+    print("AttributeError:", e)
+"""
+
+
+def test_old_import_paths_work_with_a_warning_naming_the_new_path():
+    out = subprocess.run([sys.executable, "-c", OLD_PATHS], capture_output=True, text=True, check=True).stdout
+    assert "frostline.engine moved to frostline.training.engine; import it from there (frostline.engine goes in " \
+           "frostline 0.3)" in out
+    assert "frostline.freeze moved to frostline.freezing.plan" in out
+    assert "frostline.data.IMAGENET_MEAN moved to frostline.data.dataset.IMAGENET_MEAN" in out
+    assert "frostline.models.load_hf moved to frostline.models.load.load_hf" in out
+    assert "frostline.runs.check_run_out moved to frostline.runs.folder.check_run_out" in out
+    assert out.count("frostline.engine moved") == 1  # once per old module, not per name
+    assert "AttributeError: module 'frostline' has no attribute 'no_such_thing'" in out
+
+
+def test_an_old_module_path_without_the_name_says_where_it_moved():
+    engine = sys.modules["frostline.engine"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(AttributeError, match=r"'frostline.engine' \(moved to 'frostline.training.engine'\) has "
+                                                 r"no attribute 'nope'"):
+            engine.nope  # noqa: B018
+    with pytest.raises(AttributeError, match=r"module 'frostline\.data' has no attribute 'nope'"):
+        fl.data.nope  # noqa: B018
+
+
+def test_the_new_surfaces_reach_what_the_run_path_needs():
+    by_layer: dict[str, list[str]] = defaultdict(list)
+    for layer in LAYERS[:-1]:
+        by_layer[layer] = __import__(f"frostline.{layer}", fromlist=["__all__"]).__all__
+    assert {"read_table", "split", "Encoded"} <= set(by_layer["data"])
+    assert {"load_model", "replace_head", "discover_blocks"} <= set(by_layer["models"])
+    assert {"freeze", "verify_frozen", "check_model"} <= set(by_layer["freezing"])
+    assert {"fit", "predict", "TrainConfig", "parse_strategy"} <= set(by_layer["training"])
+    assert {"classification_metrics", "diagnose_run", "Predictions"} <= set(by_layer["evaluation"])
+    assert {"write_run_report", "history_table"} <= set(by_layer["reporting"])
+    assert {"RunConfig", "evaluate", "load_run", "export_run"} <= set(by_layer["runs"])
