@@ -1,0 +1,42 @@
+"""Whole runs, from a spec to a run folder, and the use of a finished one.
+
+:mod:`.config` validates every option first; :mod:`.train` reads the data, loads the model, replaces the head,
+fits (checkpointing each epoch atomically through :mod:`.checkpointer`) and scores the best epoch
+(:mod:`.results`); :mod:`.folder` is what a run leaves on disk and :mod:`.identity` what it is made of, as hashes.
+:mod:`.comparison` runs several strategies on one split; :mod:`.scoring` (``evaluate``), :mod:`.inference`
+(``predict``) and :mod:`.export` use a finished run. ``frostline.train`` is :func:`frostline.runs.train.train`.
+"""
+
+from typing import Any
+
+from .comparison import Comparison, compare, parse_strategies
+from .config import RunConfig
+from .export import export_run
+from .folder import RunFolder
+from .inference import PredictionSet, RunModel, load_run, predict_file
+from .scoring import evaluate
+from .train import Prepared, RunResult, prepare
+
+__all__ = [
+    "Comparison",
+    "PredictionSet",
+    "Prepared",
+    "RunConfig",
+    "RunFolder",
+    "RunModel",
+    "RunResult",
+    "compare",
+    "evaluate",
+    "export_run",
+    "load_run",
+    "parse_strategies",
+    "predict_file",
+    "prepare",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Names of the old ``frostline.runs`` module (now :mod:`frostline.runs.folder`)."""
+    from .._compat import old_attribute
+
+    return old_attribute(__name__, name, ["frostline.runs.folder"])
