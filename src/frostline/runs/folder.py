@@ -32,10 +32,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..core import atomic
-from ..evaluation.predictions import Predictions
 from ..core.errors import FrostlineError
-from .identity import apply_tensors, file_hash
+from ..evaluation.predictions import Predictions
 from ..evaluation.threshold import predict_at
+from .identity import apply_tensors, file_hash
 
 METRICS_SCHEMA = "frostline.metrics/1"
 STATE_SCHEMA = "frostline.state/3"  # /3: with ``state_sha256``; /1 and /2 are read without it

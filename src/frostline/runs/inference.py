@@ -19,18 +19,18 @@ import torch
 from torch import nn
 
 from ..core import atomic
-from ..data.batching import Encoded
-from .config import RunConfig, check_types, config_keys
-from ..data import Dataset, image_tensor
-from ..training.prediction import predict as predict_encoded
 from ..core.errors import FrostlineError
-from ..models.heads import replace_head
-from .identity import state_hash
-from ..models.load import load_model
-from .folder import RunFolder
-from ..evaluation.threshold import predict_at
-from .train import Status, no_status, text_length
+from ..data import Dataset, image_tensor
+from ..data.batching import Encoded
 from ..data.unlabelled import read_unlabelled
+from ..evaluation.threshold import predict_at
+from ..models.heads import replace_head
+from ..models.load import load_model
+from ..training.prediction import predict as predict_encoded
+from .config import RunConfig, check_types, config_keys
+from .folder import RunFolder
+from .identity import state_hash
+from .train import Status, no_status, text_length
 
 #: File suffixes that make a lone string look like a file name rather than a text.
 DATA_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")

@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..evaluation.audit import audit_run
 from ..data import Splits
+from ..evaluation.audit import audit_run
+from ..evaluation.metrics import classification_metrics, loss_se
 from ..evaluation.predictions import Predictions
 from ..training.prediction import predict
 from ..training.records import FitResult, Resume
-from ..evaluation.metrics import classification_metrics, loss_se
 from ..training.strategies import Strategy, model_parts
 
 if TYPE_CHECKING:

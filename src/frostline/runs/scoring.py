@@ -14,20 +14,20 @@ from typing import Any
 import numpy as np
 
 from ..core import atomic
-from ..data.batching import Encoded
-from .config import RunConfig
-from ..data import limit, split
-from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
-from ..training.prediction import predict
 from ..core.findings import Finding, by_severity
+from ..data import limit, split
+from ..data.batching import Encoded
+from ..data.leakage import dedup, sample_keys
+from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
+from ..evaluation.metrics import classification_metrics
+from ..evaluation.threshold import curves, predict_at
 from ..reporting.html import write_evaluate_report
+from ..training.prediction import predict
+from .config import RunConfig
+from .folder import RunFolder, check_out
 from .identity import content_hash
 from .inference import check_batch_size, load_run, run_state
-from ..data.leakage import dedup, sample_keys
-from ..evaluation.metrics import classification_metrics
 from .results import split_metrics
-from .folder import RunFolder, check_out
-from ..evaluation.threshold import curves, predict_at
 from .train import Status, no_status, read_data
 
 EVALUATE_SCHEMA = "frostline.evaluate/1"

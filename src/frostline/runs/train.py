@@ -15,27 +15,27 @@ from typing import Any
 
 import torch
 
-from . import checkpoint
+from ..core.errors import FrostlineError
+from ..data import Dataset, Splits, limit, read_image_folder, read_table, split
 from ..data.augment import parse_augment
 from ..data.batching import Encoded
-from .checkpointer import Checkpointer
-from .config import RunConfig, flag
-from ..data import Dataset, Splits, limit, read_image_folder, read_table, split
+from ..data.leakage import LeakageReport, check_splits, dedup, label_conflicts
+from ..evaluation.threshold import choose_positive
+from ..freezing.plan import trainable_state
+from ..models.heads import replace_head
+from ..models.load import LoadedModel, load_model
+from ..reporting.html import write_run_report
 from ..training.engine import fit
 from ..training.prediction import predict
 from ..training.records import EpochRecord, NonFiniteLoss
-from ..core.errors import FrostlineError
-from ..freezing.plan import trainable_state
-from ..models.heads import replace_head
-from ..reporting.html import write_run_report
-from .identity import data_hashes, state_hash
-from ..data.leakage import LeakageReport, check_splits, dedup, label_conflicts
-from ..models.load import LoadedModel, load_model
-from .results import score_run, split_metrics
-from .folder import RunFolder, check_run_out
 from ..training.schedule import PlanOptimizer
 from ..training.strategies import model_parts, parse_strategy
-from ..evaluation.threshold import choose_positive
+from . import checkpoint
+from .checkpointer import Checkpointer
+from .config import RunConfig, flag
+from .folder import RunFolder, check_run_out
+from .identity import data_hashes, state_hash
+from .results import score_run, split_metrics
 
 Progress = Callable[[str, int], Callable[[float], None]]
 Status = Callable[[str], AbstractContextManager[Any]]
