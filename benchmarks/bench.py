@@ -48,9 +48,8 @@ from frostline.data.batching import Encoded
 from frostline.evaluation.metrics import classification_metrics
 from frostline.models.blocks import discover_blocks
 from frostline.models.outputs import logits_of
-from frostline.training import TrainConfig, fit, predict
+from frostline.training import TrainConfig, fit, model_parts, parse_strategy, predict
 from frostline.training.cache import PrefixCache
-from frostline.training.strategies import model_parts, parse_strategy
 
 SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 STRATEGIES = ["linear-probe", "partial:2", "full"]

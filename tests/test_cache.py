@@ -11,9 +11,8 @@ from frostline.data.batching import Encoded
 from frostline.freezing.plan import set_trainable
 from frostline.runs.config import RunConfig
 from frostline.runs.train import prepare
-from frostline.training import TrainConfig, fit, predict
+from frostline.training import TrainConfig, fit, model_parts, parse_strategy, predict
 from frostline.training.cache import ActivationStore, plan_cache
-from frostline.training.strategies import model_parts, parse_strategy
 from tests import models
 from tests.conftest import make_text_file
 

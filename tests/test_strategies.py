@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import frostline as fl
+from frostline.training import model_parts, parse_strategy
 from frostline.training.schedule import LRSchedule, PlanOptimizer
-from frostline.training.strategies import model_parts, parse_strategy
 
 LR, HEAD = 1e-4, 1e-2
 

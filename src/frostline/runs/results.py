@@ -10,9 +10,10 @@ from ..data import Splits
 from ..evaluation.audit import audit_run
 from ..evaluation.metrics import classification_metrics, loss_se
 from ..evaluation.predictions import Predictions
+from ..models.parts import model_parts
 from ..training.prediction import predict
 from ..training.records import FitResult, Resume
-from ..training.strategies import Strategy, model_parts
+from ..training.strategies import Strategy
 
 if TYPE_CHECKING:
     from .config import RunConfig

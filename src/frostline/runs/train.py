@@ -24,12 +24,13 @@ from ..evaluation.threshold import choose_positive
 from ..freezing.plan import trainable_state
 from ..models.heads import replace_head
 from ..models.load import LoadedModel, load_model
+from ..models.parts import model_parts
 from ..reporting.html import write_run_report
 from ..training.engine import fit
 from ..training.prediction import predict
 from ..training.records import EpochRecord, NonFiniteLoss
 from ..training.schedule import PlanOptimizer
-from ..training.strategies import model_parts, parse_strategy
+from ..training.strategies import parse_strategy
 from . import checkpoint
 from .checkpointer import Checkpointer
 from .config import RunConfig, flag

@@ -5,6 +5,7 @@ explicit loop on Lightning Fabric (:func:`fit`).
 The engine knows nothing about any model family and nothing about run folders.
 """
 
+from ..models.parts import model_parts
 from .cache import PrefixCache
 from .engine import fit
 from .fabric import make_fabric
@@ -13,7 +14,7 @@ from .prediction import predict
 from .probe import ProbeFit, fit_probe
 from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, TrainConfig
 from .schedule import LRSchedule, PlanOptimizer
-from .strategies import EpochPlan, Strategy, model_parts, parse_strategy
+from .strategies import EpochPlan, Strategy, parse_strategy
 
 __all__ = [
     "EpochPlan",

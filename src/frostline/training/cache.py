@@ -37,8 +37,8 @@ from ..data.batching import Batch, Encoded
 from ..freezing.plan import is_pinned
 from ..models.blocks import Blocks
 from ..models.outputs import logits_of
+from ..models.parts import Part
 from ..models.tree import DROPOUTS, has_running_stats, is_within
-from .strategies import Part
 from .surgery import Edit, Stub, edited
 
 

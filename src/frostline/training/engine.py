@@ -36,6 +36,7 @@ from ..freezing.verify import Snapshot, snapshot, verify_frozen
 from ..models.blocks import discover_blocks
 from ..models.heads import find_head
 from ..models.outputs import logits_of
+from ..models.parts import Part, model_parts
 from .bestweights import BestState
 from .cache import PrefixCache
 from .fabric import make_fabric
@@ -43,7 +44,7 @@ from .prediction import predict
 from .probe_head import fit_probe_epoch, probe_target
 from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, Status, TrainConfig
 from .schedule import LRSchedule, PlanOptimizer
-from .strategies import EpochPlan, Part, Strategy, model_parts
+from .strategies import EpochPlan, Strategy
 from .timing import Clock
 
 log = logging.getLogger("frostline")

@@ -25,19 +25,9 @@ from torch import nn
 
 from ..core.errors import FrostlineError, did_you_mean
 from ..freezing.select import resolve_params
-from ..models.blocks import discover_blocks
-from ..models.heads import find_head
-from ..models.tree import is_within
+from ..models.parts import Part
 
 STRATEGY_NAMES = ("linear-probe", "partial", "full", "gradual", "discriminative", "lp-ft", "surgical")
-
-
-@dataclass(frozen=True)
-class Part:
-    """A named slice of the model, input to output."""
-
-    name: str
-    params: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -60,26 +50,6 @@ class EpochPlan:
     def params(self) -> set[str]:
         """Every trainable parameter name."""
         return {p for g in self.groups for p in g.params}
-
-
-def model_parts(model: nn.Module) -> list[Part]:
-    """Cut ``model`` into stem, blocks, post and head, input to output.
-
-    Parameters outside the discovered layout join the stem (they stay frozen unless everything trains).
-    """
-    head = find_head(model).name
-    layout = discover_blocks(model, head)
-    names = [n for n, _ in model.named_parameters()]
-
-    def under(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-        return tuple(n for n in names if any(is_within(n, p) for p in paths))
-
-    blocks = [Part(f"block {i}", under([b])) for i, b in enumerate(layout.blocks)]
-    head_part = Part("head", under([head]))
-    post = Part("post", under(list(layout.post)))
-    covered = {p for part in [*blocks, head_part, post] for p in part.params}
-    stem = Part("stem", tuple(n for n in names if n not in covered))
-    return [p for p in [stem, *blocks, post, head_part] if p.params]
 
 
 class Strategy:
