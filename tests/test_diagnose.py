@@ -97,6 +97,23 @@ def test_majority_only_predictions():
     assert "partial:1" in f.fix  # unfreeze more: names a strategy that trains more than the head
 
 
+def test_one_class_output_whose_scores_rank_well_is_a_timid_classifier_not_a_blind_one():
+    """The README example on 400 SMS rows: every test sample 'ham', yet ROC-AUC 0.99 (found by the tester)."""
+    m = classification_metrics(np.array([0] * 90 + [1] * 10), np.zeros(100, int), NAMES, 0.4)
+    params = {"trainable": 3_550_000, "total": 22_713_986}
+    (f,) = underfitting([], m, params, MINILM_PARTS, ranking={"roc_auc": 0.99})
+    assert f.code == "single-class-predictions" and f.severity == "warning"
+    assert "yet the scores rank the classes (ROC-AUC 0.990, 95% interval 0.9" in f.message
+    assert "--optimize f1" in f.fix and f.numbers["roc_auc_interval"][0] > 0.5
+    # scores no better than chance: it does ignore its input, and the interval is the evidence
+    (g,) = underfitting([], m, params, MINILM_PARTS, ranking={"roc_auc": 0.55})
+    assert g.severity == "error" and "do not rank the classes either (ROC-AUC 0.550" in g.message
+    assert g.message.endswith("the classifier ignores its input")
+    # 0.80 on 10 positives: the interval (Hanley-McNeil) stays above 0.5, so this is ranking, not noise
+    (h,) = underfitting([], m, params, MINILM_PARTS, ranking={"roc_auc": 0.80})
+    assert h.severity == "warning" and h.numbers["roc_auc_interval"][0] == pytest.approx(0.6305, abs=1e-4)
+
+
 def test_overfitting_advice_never_repeats_the_plan_and_speaks_in_parameters():
     """partial:2 on a ResNet-18 trains 94 % of the parameters: 'freeze more' must name what trains fewer."""
     trainable = 2_099_712 + 8_393_728 + 1_026

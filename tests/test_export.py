@@ -4,6 +4,7 @@ run's own predictions."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,10 @@ def test_pooled_encoder_exports_encoder_head_and_recipe(tmp_path, tiny_hf_dir):
     exec(recipe.replace('["your text"]', repr(TEXTS)), namespace)
     probs = namespace["probs"].numpy()
     assert abs(probs - fl.load_run(run).predict(TEXTS).probs).max() < 1e-5
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in folder.iterdir()}
+    assert set(modes.values()) == {0o666 & ~mask}, modes  # safetensors' own writer leaves 0600 (found by a tester)
 
 
 def test_export_of_a_missing_run_is_a_clear_error(tmp_path):

@@ -4,6 +4,8 @@ CLI are what they were, and the old module paths still work with a warning that 
 from __future__ import annotations
 
 import ast
+import importlib
+import json
 import subprocess
 import sys
 import warnings
@@ -157,6 +159,19 @@ def test_top_level_api_is_unchanged():
 def test_cli_commands_are_unchanged():
     names = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
     assert names == ["check", "compare", "demo", "evaluate", "export", "inspect", "predict", "train"]
+
+
+def test_every_public_name_of_the_0_1_modules_is_still_importable_from_its_old_path():
+    """``tests/data/api_0_1.json``: the public names of each flat module of frostline 0.1 (from git, commit 4cb26b1)."""
+    old_api = json.loads((Path(__file__).parent / "data" / "api_0_1.json").read_text())
+    missing = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for module, names in old_api.items():
+            old = importlib.import_module(f"frostline.{module}")
+            missing += [f"frostline.{module}.{n}" for n in names if not hasattr(old, n)]
+    assert len(old_api) == 51 and sum(map(len, old_api.values())) == 297
+    assert missing == []
 
 
 def test_every_old_path_names_an_existing_module():

@@ -44,14 +44,14 @@ MOVED: dict[str, str] = {
 ENGINE_NAMES = ["frostline.training.records", "frostline.training.prediction", "frostline.training.fabric",
                 "frostline.evaluation.predictions"]
 #: the modules whose names the old module held, when it was split
-SPLIT: dict[str, list[str]] = {"engine": ENGINE_NAMES,
+SPLIT: dict[str, list[str]] = {"engine": ENGINE_NAMES, "strategies": ["frostline.models.parts"],
                                 # ``from frostline.train import compare / evaluate``, paths of frostline 0.0
                                 "train": ["frostline.runs.comparison", "frostline.runs.scoring"]}
 
 
 def _warn(old: str, new: str) -> None:
     warnings.warn(f"{old} moved to {new}; import it from there ({old} goes in frostline {REMOVED_IN})",
-                  FutureWarning, stacklevel=3)
+                  FutureWarning, stacklevel=4)  # the user's import line
 
 
 class MovedModule(types.ModuleType):

@@ -11,6 +11,7 @@ a run to do what it already does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -209,8 +210,13 @@ def under_trained(history: list[dict[str, Any]], best_epoch: int | None, stopped
 
 
 def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, params: dict[str, int],
-                 parts: list[dict[str, Any]], class_counts: dict[str, int] | None = None) -> list[Finding]:
+                 parts: list[dict[str, Any]], class_counts: dict[str, int] | None = None,
+                 ranking: dict[str, Any] | None = None) -> list[Finding]:
     """Nothing (or almost nothing) trainable, training loss that cannot move, flat validation, one-class output.
+
+    One-class output is "the classifier ignores its input" only when its scores do not rank the classes either
+    (``ranking``: the test curves, ROC-AUC with its interval); scores that rank well but never cross the decision
+    boundary are a timid classifier (under-trained, or a threshold to choose), said as such.
 
     "Not moving" and "flat" claim that nothing was learned: they need the loss to still be at least half that of
     predicting the class frequencies (``class_counts`` of the training split) -- a loss that stays near zero is
@@ -256,19 +262,49 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
         used = [name for name, c in zip(test["support"], predicted, strict=True) if c]
         if len(used) == 1 and len(test["support"]) > 1:
             frozen_note = "almost everything is frozen" if share < 0.01 else f"{pct(share)} trains"
-            found.append(Finding(
-                "single-class-predictions", "error",
-                f"every test sample is predicted {used[0]!r} ({frozen_note}): the classifier ignores its input",
-                f"{unfreeze}, raise --head-lr, train longer, or rebalance the classes",
-                {"predicted": dict(zip(test["support"], predicted, strict=True)), "trainable_share": share},
-            ))
+            numbers = {"predicted": dict(zip(test["support"], predicted, strict=True)), "trainable_share": share}
+            auc = _ranking_auc(ranking, test)
+            if auc is not None and auc[1] > 0.5:
+                found.append(Finding(
+                    "single-class-predictions", "warning",
+                    f"every test sample is predicted {used[0]!r}, yet the scores rank the classes (ROC-AUC "
+                    f"{auc[0]:.3f}, 95% interval {auc[1]:.3f}-{auc[2]:.3f}): the model separates them but its outputs "
+                    "never cross the decision boundary",
+                    "train longer or raise --head-lr (the head is still timid), or choose the operating threshold "
+                    "on validation: --optimize f1", numbers | {"roc_auc": auc[0], "roc_auc_interval": list(auc[1:])},
+                ))
+            else:
+                found.append(Finding(
+                    "single-class-predictions", "error",
+                    f"every test sample is predicted {used[0]!r} ({frozen_note})"
+                    + (f" and the scores do not rank the classes either (ROC-AUC {auc[0]:.3f}, 95% interval "
+                       f"{auc[1]:.3f}-{auc[2]:.3f})" if auc is not None else "")
+                    + ": the classifier ignores its input",
+                    f"{unfreeze}, raise --head-lr, train longer, or rebalance the classes",
+                    numbers | ({"roc_auc": auc[0], "roc_auc_interval": list(auc[1:])} if auc is not None else {}),
+                ))
     return found
 
 
-def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, scope: str = "") -> Finding:
+def _ranking_auc(ranking: dict[str, Any] | None, test: dict[str, Any]) -> tuple[float, float, float] | None:
+    """Binary ROC-AUC of the test scores with its 95 % interval (Hanley and McNeil 1982), or ``None``."""
+    if not ranking or ranking.get("roc_auc") is None or len(test["support"]) != 2:
+        return None
+    a = float(ranking["roc_auc"])
+    n1, n2 = sorted(int(v) for v in test["support"].values())
+    if n1 == 0:
+        return None
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = math.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 0.0) / (n1 * n2))
+    return a, max(0.0, a - 1.96 * se), min(1.0, a + 1.96 * se)
+
+
+def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, scope: str = "",
+            others: int | None = None) -> Finding:
     """Good / bad / mixed by the thresholds; ``distrust`` counts error findings that undermine the numbers;
     ``scope`` says which samples ``m`` covers when not the whole test split. Macro precision and recall are over the
-    classes present in ``m`` (a class with no test sample has no recall to judge)."""
+    classes present in ``m`` (a class with no test sample has no recall to judge). ``others``: how many findings
+    come before the verdict (``None``: unknown), so its advice never points at findings that are not there."""
     t = t or Thresholds()
     acc, p, r = m["accuracy"], m["precision"]["macro"], m["recall"]["macro"]
     macro = present_macro(m)
@@ -283,12 +319,14 @@ def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, s
                "worst_class_recall": worst[1], "worst_class_recall_upper": worst_hi, "thresholds": t.to_dict(),
                "scope": scope or "test"}
     caveat = f"; but {distrust} error finding(s) say not to trust these numbers" if distrust else ""
+    see = ("see the findings above" if others is None or others else
+           "no finding above explains it: compare strategies that train more, more epochs, or more data")
     on = f" ({scope})" if scope else ""
     # a class recall under the bar counts when its 95 % interval stays under 50 %: 0 of 2 found proves nothing
     if acc < t.bad_accuracy or (worst[1] < t.bad_class_recall and worst_hi < 0.5):
         why = (f"accuracy {pct(acc)} < {pct(t.bad_accuracy)}" if acc < t.bad_accuracy
                else f"recall of {worst[0]!r} {pct(worst[1])} < {pct(t.bad_class_recall)}")
-        return Finding("verdict-bad", "error", f"bad{on}: {why}{caveat}", "see the findings above", numbers)
+        return Finding("verdict-bad", "error", f"bad{on}: {why}{caveat}", see, numbers)
     if acc > t.good_accuracy and p > t.good_precision and r > t.good_recall:
         return Finding("verdict-good", "warning" if distrust else "info",
                        f"good{on}: accuracy {pct(acc)}, macro precision {pct(p)}, macro recall {pct(r)}{caveat}",
@@ -296,7 +334,7 @@ def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, s
     return Finding("verdict-mixed", "warning",
                    f"mixed{on}: accuracy {pct(acc)}, macro precision {pct(p)}, macro recall {pct(r)} (good needs "
                    f"> {pct(t.good_accuracy)} / {pct(t.good_precision)} / {pct(t.good_recall)}){caveat}",
-                   "see the findings above" if not (worst[1] < t.bad_class_recall) else
+                   see if not (worst[1] < t.bad_class_recall) else
                    f"{worst[0]!r} has recall {pct(worst[1])} on only {plural(m['support'][worst[0]], 'sample')}: too "
                    "few to judge that class; more data for it", numbers)
 
@@ -316,11 +354,12 @@ def diagnose_run(metrics: dict[str, Any], leak: LeakageReport | None = None,
              *overfitting(history, params, parts, metrics["data"]["sizes"]["train"], best,
                           metrics.get("train_eval")),
              *under_trained(history, best, metrics.get("stopped_early", False), metrics["run"].get("epochs")),
-             *underfitting(history, test, params, parts, metrics["data"].get("class_counts", {}).get("train"))]
+             *underfitting(history, test, params, parts, metrics["data"].get("class_counts", {}).get("train"),
+                           (metrics.get("threshold") or {}).get("curves"))]
     absent, macro_present = absent_classes(test, metrics["labels"]) if metrics.get("labels") else (None, None)
     if absent is not None:
         metrics["macro_present"] = macro_present
         found.append(absent)
     errors = sum(f.severity == "error" for f in found)
     scope = f"on the {clean['n']} test samples not seen in training" if clean else ""
-    return [*by_severity(found), verdict(clean or test, thresholds, errors, scope)]
+    return [*by_severity(found), verdict(clean or test, thresholds, errors, scope, others=len(found))]

@@ -221,7 +221,7 @@ def _import_factory(module_part: str, spec: str) -> tuple[Any, str | None]:
         module = importlib.import_module(module_part)
     except ImportError as exc:
         raise FrostlineError(f"cannot import {module_part!r} from model spec {spec!r}: {exc} (a file path works "
-                             "from any directory: --model path/to/models.py:function)") from None
+                             "from any directory: path/to/models.py:function)") from None
     file = getattr(module, "__file__", None)
     return module, str(Path(file).resolve()) if file else None
 

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..core.atomic import umask_mode
 from ..core.errors import FrostlineError
 from ..models.pooling import PooledTextClassifier
 from .folder import check_out
@@ -146,6 +147,9 @@ def export_run(run: str | Path, dest: str | Path, model: str | None = None, stat
         if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
             raise FrostlineError(f"the exported model does not reproduce the run's outputs (max difference "
                                  f"{(got - expected).abs().max().item():.3g}); export not written")
+        for file in tmp.rglob("*"):  # safetensors and transformers write 0600 files: readable like any file
+            if file.is_file():
+                os.chmod(file, umask_mode())
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.rename(tmp, out)

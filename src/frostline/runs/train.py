@@ -168,7 +168,9 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
     parts = model_parts(loaded.model)
     for spec in strategies if strategies is not None else [cfg.strategy]:
-        parse_strategy(spec, loaded.model).plan(0, parts, cfg.lr, cfg.head_lr)
+        checked = parse_strategy(spec, loaded.model)
+        if checked.ready:  # automatic strategies plan once they have scored the model (in train)
+            checked.plan(0, parts, cfg.lr, cfg.head_lr)
     augment = parse_augment(cfg.augment)
     what = "tokenising" if full.kind == "text" else "preparing"
     with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
@@ -248,7 +250,8 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     prepared = prepared or prepare(cfg, status=status, echo=echo)
     model, labels = prepared.loaded.model, prepared.splits.label_names
     strategy = parse_strategy(cfg.strategy, model)
-    strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
+    if strategy.ready:
+        strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
     identity = _identity(cfg, prepared)
     if state is not None:
         _check_same_data(run, state, prepared.data_hashes, cfg)
@@ -257,6 +260,9 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         run.write_state({"complete": False, **identity})
     base = prepared.base_metrics(cfg.eval_batch_size, status)
     prepared.reset()
+    if strategy.needs_data:  # scored on the starting weights, also when resuming: the choice repeats exactly
+        with status(f"{strategy}: scoring the model on the training data"):
+            strategy.setup(model, prepared.train, cfg.seed)
     run.write_config(cfg.to_dict())
     head, model_info = _head_record(prepared), model_record(prepared.loaded)
     keeper = Checkpointer(run.path, model, prepared.initial_state, prepared.loaded.head.name,
@@ -285,9 +291,12 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         kept = f"the checkpoint of epoch {keeper.latest.epoch} is kept" if keeper.latest else "no epoch finished"
         run.log(f"stopped: {exc}")
         raise NonFiniteLoss(f"{exc}. In {run.path}, {kept}; a new --lr needs a new --out") from None
+    finally:
+        strategy.teardown(model)
     if result.converged and len(result.history) < cfg.epochs:
-        echo(f"the linear probe converged in epoch {result.history[-1]['epoch']}: epochs "
-             f"{result.history[-1]['epoch'] + 1}-{cfg.epochs} would not change it and were skipped")
+        done = result.history[-1]["epoch"]
+        rest = f"epoch {cfg.epochs}" if done + 1 == cfg.epochs else f"epochs {done + 1}-{cfg.epochs}"
+        echo(f"the linear probe converged in epoch {done}: {rest} would not change it and were skipped")
     best_tensors = keeper.load_best()
     metrics, test_pred, at = score_run(cfg, prepared, strategy, result, resume, started, head, model_info, base,
                                        status)

@@ -83,6 +83,7 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
         epoch's weights and no copy is held.
     """
     config.validate()
+    owns_setup = strategy.needs_data and not strategy.ready  # scored here, on the weights it is given
     run = _set_up(model, train, val, strategy, config, resume, status or (lambda _msg: nullcontext()))
     try:
         for epoch in range(run.start, config.epochs):
@@ -100,6 +101,8 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
     finally:
         if run.prefix is not None:
             run.prefix.close()
+        if owns_setup:
+            strategy.teardown(model)
     if config.restore_best:
         run.best.restore(model)
     assert run.plan is not None
@@ -144,6 +147,7 @@ class _Run:
     prev_losses: np.ndarray | None = None
     clock: Clock | None = None
     t_start: float = 0.0
+    params: dict[str, nn.Parameter] = field(default_factory=dict)  # by name, before any cache surgery
 
     def plan_at(self, epoch: int) -> EpochPlan:
         return self.strategy.plan(epoch, self.parts, self.config.lr, self.config.head_lr)
@@ -184,6 +188,10 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
     popt = PlanOptimizer(model, config.optimizer, config.weight_decay, schedule, **extra)
     run = _Run(model, train, val, strategy, config, status, fabric, precision, parts, steps_per_epoch, popt)
+    run.params = dict(model.named_parameters())
+    if strategy.needs_data and not strategy.ready:
+        with status(f"{strategy}: scoring the model on the training data"):
+            strategy.setup(model, train, config.seed)
     if resume is not None:
         _restore(run, resume)
     run.plan = run.plan_at(run.start)
@@ -210,6 +218,7 @@ def _restore(run: _Run, resume: Resume) -> None:
     config = run.config
     run.history, run.best_epoch, run.best_loss = list(resume.history), resume.best_epoch, resume.best_loss
     run.step, run.start = resume.step, resume.next_epoch
+    run.strategy.restore(run.history)  # decisions of an automatic strategy, before its plans are replayed
     for e in range(run.start):  # replay plans so the optimizer's groups come back in the same order
         run.popt.apply(run.plan_at(e), e * run.steps_per_epoch)
     if run.popt.optimizer is not None and resume.optimizer_state is not None:
@@ -270,7 +279,8 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
     assert clock is not None
     run.fmodel.train()
     advance = progress(f"epoch {ep.index + 1}/{config.epochs} train", run.steps_per_epoch) if progress else None
-    loss_sum, seen, preds, truth = 0.0, 0, [], []
+    loss_sum, seen, preds, truth, index = 0.0, 0, [], [], 0
+    watch = run.strategy.watches_gradients
     batches = run.train.batches(config.batch_size, shuffle=True, seed=config.seed, epoch=ep.index)
     while True:
         with clock("data"):
@@ -287,6 +297,10 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
             raise NonFiniteLoss(_non_finite("training loss", loss_value, ep.index, run.step, popt))
         with clock("backward"):  # gradients are None here: cleared at the start and after each step
             fabric.backward(loss)
+        if watch:  # an automatic strategy sees the raw gradients (auto-freeze: per-part norms)
+            with clock("observe"):
+                run.strategy.observe(run.params, index, run.steps_per_epoch)
+        index += 1
         with clock("optimizer"):
             if config.clip is not None:
                 fabric.clip_gradients(run.fmodel, run.fopt, max_norm=config.clip, error_if_nonfinite=False)
@@ -348,6 +362,7 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
         with clock("verify"):
             verified += verify_frozen(run.model, run.snap).checked
             run.snap, run.snap_plan = None, None
+    auto = run.strategy.end_epoch(epoch, config.epochs)
     record = EpochRecord(epoch + 1, ep.plan.note + (" (L-BFGS)" if ep.linear else ""),
                          sum(run.model.get_parameter(n).numel() for n in ep.plan.params), ep.added, run.popt.lrs(),
                          time.perf_counter() - ep.t0, train_metrics, val_metrics, verified, ep.cache_status,
@@ -355,7 +370,8 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
                          val_change=paired_change(val_pred.losses, run.prev_losses),
                          val_vs_best=paired_change(val_pred.losses, run.best_losses), val_losses=val_pred.losses,
                          frozen_snapshot={"digests": run.snap.digests, "elements": run.snap.elements,
-                                          "plan": list(run.snap_plan or ())} if run.snap is not None else None)
+                                          "plan": list(run.snap_plan or ())} if run.snap is not None else None,
+                         auto=auto)
     run.history.append(record.to_dict())
     run.prev_losses = val_pred.losses
     if is_best:
@@ -369,8 +385,8 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
     if ending is not None:
         run.ending = ending
     if rest_same:
-        log.info("linear probe converged in epoch %d; epochs %d-%d would not change it", epoch + 1,
-                 epoch + 2, config.epochs)
+        log.info("linear probe converged in epoch %d; the later epochs (to %d) would not change it", epoch + 1,
+                 config.epochs)
     elif stop:
         log.info("early stop after epoch %d: validation loss did not improve for %d epochs", epoch + 1,
                  run.bad_epochs)

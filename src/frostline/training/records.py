@@ -87,6 +87,8 @@ class EpochRecord:
     val_losses: np.ndarray | None = field(default=None, repr=False)  # per sample; checkpointed, not in JSON
     #: checksums of the frozen tensors of the running plan (checkpointed, so a resumed run still verifies them)
     frozen_snapshot: dict[str, Any] | None = field(default=None, repr=False)
+    #: what an automatic strategy decided after this epoch (auto-freeze: which parts froze and the evidence)
+    auto: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""

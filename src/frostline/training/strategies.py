@@ -15,63 +15,24 @@ and the scheduler drives it from then on.
 ``lp-ft[:K]``               linear probe for K epochs (default 1), then everything at the body rate
 ``surgical:SELECTOR``       only what SELECTOR matches (e.g. ``surgical:blocks:0-1``), plus the head
 ==========================  ==========================================================================
+
+Strategies that measure before they freeze (``surgical:auto``, ``mask:fisher``, ``auto-freeze``) are in
+:mod:`frostline.training.auto`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
 from ..core.errors import FrostlineError, did_you_mean
+from ..freezing.importance import check_score
 from ..freezing.select import resolve_params
 from ..models.parts import Part
+from .auto import parse_auto
+from .plans import EpochPlan, Group, Strategy
 
-STRATEGY_NAMES = ("linear-probe", "partial", "full", "gradual", "discriminative", "lp-ft", "surgical")
-
-
-@dataclass(frozen=True)
-class Group:
-    """Parameters that train together at one base learning rate."""
-
-    name: str
-    params: tuple[str, ...]
-    lr: float
-
-
-@dataclass(frozen=True)
-class EpochPlan:
-    """What trains in one epoch."""
-
-    groups: tuple[Group, ...]
-    note: str
-
-    @property
-    def params(self) -> set[str]:
-        """Every trainable parameter name."""
-        return {p for g in self.groups for p in g.params}
-
-
-class Strategy:
-    """Base class: a name and a per-epoch plan."""
-
-    name = "strategy"
-
-    def plan(self, epoch: int, parts: list[Part], lr: float, head_lr: float) -> EpochPlan:
-        """Trainable groups for ``epoch`` (0-based)."""
-        raise NotImplementedError
-
-    def __str__(self) -> str:
-        return self.name
-
-    @staticmethod
-    def _head(parts: list[Part], head_lr: float) -> Group:
-        head = parts[-1]
-        return Group(head.name, head.params, head_lr)
-
-    @staticmethod
-    def _body(parts: list[Part]) -> list[Part]:
-        return parts[:-1]
+STRATEGY_NAMES = ("linear-probe", "partial", "full", "gradual", "discriminative", "lp-ft", "surgical", "auto-freeze",
+                  "mask")
 
 
 class LinearProbe(Strategy):
@@ -190,7 +151,16 @@ def _number(text: str, kind: type, spec: str, expected: str) -> float | int:
 def check_strategy_spec(spec: str) -> str:
     """Validate a strategy's form without a model (``surgical:`` selectors are resolved once the model loads)."""
     if isinstance(spec, str) and spec.strip().partition(":")[0] == "surgical":
-        if not spec.strip().partition(":")[2]:
+        arg = spec.strip().partition(":")[2]
+        if arg.partition(":")[0] == "auto":  # K is checked against the model's blocks once it loads
+            k_text, _, score = arg.partition(":")[2].partition(":")
+            if k_text and (not k_text.isdigit() or int(k_text) < 1):
+                raise FrostlineError(f"bad strategy {spec.strip()!r}: expected 'surgical:auto[:K[:SCORE]]' with K >= 1 "
+                                     "blocks, e.g. surgical:auto:2 or surgical:auto:2:fisher")
+            if score:
+                check_score(score)
+            return spec.strip()
+        if not arg:
             raise FrostlineError("strategy 'surgical' needs a selector, e.g. surgical:blocks:0-1 or surgical:stem")
         return spec.strip()
     return str(parse_strategy(spec))
@@ -222,6 +192,8 @@ def parse_strategy(spec: str, model: nn.Module | None = None) -> Strategy:
         return Discriminative(float(factor))
     if kind == "lp-ft":
         return LPFT(int(_number(arg, int, spec, "'lp-ft:K' with K >= 1 linear-probe epochs")) if arg else 1)
+    if kind in ("auto-freeze", "mask") or (kind == "surgical" and arg.partition(":")[0] == "auto"):
+        return parse_auto(kind, arg, spec, model)
     if kind == "surgical":
         if not arg:
             raise FrostlineError("strategy 'surgical' needs a selector, e.g. surgical:blocks:0-1 or surgical:stem")
@@ -230,5 +202,6 @@ def parse_strategy(spec: str, model: nn.Module | None = None) -> Strategy:
         return Surgical(arg, model)
     raise FrostlineError(
         f"unknown strategy {spec!r}; expected one of linear-probe, partial:N, full, gradual, discriminative[:F], "
-        f"lp-ft[:K], surgical:SELECTOR{did_you_mean(kind, STRATEGY_NAMES)}"
+        f"lp-ft[:K], surgical:SELECTOR, surgical:auto[:K[:SCORE]], auto-freeze, mask:fisher:P"
+        f"{did_you_mean(kind, STRATEGY_NAMES)}"
     )

@@ -1,0 +1,145 @@
+"""Strategies that measure before they freeze: surgical:auto trains the blocks that score highest, mask:fisher's
+element masks hold under AdamW and momentum, auto-freeze only ever moves its boundary forward and its cache stays
+exact, and every choice is recorded and repeats on resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from frostline.core.errors import FrostlineError
+from frostline.data import Encoded, from_tensors, split
+from frostline.freezing.masks import element_mask
+from frostline.models.parts import Part
+from frostline.training import TrainConfig, fit, parse_strategy, predict
+from frostline.training.auto import AutoFreeze
+from tests import models
+from tests.test_importance import Stack
+
+
+def _vectors(n: int = 128):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    s = split(from_tensors(x, y, ["a", "b"]), 0.25, 0.25, seed=0)
+    return Encoded(s.train), Encoded(s.val)
+
+
+def _images(n: int = 128, size: int = 8):
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 3, size, size, generator=g) + y.view(-1, 1, 1, 1)
+    s = split(from_tensors(x, y, ["a", "b"]), 0.25, 0.25, seed=0)
+    return Encoded(s.train), Encoded(s.val)
+
+
+def _config(**kw) -> TrainConfig:
+    base = {"epochs": 3, "batch_size": 8, "lr": 0.01, "head_lr": 0.05, "warmup": 0.2, "patience": None,
+            "probe": "sgd"}
+    return TrainConfig(**(base | kw))
+
+
+def test_surgical_auto_trains_the_blocks_the_loss_rests_on_and_nothing_else():
+    torch.manual_seed(0)
+    model = Stack((0.3, 0.0, 3.0, 0.3))
+    train, val = _vectors()
+    strategy = parse_strategy("surgical:auto:1", model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = fit(model, train, val, strategy, _config(optimizer="adamw", weight_decay=0.1))
+    assert strategy.chosen == ["block 2"]
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"layers.2.fc.weight", "layers.2.fc.bias", "fc.weight", "fc.bias"}
+    assert result.history[0]["plan"] == "block 2 (top 1 by rgn) + head"
+    choice = strategy.choice()
+    assert choice["chosen"] == ["block 2"] and [p["name"] for p in choice["importance"]["parts"]][2] == "block 1"
+    assert choice["importance"]["parts"][2]["rgn"] == 0.0  # the block the loss cannot see
+
+
+def test_surgical_auto_k_and_score_are_checked_against_the_model():
+    model = Stack((0.3, 1.0))
+    with pytest.raises(FrostlineError, match=r"'surgical:auto:3' needs K in 1\.\.2: the model has 2 blocks"):
+        parse_strategy("surgical:auto:3", model)
+    with pytest.raises(FrostlineError, match=r"unknown importance score 'grad'"):
+        parse_strategy("surgical:auto:1:grad", model)
+    assert str(parse_strategy("surgical:auto", model)) == "surgical:auto:2"
+    with pytest.raises(FrostlineError, match=r"chooses its blocks from importance scores: call setup"):
+        parse_strategy("surgical:auto:1", model).plan(0, [], 1e-3, 1e-2)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])  # sgd: momentum 0.9
+def test_fisher_masks_hold_under_adamw_and_momentum(optimizer):
+    torch.manual_seed(0)
+    model = Stack((0.5, 1.0, 1.0))
+    train, val = _vectors()
+    strategy = parse_strategy("mask:fisher:10", model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    fit(model, train, val, strategy, _config(optimizer=optimizer, weight_decay=0.1))
+    assert strategy.masks is not None and sorted(strategy.masks) == [f"layers.{i}.fc.weight" for i in range(3)]
+    moved = 0
+    for name, frozen in strategy.masks.items():
+        p = model.get_parameter(name).detach()
+        assert torch.equal(p[frozen], before[name][frozen]), name  # no step, no decay, no momentum
+        moved += int((p[~frozen] != before[name][~frozen]).sum())
+    assert moved == round(3 * 16 * 16 * 0.10)  # every kept element trained
+    for name in ("embed.weight", "layers.0.fc.bias", "norm.weight"):
+        assert torch.equal(model.get_parameter(name), before[name]), name
+    assert not torch.equal(model.fc.weight, before["fc.weight"])
+    assert all(element_mask(model.get_parameter(n)) is None for n in strategy.masks)  # taken off after fit
+
+
+def _norms(strategy: AutoFreeze, rows: list[list[float]]) -> None:
+    for i, row in enumerate(rows):
+        params = {}
+        for part, value in zip(strategy._body(strategy.parts), row, strict=True):
+            p = torch.nn.Parameter(torch.zeros(1))
+            p.grad = torch.tensor([float(value)])
+            params[part.params[0]] = p
+        strategy.observe(params, i, len(rows))
+
+
+def test_auto_freeze_rule_freezes_the_converged_prefix_and_only_moves_forward():
+    parts = [Part("stem", ("s",)), *(Part(f"block {i}", (f"b{i}",)) for i in range(4)), Part("post", ("p",)),
+             Part("head", ("h",))]
+    af = AutoFreeze()
+    af.plan(0, parts, 1e-3, 1e-2)
+    # gradient-norm change between the epoch's halves: stem 0 %, block 0 1 %, block 1 50 %, block 2 1 %, ...
+    _norms(af, [[1, 1, 1, 1, 1, 1]] * 2 + [[1, 1.01, 1.5, 1.01, 2, 1.6]] * 2)
+    rec = af.end_epoch(0, 4)
+    assert rec["frozen_after"] == 2 and rec["froze"] == ["stem", "block 0"]  # block 2 converged but not a prefix
+    assert rec["threshold"] == pytest.approx(np.median([0, 0.01, 0.5, 0.01, 1.0, 0.6]))
+    assert af.plan(1, parts, 1e-3, 1e-2).note == "auto-freeze: stem..block 0 frozen"
+    assert {g.name for g in af.plan(1, parts, 1e-3, 1e-2).groups} == {"block 1", "block 2", "block 3", "post", "head"}
+    # next epoch: only the trainable parts are judged; the boundary never moves back
+    af.plan(1, parts, 1e-3, 1e-2)
+    _norms(af, [[0, 0, 1, 1, 1, 1]] * 2 + [[0, 0, 1.0, 1.0, 1.0, 1.0]] * 2)
+    rec = af.end_epoch(1, 4)
+    assert rec["frozen_after"] == 4 and rec["froze"] == ["block 1", "block 2"]  # the last block always trains
+    assert [af.frozen(e) for e in range(4)] == [0, 2, 4, 4]
+    # the last epoch decides nothing; a resumed run takes the recorded decisions back
+    af.plan(3, parts, 1e-3, 1e-2)
+    _norms(af, [[0, 0, 0, 0, 1, 1]] * 4)
+    assert af.end_epoch(3, 4)["frozen_after"] == 4
+    again = AutoFreeze()
+    again.restore([{"epoch": 1, "auto": {"frozen_before": 0, "frozen_after": 2}},
+                   {"epoch": 2, "auto": {"frozen_before": 2, "frozen_after": 4}}])
+    assert [again.frozen(e) for e in range(4)] == [0, 2, 4, 4]
+
+
+def test_auto_freeze_cache_stays_exact_and_the_boundary_only_grows():
+    results = []
+    for cache in (False, True):
+        torch.manual_seed(0)
+        model = models.TinyResNet(num_classes=2)
+        train, val = _images()
+        result = fit(model, train, val, parse_strategy("auto-freeze", model), _config(epochs=4, cache=cache))
+        results.append((result, predict(model, val), {n: p.detach().clone() for n, p in model.named_parameters()}))
+    (plain, plain_pred, plain_w), (cached, cached_pred, cached_w) = results
+    boundary = [h["auto"]["frozen_after"] for h in cached.history]
+    assert boundary == [h["auto"]["frozen_after"] for h in plain.history]
+    assert boundary == sorted(boundary) and boundary[0] > 0  # it froze something after the first epoch
+    assert any(h["cache"].startswith("cache built") for h in cached.history[1:])
+    np.testing.assert_allclose(cached_pred.probs, plain_pred.probs, atol=1e-5)
+    for n in plain_w:
+        torch.testing.assert_close(cached_w[n], plain_w[n], atol=1e-5, rtol=1e-5, msg=n)
+    assert [h["plan"] for h in cached.history][1].startswith("auto-freeze: stem..")
