@@ -143,3 +143,48 @@ def test_auto_freeze_cache_stays_exact_and_the_boundary_only_grows():
     for n in plain_w:
         torch.testing.assert_close(cached_w[n], plain_w[n], atol=1e-5, rtol=1e-5, msg=n)
     assert [h["plan"] for h in cached.history][1].startswith("auto-freeze: stem..")
+
+
+def _interrupted_then_resumed(tmp_path, tiny_hf_dir, strategy: str, stop_at: str):
+    """A whole run, and the same run interrupted at ``stop_at`` then resumed: both folders."""
+    from frostline.core import atomic
+    from frostline.runs.config import RunConfig
+    from frostline.runs.train import train
+    from tests.conftest import make_text_file
+
+    data = make_text_file(tmp_path / "d.tsv", n=80)
+    cfg = RunConfig(model=f"hf:{tiny_hf_dir}", data=data, text_column="1", label_column="0", strategy=strategy,
+                    epochs=4, batch_size=8, lr=1e-3, out=str(tmp_path / "r"))
+    whole = train(RunConfig(**{**cfg.to_dict(), "out": str(tmp_path / "whole")}), echo=lambda _s: None)
+
+    def stop(name: str) -> None:
+        if name == stop_at:
+            raise KeyboardInterrupt
+
+    atomic.fault_hook = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, echo=lambda _s: None)
+    finally:
+        atomic.fault_hook = None
+    resumed = train(cfg, echo=lambda _s: None)
+    return whole, resumed
+
+
+@pytest.mark.parametrize("strategy", ["auto-freeze", "surgical:auto:1", "mask:fisher:5"])
+def test_a_resumed_automatic_run_repeats_the_uninterrupted_one_exactly(tmp_path, tiny_hf_dir, strategy):
+    import json
+
+    whole, resumed = _interrupted_then_resumed(tmp_path, tiny_hf_dir, strategy, "epoch-0002:renamed")
+    assert resumed.resumed_from == 2
+    for f in ("model.safetensors", "predictions.csv"):
+        assert (resumed.out / f).read_bytes() == (whole.out / f).read_bytes(), f
+    a, b = (json.loads((r.out / "metrics.json").read_text()) for r in (whole, resumed))
+    assert a["run"]["auto"]["strategy"] == strategy
+    assert [h["plan"] for h in a["history"]] == [h["plan"] for h in b["history"]]
+    if strategy == "auto-freeze":
+        assert [h["auto"]["frozen_after"] for h in a["history"]] == [h["auto"]["frozen_after"] for h in b["history"]]
+    if strategy.startswith("surgical"):
+        assert b["run"]["auto"]["chosen"] == a["run"]["auto"]["chosen"] and len(a["run"]["auto"]["chosen"]) == 1
+    report = (whole.out / "report.html").read_text()
+    assert f"{strategy}: what it measured" in report

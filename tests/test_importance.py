@@ -9,7 +9,7 @@ from torch import nn
 
 from frostline.core.errors import FrostlineError
 from frostline.data import Encoded, from_tensors
-from frostline.freezing.importance import fisher_elements, importance, top_fraction_mask
+from frostline.freezing.importance import fisher_elements, importance_scores, top_fraction_mask
 
 
 class Scaled(nn.Module):
@@ -53,7 +53,7 @@ def _model(scales: tuple[float, ...]) -> Stack:
 
 def test_a_block_the_loss_cannot_see_scores_zero_and_the_one_it_rests_on_scores_highest():
     model = _model((0.3, 0.0, 3.0, 0.3))
-    scores = importance(model, _data(), batches=3, batch_size=32)
+    scores = importance_scores(model, _data(), batches=3, batch_size=32)
     by = {p.name: p for p in scores.parts}
     assert [p.name for p in scores.parts] == ["stem", "block 0", "block 1", "block 2", "block 3", "post", "head"]
     assert by["block 1"].rgn == by["block 1"].fisher == by["block 1"].relevance == 0.0
@@ -67,7 +67,7 @@ def test_a_block_the_loss_cannot_see_scores_zero_and_the_one_it_rests_on_scores_
 
 def test_rgn_is_the_gradient_norm_over_the_weight_norm_averaged_over_batches():
     model, data = _model((0.5, 1.0)), _data(64)
-    scores = importance(model, data, batches=2, batch_size=32, seed=3, per_tensor=True)
+    scores = importance_scores(model, data, batches=2, batch_size=32, seed=3, per_tensor=True)
     from frostline.freezing.importance import score_batches
 
     expected = 0.0
@@ -89,24 +89,24 @@ def test_scoring_leaves_the_model_as_it_was():
     model.embed.requires_grad_(False)
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     before = {k: v.clone() for k, v in model.state_dict().items()}  # BatchNorm running stats included
-    first = importance(model, _data(), batches=2, batch_size=16)
+    first = importance_scores(model, _data(), batches=2, batch_size=16)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training and not model.embed.weight.requires_grad and model.layers[0].fc.weight.requires_grad
     assert torch.equal(model.fc.weight.grad, torch.ones_like(model.fc.weight)) and model.embed.weight.grad is None
-    again = importance(model, _data(), batches=2, batch_size=16)
+    again = importance_scores(model, _data(), batches=2, batch_size=16)
     assert [p.__dict__ for p in first.parts] == [p.__dict__ for p in again.parts]  # the same draw, eval mode
 
 
 def test_bad_requests_are_one_clear_error():
     model, data = _model((0.3, 1.0)), _data()
-    scores = importance(model, data, batches=1, batch_size=8)
+    scores = importance_scores(model, data, batches=1, batch_size=8)
     with pytest.raises(FrostlineError, match=r"cannot choose 3 of the model's 2 blocks: K must be 1\.\.2"):
         scores.top(3, blocks_only=True)
     with pytest.raises(FrostlineError, match=r"unknown importance score 'fischer'; expected one of rgn, fisher, "
                                              r"relevance; closest names: fisher"):
         scores.ranked("fischer")
     with pytest.raises(FrostlineError, match=r"batches >= 1 and batch_size >= 1, got 0 and 8"):
-        importance(model, data, batches=0, batch_size=8)
+        importance_scores(model, data, batches=0, batch_size=8)
 
 
 def test_fisher_masks_keep_exactly_the_top_share_and_match_per_sample_squared_gradients():
@@ -129,3 +129,47 @@ def test_fisher_masks_keep_exactly_the_top_share_and_match_per_sample_squared_gr
     assert kept.min() >= dropped.max()
     with pytest.raises(FrostlineError, match=r"in \(0, 100\] percent, got 0"):
         top_fraction_mask(fisher, 0)
+
+
+def test_importance_command_table_json_and_plot(tmp_path, tiny_hf_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from frostline.cli import app
+    from tests.conftest import make_text_file
+
+    data = make_text_file(tmp_path / "d.tsv", n=80)
+    base = ["importance", f"hf:{tiny_hf_dir}", "--data", data, "--text-column", "1", "--label-column", "0"]
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "imp")])
+    assert result.exit_code == 0, result.output
+    assert "surgical:auto:2 would train: block" in result.output and "cost: 4 batches, 32 samples" in result.output
+    saved = json.loads((tmp_path / "imp" / "importance.json").read_text())
+    assert [p["name"] for p in saved["parts"]][:2] == ["stem", "block 0"] and saved["samples"] == 32
+    assert (tmp_path / "imp" / "importance.png").read_bytes()[:4] == b"\x89PNG"
+    shown = CliRunner().invoke(app, [*base, "--json", "--top", "1", "--score", "fisher"])
+    assert shown.exit_code == 0
+    parsed = json.loads(shown.stdout)  # stdout holds the JSON alone
+    assert parsed["chosen_by"] == "fisher" and len(parsed["chosen"]) == 1
+    assert parsed["parts"] == saved["parts"]  # the same split, head and batches: the same scores
+    bad = CliRunner().invoke(app, [*base, "--score", "fishr"])
+    assert bad.exit_code == 2 and "unknown importance score 'fishr'" in bad.output
+    again = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "imp")])
+    assert again.exit_code == 2 and "imp" in again.output  # results are never written over
+
+
+def test_inspect_adds_the_importance_column(tmp_path, tiny_hf_dir):
+    from typer.testing import CliRunner
+
+    from frostline.cli import app
+    from tests.conftest import make_text_file
+
+    data = make_text_file(tmp_path / "d.tsv", n=80)
+    result = CliRunner().invoke(app, ["inspect", f"hf:{tiny_hf_dir}", "--importance", "--data", data,
+                                      "--text-column", "1", "--label-column", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "importance (rgn)" in result.output and "importance: 4 batches, 32 samples" in result.output
+    missing = CliRunner().invoke(app, ["inspect", f"hf:{tiny_hf_dir}", "--importance"])
+    assert missing.exit_code == 2 and "--importance needs --data FILE" in missing.output
+    stray = CliRunner().invoke(app, ["inspect", f"hf:{tiny_hf_dir}", "--data", data])
+    assert stray.exit_code == 2 and "--data is for --importance" in stray.output

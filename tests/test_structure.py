@@ -150,15 +150,19 @@ def test_packages_have_a_docstring_a_sorted_all_and_no_name_that_hides_a_module(
             assert getattr(package, name) is not None
 
 
-def test_top_level_api_is_unchanged():
-    assert sorted(fl.__all__) == sorted(API) == list(fl.__all__)
+#: names added after 0.1 (8/11: importance)
+NEW = ["Importance", "importance_scores", "score_importance"]
+
+
+def test_top_level_api_keeps_every_0_1_name():
+    assert sorted(fl.__all__) == list(fl.__all__) == sorted(API + NEW)
     assert fl.fit is fl.training.engine.fit and fl.freeze is fl.freezing.plan.freeze
     assert callable(fl.train) and callable(fl.summary) and callable(fl.freeze)
 
 
-def test_cli_commands_are_unchanged():
+def test_cli_keeps_its_commands():
     names = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
-    assert names == ["check", "compare", "demo", "evaluate", "export", "inspect", "predict", "train"]
+    assert names == ["check", "compare", "demo", "evaluate", "export", "importance", "inspect", "predict", "train"]
 
 
 def test_every_public_name_of_the_0_1_modules_is_still_importable_from_its_old_path():

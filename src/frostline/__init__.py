@@ -27,10 +27,12 @@ from .evaluation import Thresholds, classification_metrics, diagnose_run
 from .freezing import (
     FreezePlan,
     FrozenCheck,
+    Importance,
     Selection,
     Snapshot,
     check_model,
     freeze,
+    importance_scores,
     is_pinned,
     module_rows,
     raise_on_errors,
@@ -66,6 +68,7 @@ from .runs import (
     parse_strategies,
     predict_file,
     prepare,
+    score_importance,
 )
 from .runs.train import train
 from .training import (
@@ -93,6 +96,7 @@ __all__ = [
     "FrozenChangedError",
     "FrozenCheck",
     "HeadInfo",
+    "Importance",
     "LeakageReport",
     "LoadedModel",
     "PooledTextClassifier",
@@ -122,6 +126,7 @@ __all__ = [
     "fit_probe",
     "freeze",
     "from_tensors",
+    "importance_scores",
     "is_pinned",
     "load_model",
     "load_run",
@@ -140,6 +145,7 @@ __all__ = [
     "replace_head",
     "resolve",
     "resolve_params",
+    "score_importance",
     "set_trainable",
     "snapshot",
     "split",

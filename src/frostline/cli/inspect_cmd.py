@@ -14,6 +14,7 @@ from ..models.blocks import discover_blocks
 from ..models.load import LoadedModel, load_model
 from ..models.pooling import check_pooling
 from .application import app, console, friendly, print_json
+from .status import status
 
 ModelArg = Annotated[str, typer.Argument(
     help="minilm | hf:<dir or hub id> | package.module:function | path/to/file.py:function")]
@@ -40,6 +41,26 @@ def _prepare(model: str, freeze_: list[str] | None, except_: list[str] | None, b
     return loaded, plan
 
 
+def _with_importance(model: str, data: str | None, text_column: str | None, label_column: str | None,
+                     pooling: str, score: str, freeze_: list[str] | None, except_: list[str] | None,
+                     bn: str) -> tuple[LoadedModel, FreezePlan | None, dict[str, str]]:
+    from ..freezing.importance import check_score
+    from ..runs.config import RunConfig
+    from ..runs.importance import module_scores, score_importance
+
+    if data is None:
+        raise FrostlineError("--importance needs --data FILE: the scores are measured on your labelled data")
+    check_score(score)
+    cfg = RunConfig(model=model, data=data, text_column=text_column, label_column=label_column, pooling=pooling)
+    result, prepared = score_importance(cfg, status=status,
+                                        echo=lambda line: console.print(line, highlight=False, markup=False))
+    loaded = prepared.loaded
+    plan = freeze(loaded.model, *freeze_, except_=except_ or None, bn=bn) if freeze_ else None  # type: ignore[arg-type]
+    console.print(f"importance: {result.batches} batches, {result.samples} samples, {result.seconds:.2f} s",
+                  highlight=False)
+    return loaded, plan, module_scores(prepared, result, score)
+
+
 @app.command()
 @friendly
 def inspect(
@@ -51,19 +72,34 @@ def inspect(
     pooling: PoolingOpt = "auto",
     depth: Annotated[int | None, typer.Option(help="Show every module down to this depth.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan and layout as JSON.")] = False,
+    importance: Annotated[bool, typer.Option("--importance", help="Add each part's importance score on --data "
+                                             "(a new head for its classes).")] = False,
+    data: Annotated[str | None, typer.Option(help="Labelled data for --importance.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of --data.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of --data.")] = None,
+    score: Annotated[str, typer.Option(help="rgn | fisher | relevance: the score --importance shows.")] = "rgn",
 ) -> None:
     """Show the module tree (parameters, trainable / frozen, norm statistics), the head and the blocks.
 
-    With --freeze, preview a freeze plan without training.
+    With --freeze, preview a freeze plan without training; with --importance --data FILE, add the score of each
+    part (see frostline importance).
     """
-    loaded, plan = _prepare(model, freeze_, freeze_except, bn, num_classes, pooling)
+    scores = None
+    if importance:
+        loaded, plan, scores = _with_importance(model, data, text_column, label_column, pooling, score, freeze_,
+                                                freeze_except, bn)
+    else:
+        if data is not None:
+            raise FrostlineError("--data is for --importance; add --importance to score the model on it")
+        loaded, plan = _prepare(model, freeze_, freeze_except, bn, num_classes, pooling)
     layout = discover_blocks(loaded.model, loaded.head.name)
     choice = loaded.pooling.to_dict() if loaded.pooling else None
     if as_json:
         print_json({"model": model, "head": loaded.head.to_dict(), "pooling": choice, "blocks": layout.to_dict(),
                     "plan": plan.to_dict() if plan else None})
         return
-    console.print(summary_table(loaded.model, depth, title=f"{model}: {type(loaded.model).__name__}"))
+    console.print(summary_table(loaded.model, depth, title=f"{model}: {type(loaded.model).__name__}",
+                                scores=scores, score_name=f"importance ({score})"))
     h = loaded.head
     console.print(f"[bold]head[/]: {h.name} ({h.family}; Linear {h.in_features} -> {h.num_classes})")
     if choice:

@@ -1,11 +1,13 @@
 """Stage 3, what stays frozen: selectors (path, glob, regex, type, depth, head, all) resolved to parameters, freeze
 plans that hold (requires_grad, pinned BatchNorm and dropout, element masks), checksums that prove frozen tensors
-did not change, checks for freezing mistakes PyTorch accepts silently, and the module-tree overview.
+did not change, checks for freezing mistakes PyTorch accepts silently, importance scores that say which parts
+matter, and the module-tree overview.
 
 Knows nothing about training loops.
 """
 
 from .check import check_model, raise_on_errors
+from .importance import Importance, importance_scores
 from .masks import element_mask, freeze_elements, unfreeze_elements
 from .overview import module_rows, summary, summary_table
 from .plan import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
@@ -15,12 +17,14 @@ from .verify import FrozenCheck, Snapshot, snapshot, verify_frozen
 __all__ = [
     "FreezePlan",
     "FrozenCheck",
+    "Importance",
     "Selection",
     "Snapshot",
     "check_model",
     "element_mask",
     "freeze",
     "freeze_elements",
+    "importance_scores",
     "is_pinned",
     "module_rows",
     "raise_on_errors",

@@ -126,7 +126,7 @@ class _AllTrainable:
             m.training = self.modes[n]
 
 
-def importance(model: nn.Module, data: Encoded, *, batches: int = 4, batch_size: int = 32, seed: int = 0,
+def importance_scores(model: nn.Module, data: Encoded, *, batches: int = 4, batch_size: int = 32, seed: int = 0,
                per_tensor: bool = False, device: torch.device | str | None = None) -> Importance:
     """Score every part of ``model`` (head already replaced) on ``batches`` batches of ``data``.
 

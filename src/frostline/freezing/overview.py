@@ -116,8 +116,10 @@ def _fmt(n: int) -> str:
     return str(n)
 
 
-def summary_table(model: nn.Module, max_depth: int | None = None, title: str | None = None) -> Table:
-    """A rich table of :func:`module_rows`, with totals in the caption."""
+def summary_table(model: nn.Module, max_depth: int | None = None, title: str | None = None,
+                  scores: dict[str, str] | None = None, score_name: str = "importance") -> Table:
+    """A rich table of :func:`module_rows`, with totals in the caption; ``scores`` (module name -> text) adds a
+    column, e.g. the importance of the part each module is the root of."""
     rows = module_rows(model, max_depth)
     table = Table(title=title or type(model).__name__, show_lines=False, header_style="bold")
     table.add_column("module", no_wrap=True)
@@ -128,12 +130,15 @@ def summary_table(model: nn.Module, max_depth: int | None = None, title: str | N
     table.add_column("state", no_wrap=True)
     if any(r.bn for r in rows):
         table.add_column("norm stats", no_wrap=True)
+    if scores is not None:
+        table.add_column(score_name, justify="right", no_wrap=True)
     style = {"trainable": "green", "frozen": "cyan", "mixed": "yellow"}
     for r in rows:
         label = ("  " * r.depth) + (r.name.rsplit(".", 2)[-1] if r.depth > 1 else r.name)
         cells = [label, r.type, r.role, _fmt(r.params), _fmt(r.trainable), _fmt(r.frozen),
                  f"[{style.get(r.state, 'dim')}]{r.state}[/]"]
-        table.add_row(*cells, *([r.bn] if any(x.bn for x in rows) else []))
+        extra = [r.bn] if any(x.bn for x in rows) else []
+        table.add_row(*cells, *extra, *([scores.get(r.name, "")] if scores is not None else []))
     total, trainable, frozen = _counts(model)
     pct = 100 * trainable / total if total else 0.0
     table.caption = f"trainable {trainable:,} of {total:,} parameters ({pct:.2f}%), frozen {frozen:,}"

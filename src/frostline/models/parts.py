@@ -41,3 +41,14 @@ def model_parts(model: nn.Module) -> list[Part]:
     covered = {p for part in [*blocks, head_part, post] for p in part.params}
     stem = Part("stem", tuple(n for n in names if n not in covered))
     return [p for p in [stem, *blocks, post, head_part] if p.params]
+
+
+def part_modules(model: nn.Module) -> dict[str, list[str]]:
+    """The modules each part is made of: a block's or the head's root module; the stem's and post's modules."""
+    head = find_head(model).name
+    layout = discover_blocks(model, head)
+    out: dict[str, list[str]] = {"stem": list(layout.stem)}
+    out.update({f"block {i}": [b] for i, b in enumerate(layout.blocks)})
+    out["post"] = list(layout.post)
+    out["head"] = [head]
+    return {k: v for k, v in out.items() if v}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import atomic
+from .importance import auto_html
 from .terminal import compare_rows
 
 CSS = """
@@ -76,12 +77,13 @@ METRIC_HEAD = ["", "loss", "accuracy", "balanced acc.", "MCC", "precision", "rec
 
 
 def freeze_plan_html(m: dict[str, Any]) -> str:
-    """Which parts trained in which epoch (from the groups each epoch added)."""
+    """Which parts trained in which epoch (each epoch's plan; runs from before it was recorded: the groups added so
+    far, which is the same for strategies that never freeze again)."""
     open_parts: set[str] = set()
     grid = []
     for h in m["history"]:
         open_parts |= set(h["groups_added"])
-        grid.append(set(open_parts))
+        grid.append(set(h["parts"]) if "parts" in h else set(open_parts))
     head = ["part", "parameters", *[f"epoch {h['epoch']}" for h in m["history"]]]
     rows = []
     for p in m["parts"]:
@@ -155,7 +157,7 @@ def run_report(m: dict[str, Any]) -> str:
                                           "confusion matrix"),
         "<h2>Precision-recall trade-off</h2>", threshold_text, _img(plots.pr_curve(th) if th else None,
                                                                      "precision-recall curve"),
-        "<h2>Freeze plan</h2>", freeze_plan_html(m),
+        "<h2>Freeze plan</h2>", freeze_plan_html(m), auto_html(run.get("auto"), m["history"]),
     ]
     return _page(f"frostline run: {run['strategy']} on {Path(m['data']['source']).name}", "".join(body))
 

@@ -157,3 +157,22 @@ def compare_bars(rows: list[dict[str, Any]]) -> bytes:
     ax.legend(fontsize=8, ncol=3, loc="lower right")
     ax.set_title("test metrics by strategy")
     return _png(fig)
+
+
+@_literal
+def importance_bars(scores: dict[str, Any], chosen: list[str] | None = None) -> bytes:
+    """Each importance score per part (``importance.json`` content), one panel per score, chosen parts marked."""
+    parts = scores["parts"]
+    names = [p["name"] for p in parts]
+    kinds = list(scores["scores"])
+    fig, axes = _subplots(1, len(kinds), figsize=(max(6.0, 0.5 * len(names) * len(kinds)), 3.2))
+    for ax, kind in zip(np.atleast_1d(axes), kinds, strict=True):
+        values = [p[kind] for p in parts]
+        colors = ["#d62728" if chosen and n in chosen else "#1f77b4" for n in names]
+        ax.bar(np.arange(len(names)), values, color=colors)
+        ax.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(kind, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"importance per part ({scores['batches']} batches, {scores['samples']} samples)"
+                 + ("; red: chosen" if chosen else ""), fontsize=9)
+    return _png(fig)

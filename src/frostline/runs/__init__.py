@@ -13,6 +13,7 @@ from .comparison import Comparison, compare, parse_strategies
 from .config import RunConfig
 from .export import export_run
 from .folder import RunFolder
+from .importance import score_importance, write_importance
 from .inference import PredictionSet, RunModel, load_run, predict_file
 from .scoring import evaluate
 from .train import Prepared, RunResult, prepare
@@ -32,6 +33,8 @@ __all__ = [
     "parse_strategies",
     "predict_file",
     "prepare",
+    "score_importance",
+    "write_importance",
 ]
 
 

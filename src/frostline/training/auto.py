@@ -3,7 +3,8 @@
 ==============================  ======================================================================
 ``surgical:auto[:K[:SCORE]]``   the K blocks (default 2) with the highest importance score (``rgn``,
                                 the default, ``fisher`` or ``relevance``; :mod:`frostline.freezing.importance`),
-                                measured on the training data with the new head, plus the head
+                                measured on the training data with the new head (:func:`score_budget`
+                                samples), plus the head
 ``mask:fisher:P``               inside every weight matrix of the blocks, only the top P % of elements by
                                 diagonal Fisher information train (element masks), plus the head
 ``auto-freeze``                 full fine-tuning that freezes the converged prefix as it goes (AutoFreeze,
@@ -25,13 +26,20 @@ from torch import nn
 
 from ..core.errors import FrostlineError
 from ..data.batching import Encoded
-from ..freezing.importance import Importance, check_score, fisher_elements, importance, top_fraction_mask
+from ..freezing.importance import Importance, check_score, fisher_elements, importance_scores, top_fraction_mask
 from ..freezing.masks import element_mask, freeze_elements, unfreeze_elements
 from ..models.parts import Part, model_parts
 from .plans import EpochPlan, Group, Strategy
 
-#: importance scoring: batches x batch size drawn from the training split
-SCORE_BATCHES, SCORE_BATCH_SIZE = 4, 32
+#: importance scoring: at most this many batches and samples from the training split
+SCORE_BATCHES, SCORE_SAMPLES, SCORE_MIN_SAMPLES = 4, 128, 32
+
+
+def score_budget(n_train: int) -> tuple[int, int]:
+    """(batches, batch size) for importance scores: 1/25 of the training split (about 4 % of one epoch's
+    forward and backward passes), at least 32 samples and at most 128, in 4 batches."""
+    samples = min(SCORE_SAMPLES, max(SCORE_MIN_SAMPLES, n_train // 25))
+    return SCORE_BATCHES, -(-samples // SCORE_BATCHES)
 #: per-element Fisher for ``mask:fisher``: single samples averaged
 FISHER_SAMPLES = 64
 
@@ -59,7 +67,8 @@ class SurgicalAuto(Strategy):
         return self.importance is not None
 
     def setup(self, model: nn.Module, train: Encoded, seed: int) -> None:
-        self.importance = importance(model, train, batches=SCORE_BATCHES, batch_size=SCORE_BATCH_SIZE, seed=seed)
+        batches, batch_size = score_budget(len(train))
+        self.importance = importance_scores(model, train, batches=batches, batch_size=batch_size, seed=seed)
         self.chosen = self.importance.top(self.k, self.score, blocks_only=True)
 
     def plan(self, epoch: int, parts: list[Part], lr: float, head_lr: float) -> EpochPlan:

@@ -371,7 +371,7 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
                          val_vs_best=paired_change(val_pred.losses, run.best_losses), val_losses=val_pred.losses,
                          frozen_snapshot={"digests": run.snap.digests, "elements": run.snap.elements,
                                           "plan": list(run.snap_plan or ())} if run.snap is not None else None,
-                         auto=auto)
+                         auto=auto, parts=[g.name for g in ep.plan.groups])
     run.history.append(record.to_dict())
     run.prev_losses = val_pred.losses
     if is_best:

@@ -89,6 +89,8 @@ class EpochRecord:
     frozen_snapshot: dict[str, Any] | None = field(default=None, repr=False)
     #: what an automatic strategy decided after this epoch (auto-freeze: which parts froze and the evidence)
     auto: dict[str, Any] | None = None
+    #: the parts that trained in this epoch (names of the plan's groups)
+    parts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""

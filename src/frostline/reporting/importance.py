@@ -1,0 +1,79 @@
+"""Importance scores as a person reads them: a terminal table and the report's section on automatic strategies."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from typing import Any
+
+from rich.table import Table
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if value else "0"
+
+
+def importance_table(scores: dict[str, Any], chosen: list[str] | None = None, title: str = "") -> Table:
+    """Parts input to output with their three scores and each score's rank (1 = most important; head excluded)."""
+    parts = scores["parts"]
+    kinds = list(scores["scores"])
+    ranks: dict[str, dict[str, int]] = {}
+    for kind in kinds:
+        body = [p for p in parts if p["name"] != "head"]
+        order = sorted(range(len(body)), key=lambda i: (-body[i][kind], -i))
+        ranks[kind] = {body[i]["name"]: r + 1 for r, i in enumerate(order)}
+    table = Table(title=title or "importance per part", header_style="bold")
+    table.add_column("part", no_wrap=True)
+    table.add_column("params", justify="right")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+        table.add_column("#", justify="right", style="dim")
+    for p in parts:
+        mark = " *" if chosen and p["name"] in chosen else ""
+        cells = [p["name"] + mark, f"{p['params']:,}"]
+        for kind in kinds:
+            cells += [_fmt(p[kind]), str(ranks[kind].get(p["name"], "-"))]
+        table.add_row(*cells)
+    table.caption = (f"{scores['batches']} batches, {scores['samples']} samples, {scores['seconds']:.2f} s; "
+                     + "; ".join(f"{k}: {v}" for k, v in scores["scores"].items())
+                     + ("; *: chosen" if chosen else ""))
+    return table
+
+
+def auto_html(auto: dict[str, Any] | None, history: list[dict[str, Any]]) -> str:
+    """The report's section on what an automatic strategy measured and chose ('' for other strategies)."""
+    if not auto:
+        return ""
+    from . import plots
+
+    out = [f"<h2>{escape(auto['strategy'])}: what it measured</h2>"]
+    scores = auto.get("importance")
+    if scores:
+        kinds = list(scores["scores"])
+        head = "".join(f"<th>{escape(k)}</th>" for k in ["part", "parameters", *kinds])
+        rows = "".join(
+            f"<tr><td>{escape(p['name'])}{' (chosen)' if p['name'] in auto.get('chosen', []) else ''}</td>"
+            f"<td class=\"num\">{p['params']:,}</td>" + "".join(f"<td class=\"num\">{_fmt(p[k])}</td>" for k in kinds)
+            + "</tr>" for p in scores["parts"])
+        png = base64.b64encode(plots.importance_bars(scores, auto.get("chosen"))).decode()
+        out.append(f"<p>{escape(auto['strategy'])} trains <b>{escape(', '.join(auto['chosen']))}</b> (highest "
+                   f"{escape(auto['score'])}) and the head; scored on {scores['batches']} batches "
+                   f"({scores['samples']} samples) in {scores['seconds']:.2f} s.</p>"
+                   f"<table><tr>{head}</tr>{rows}</table><img alt=\"importance per part\" "
+                   f"src=\"data:image/png;base64,{png}\">")
+    decisions = [h for h in history if (h.get("auto") or {}).get("change")]
+    if decisions:
+        rows = "".join(
+            f"<tr><td>{h['epoch']}</td><td>{escape(', '.join(h['auto']['froze']) or '-')}</td>"
+            f"<td class=\"num\">{h['auto']['threshold']:.3g}</td><td>"
+            + escape(", ".join(f"{k} {v:.3g}" for k, v in h["auto"]["change"].items())) + "</td></tr>"
+            for h in decisions)
+        out.append("<p>after each epoch, each trainable part's gradient-norm change between the epoch's halves was "
+                   "compared with the median; the leading parts at or below it froze from the next epoch on.</p>"
+                   "<table><tr><th>after epoch</th><th>froze</th><th>median change</th><th>change per part</th>"
+                   f"</tr>{rows}</table>")
+    if auto.get("trainable_elements") is not None:
+        out.append(f"<p>{auto['trainable_elements']:,} of {auto['elements']:,} elements of {auto['tensors']} block "
+                   f"weight matrices trained (top by diagonal Fisher over {auto['samples']} samples); the rest "
+                   "were held by element masks.</p>")
+    return "".join(out)
