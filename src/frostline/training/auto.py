@@ -161,7 +161,8 @@ class AutoFreeze(Strategy):
         self.parts = parts
         body, k = self._body(parts), self.frozen(epoch)
         groups = tuple(Group(p.name, p.params, lr) for p in body[k:])
-        note = "everything" if k == 0 else f"auto-freeze: {body[0].name}..{body[k - 1].name} frozen"
+        frozen = body[0].name if k == 1 else f"{body[0].name}..{body[k - 1].name}"
+        note = "everything" if k == 0 else f"auto-freeze: {frozen} frozen"
         return EpochPlan((*groups, self._head(parts, head_lr)), note)
 
     def observe(self, params: dict[str, nn.Parameter], index: int, steps: int) -> None:
