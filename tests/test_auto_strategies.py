@@ -15,6 +15,7 @@ from frostline.models.parts import Part
 from frostline.training import TrainConfig, fit, parse_strategy, predict
 from frostline.training.auto import AutoFreeze
 from tests import models
+from tests.test_cache import _images
 from tests.test_importance import Stack
 
 
@@ -22,14 +23,6 @@ def _vectors(n: int = 128):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 8, generator=g)
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
-    s = split(from_tensors(x, y, ["a", "b"]), 0.25, 0.25, seed=0)
-    return Encoded(s.train), Encoded(s.val)
-
-
-def _images(n: int = 128, size: int = 8):
-    g = torch.Generator().manual_seed(1)
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.randn(n, 3, size, size, generator=g) + y.view(-1, 1, 1, 1)
     s = split(from_tensors(x, y, ["a", "b"]), 0.25, 0.25, seed=0)
     return Encoded(s.train), Encoded(s.val)
 

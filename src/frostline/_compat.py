@@ -105,3 +105,13 @@ def old_attribute(package: str, name: str, modules: list[str]) -> Any:
                 _warn(f"{package}.{name}", f"{module_name}.{name}")
                 return getattr(module, name)
     raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+
+def old_names(package: str, modules: list[str]) -> Any:
+    """A package's ``__getattr__`` that answers the names its old flat module held (with the warning)."""
+
+    def __getattr__(name: str) -> Any:
+        return old_attribute(package, name, modules)
+
+    __getattr__.__doc__ = f"Names of the old ``{package}`` module that are not part of this package's surface."
+    return __getattr__

@@ -31,7 +31,7 @@ def importance(
     pooling: PoolingOpt = "auto",
     batches: Annotated[int | None, typer.Option(help="Mini-batches to average over [default: 4].")] = None,
     batch_size: Annotated[int | None, typer.Option(
-        help="Samples per batch [default: 1/100 of the train split, 8 to 32, as surgical:auto]")] = None,
+        help="Samples per batch [default: 1/160 of the train split, 8 to 32, as surgical:auto]")] = None,
     per_tensor: Annotated[bool, typer.Option("--per-tensor", help="Also score every parameter tensor.")] = False,
     top: Annotated[int | None, typer.Option(help="Mark the K blocks surgical:auto:K would train [default: 2].")] = None,
     score: Annotated[str, typer.Option(help="rgn | fisher | relevance: the score --top ranks by.")] = "rgn",

@@ -4,8 +4,7 @@ on both sides of a split (leakage); tokenised / tensor batches; training-time au
 Knows nothing about models or training.
 """
 
-from typing import Any
-
+from .._compat import old_names
 from .augment import Augment, parse_augment
 from .batching import Batch, Encoded
 from .dataset import Dataset, Splits
@@ -36,9 +35,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Names of the old ``frostline.data`` module that are not part of this package's surface."""
-    from .._compat import old_attribute
-
-    return old_attribute(__name__, name, ["frostline.data.dataset", "frostline.data.images", "frostline.data.tables",
-                                          "frostline.data.splits"])
+# the old flat module's names, with a warning
+__getattr__ = old_names(__name__, ["frostline.data.dataset", "frostline.data.images", "frostline.data.tables",
+                                   "frostline.data.splits"])

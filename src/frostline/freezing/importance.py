@@ -94,13 +94,16 @@ def _forward(model: nn.Module, inputs: dict[str, torch.Tensor] | torch.Tensor) -
 
 
 def score_batches(data: Encoded, batches: int, batch_size: int, seed: int) -> list[np.ndarray]:
-    """The positions of the scoring batches: a seeded random draw, the same on every call."""
+    """The positions of the scoring batches: a seeded random draw, the same on every call (text: the drawn samples
+    sorted by length before they are cut into batches, so a batch pads to similar lengths)."""
     if batches < 1 or batch_size < 1:
         raise FrostlineError(f"importance needs batches >= 1 and batch_size >= 1, got {batches} and {batch_size}")
     if len(data) == 0:
         raise FrostlineError("importance needs at least one labelled sample")
-    order = np.random.default_rng([seed, 7919]).permutation(len(data))
-    return [order[i : i + batch_size] for i in range(0, min(len(data), batches * batch_size), batch_size)]
+    order = np.random.default_rng([seed, 7919]).permutation(len(data))[: batches * batch_size]
+    if data.lengths is not None:  # text: the drawn samples batched by length, as training does (less padding)
+        order = order[np.argsort(data.lengths[order], kind="stable")]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class _AllTrainable:

@@ -5,8 +5,7 @@ into parts (stem, blocks, post, head).
 Knows nothing about freezing or training.
 """
 
-from typing import Any
-
+from .._compat import old_names
 from .blocks import Blocks, discover_blocks
 from .heads import HeadInfo, find_head, replace_head
 from .load import LoadedModel, check_model_spec, load_model, minilm_dir
@@ -33,8 +32,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Names of the old ``frostline.models`` module that are not part of this package's surface."""
-    from .._compat import old_attribute
-
-    return old_attribute(__name__, name, ["frostline.models.load"])
+__getattr__ = old_names(__name__, ["frostline.models.load"])  # the old flat module's names, with a warning

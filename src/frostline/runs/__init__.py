@@ -7,8 +7,7 @@ fits (checkpointing each epoch atomically through :mod:`.checkpointer`) and scor
 (``predict``) and :mod:`.export` use a finished run. ``frostline.train`` is :func:`frostline.runs.train.train`.
 """
 
-from typing import Any
-
+from .._compat import old_names
 from .comparison import Comparison, compare, parse_strategies
 from .config import RunConfig
 from .export import export_run
@@ -38,8 +37,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Names of the old ``frostline.runs`` module (now :mod:`frostline.runs.folder`)."""
-    from .._compat import old_attribute
-
-    return old_attribute(__name__, name, ["frostline.runs.folder"])
+__getattr__ = old_names(__name__, ["frostline.runs.folder"])  # the old flat module's names, with a warning
