@@ -68,6 +68,7 @@ def main() -> None:
                 m = by[s]
                 rows[s].append({"accuracy": m["test"]["accuracy"], "f1": m["test"]["f1"]["macro"],
                                 "seconds": m["seconds"]["total"], "epochs": len(m["history"]),
+                                "best_epoch": m["best_epoch"],
                                 "plans": [h["plan"] for h in m["history"]],
                                 "chosen": (m["run"].get("auto") or {}).get("chosen")})
             if "surgical:auto:2" in by and "full" in by:
@@ -78,15 +79,16 @@ def main() -> None:
     sizes = by["full" if "full" in by else strategies[0]]["data"]["sizes"]
     print(f"\nMiniLM on {Path(data).name}: {args.max_samples} samples (train {sizes['train']}, val {sizes['val']}, "
           f"test {sizes['test']}), {args.epochs} epochs, seeds {args.seeds}; test split, mean +/- sd over seeds\n")
-    print("| strategy | accuracy | macro F1 | seconds (train + val) | plans / choice |")
-    print("|---|---|---|---|---|")
+    print("| strategy | accuracy | macro F1 | seconds (train + val) | best epoch per seed | plans / choice |")
+    print("|---|---|---|---|---|---|")
     summary = {}
     for s in strategies:
         acc, f1, sec = (_stats([r[k] for r in rows[s]]) for k in ("accuracy", "f1", "seconds"))
         summary[s] = {"accuracy": acc, "f1": f1, "seconds": sec, "runs": rows[s]}
         extra = "; ".join(sorted({", ".join(r["chosen"]) for r in rows[s] if r["chosen"]})) or rows[s][0]["plans"][-1]
+        best = ", ".join(str(r["best_epoch"]) for r in rows[s])
         print(f"| {s} | {acc[0]:.4f} +/- {acc[1]:.4f} | {f1[0]:.4f} +/- {f1[1]:.4f} | {sec[0]:.1f} +/- {sec[1]:.1f} "
-              f"| {extra} |")
+              f"| {best} | {extra} |")
     if "full" in summary and "auto-freeze" in summary:
         full, af = summary["full"], summary["auto-freeze"]
         ratios = [f["seconds"] / a["seconds"] for f, a in zip(full["runs"], af["runs"], strict=True)]
