@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/importance.py --seeds 0,1,2 --max-samples 2000 --epochs 5
 
 For each seed, one ``frostline compare`` (same split, starting weights and budget for every strategy) of
-``full``, ``auto-freeze``, ``partial:2``, ``surgical:blocks:0-1`` and ``surgical:auto:2``; then per strategy the
-mean and spread over seeds of test accuracy, macro F1 and training seconds, and the three checks of issue 8/11:
+``full``, ``auto-freeze``, ``auto-freeze:4``, ``partial:2``, ``surgical:blocks:0-1`` and ``surgical:auto:2``; then per
+strategy the mean and spread over seeds of test accuracy, macro F1 and training seconds, and the three checks
+of issue 8/11:
 
 * auto-freeze's macro F1 against full's (within 1 point?) and its wall time ratio (full / auto-freeze >= 1.8?);
 * surgical:auto:2's macro F1 against the better of partial:2 and surgical:blocks:0-1 (at least as good, within
@@ -31,7 +32,7 @@ from frostline.runs.comparison import compare  # noqa: E402
 from frostline.runs.config import RunConfig  # noqa: E402
 from frostline.runs.demo import demo_data_path  # noqa: E402
 
-STRATEGIES = ["full", "auto-freeze", "partial:2", "surgical:blocks:0-1", "surgical:auto:2"]
+STRATEGIES = ["full", "auto-freeze", "auto-freeze:4", "partial:2", "surgical:blocks:0-1", "surgical:auto:2"]
 
 
 def _data() -> tuple[str, dict[str, str]]:
@@ -89,21 +90,26 @@ def main() -> None:
         best = ", ".join(str(r["best_epoch"]) for r in rows[s])
         print(f"| {s} | {acc[0]:.4f} +/- {acc[1]:.4f} | {f1[0]:.4f} +/- {f1[1]:.4f} | {sec[0]:.1f} +/- {sec[1]:.1f} "
               f"| {best} | {extra} |")
-    if "full" in summary and "auto-freeze" in summary:
-        full, af = summary["full"], summary["auto-freeze"]
+    for af_name in [s for s in strategies if s.startswith("auto-freeze")]:
+        if "full" not in summary:
+            break
+        full, af = summary["full"], summary[af_name]
         ratios = [f["seconds"] / a["seconds"] for f, a in zip(full["runs"], af["runs"], strict=True)]
         diffs = [a["f1"] - f["f1"] for f, a in zip(full["runs"], af["runs"], strict=True)]
-        print(f"\nauto-freeze vs full: wall time full / auto-freeze {statistics.fmean(ratios):.2f}x (per seed "
+        print(f"\n{af_name} vs full: wall time full / {af_name} {statistics.fmean(ratios):.2f}x (per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.8x); macro F1 difference "
               f"{100 * statistics.fmean(diffs):+.2f} points (per seed {', '.join(f'{100 * d:+.2f}' for d in diffs)}; "
               "target within 1 point)")
         for r in af["runs"]:
-            print(f"  auto-freeze plans: {' | '.join(r['plans'])}")
+            print(f"  {af_name} plans: {' | '.join(r['plans'])}")
     if {"surgical:auto:2", "partial:2", "surgical:blocks:0-1"} <= set(summary):
         auto = summary["surgical:auto:2"]["f1"]
         best = max(("partial:2", "surgical:blocks:0-1"), key=lambda s: summary[s]["f1"][0])
-        print(f"surgical:auto:2 macro F1 {auto[0]:.4f} +/- {auto[1]:.4f} vs the better of partial:2 and "
-              f"surgical:blocks:0-1 ({best}) {summary[best]['f1'][0]:.4f} +/- {summary[best]['f1'][1]:.4f}")
+        diffs = [a["f1"] - b["f1"] for a, b in zip(summary["surgical:auto:2"]["runs"], summary[best]["runs"],
+                                                    strict=True)]
+        print(f"\nsurgical:auto:2 macro F1 {auto[0]:.4f} +/- {auto[1]:.4f} vs the better of partial:2 and "
+              f"surgical:blocks:0-1 ({best}) {summary[best]['f1'][0]:.4f} +/- {summary[best]['f1'][1]:.4f}; "
+              f"paired difference per seed {', '.join(f'{100 * d:+.2f}' for d in diffs)} points")
     if costs:
         shares = [c["score_seconds"] / c["full_epoch_seconds"] for c in costs]
         score_s = statistics.fmean(c["score_seconds"] for c in costs)

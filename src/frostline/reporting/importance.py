@@ -61,17 +61,20 @@ def auto_html(auto: dict[str, Any] | None, history: list[dict[str, Any]]) -> str
                    f"({scores['samples']} samples) in {scores['seconds']:.2f} s.</p>"
                    f"<table><tr>{head}</tr>{rows}</table><img alt=\"importance per part\" "
                    f"src=\"data:image/png;base64,{png}\">")
-    decisions = [h for h in history if (h.get("auto") or {}).get("change")]
+    decisions = [(h, d) for h in history for d in (h.get("auto") or {}).get("intervals", []) if "change" in d]
     if decisions:
+        froze = {h["epoch"]: ", ".join(h["auto"].get("froze", [])) for h, _d in decisions}
         rows = "".join(
-            f"<tr><td>{h['epoch']}</td><td>{escape(', '.join(h['auto']['froze']) or '-')}</td>"
-            f"<td class=\"num\">{h['auto']['threshold']:.3g}</td><td>"
-            + escape(", ".join(f"{k} {v:.3g}" for k, v in h["auto"]["change"].items())) + "</td></tr>"
-            for h in decisions)
-        out.append("<p>after each epoch, each trainable part's gradient-norm change between the epoch's halves was "
-                   "compared with the median; the leading parts at or below it froze from the next epoch on.</p>"
-                   "<table><tr><th>after epoch</th><th>froze</th><th>median change</th><th>change per part</th>"
-                   f"</tr>{rows}</table>")
+            f"<tr><td>{h['epoch']}</td><td class=\"num\">{d['step']}</td><td>{escape(d['start'])}</td>"
+            f"<td class=\"num\">{d['threshold']:.3g}</td><td>"
+            + escape(", ".join(f"{k} {v:.3g}" for k, v in d["change"].items())) + "</td><td>"
+            + (escape(froze[h["epoch"]] or "-") if d is h["auto"]["intervals"][-1] else "") + "</td></tr>"
+            for h, d in decisions)
+        out.append("<p>every interval (half an epoch), each trainable block's summed gradient was compared with the "
+                   "previous interval's (change = |before - now| / before); the blocks before the first one at or "
+                   "above the median change froze, with the stem, from the next epoch on.</p>"
+                   "<table><tr><th>epoch</th><th>step</th><th>first block to train</th><th>median change</th>"
+                   f"<th>change per block</th><th>froze after the epoch</th></tr>{rows}</table>")
     if auto.get("trainable_elements") is not None:
         out.append(f"<p>{auto['trainable_elements']:,} of {auto['elements']:,} elements of {auto['tensors']} block "
                    f"weight matrices trained (top by diagonal Fisher over {auto['samples']} samples); the rest "

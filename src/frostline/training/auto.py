@@ -7,11 +7,11 @@
                                 samples), plus the head
 ``mask:fisher:P``               inside every weight matrix of the blocks, only the top P % of elements by
                                 diagonal Fisher information train (element masks), plus the head
-``auto-freeze``                 full fine-tuning that freezes the converged prefix as it goes (AutoFreeze,
-                                Liu et al. 2021): after each epoch, each trainable part's gradient-norm
-                                change between the epoch's two halves is compared with the median; the
-                                leading parts at or below it freeze from the next epoch on, so the frozen
-                                prefix, and with it the cache, only ever grows
+``auto-freeze[:I]``             full fine-tuning that freezes the converged prefix as it goes (AutoFreeze,
+                                Liu et al. 2021): every 1/I epoch (default 1/2), each trainable block's
+                                summed gradient is compared with the previous interval's; the leading
+                                blocks whose change is below the median freeze (with the stem) from the
+                                next epoch on, so the frozen prefix, and with it the cache, only grows
 ==============================  ======================================================================
 """
 
@@ -144,19 +144,37 @@ class MaskFisher(Strategy):
 
 
 class AutoFreeze(Strategy):
-    """Full fine-tuning whose frozen prefix grows once a prefix of parts has converged (AutoFreeze)."""
+    """Full fine-tuning whose frozen prefix grows once a prefix of blocks has converged (AutoFreeze, Liu et al. 2021,
+    as its reference code does it).
 
-    name = "auto-freeze"
+    The steps are cut into ``intervals`` per epoch (2: at 5 epochs, the reference's 10 intervals per run). Over each
+    interval every trainable block's gradient is summed; at the interval's end the L1 norm of that sum is compared
+    with the previous interval's, ``|prev - now| / prev``. The first trainable block whose change is at or above the
+    ``percentile`` (median) of the trainable blocks' changes becomes the first block that trains: the blocks before
+    it, and the stem with them, freeze from the next epoch on (the plan, and with it the frozen-prefix cache,
+    changes only between epochs). The stem is not judged on its own (its gradient is the embeddings' rows of the
+    batch's tokens); the last block, the post-block modules and the head always train; nothing freezes after the
+    last epoch.
+    """
+
     watches_gradients = True
 
-    def __init__(self) -> None:
+    def __init__(self, intervals: int = 2, percentile: float = 50.0) -> None:
+        self.intervals, self.percentile = intervals, percentile
+        self.name = "auto-freeze" if intervals == 2 else f"auto-freeze:{intervals}"
         self.frozen_from: dict[int, int] = {}  # epoch (0-based) -> number of leading body parts frozen from it on
         self.parts: list[Part] = []
-        self.norms: list[list[float]] = []  # per step of the running epoch: gradient norm per body part
+        self.sums: dict[str, torch.Tensor] = {}  # this interval's summed gradient per parameter
+        self.prev: dict[str, float] | None = None  # the previous interval's L1 norm per block
+        self.start = 0  # the first block that trains, as decided so far
+        self.decisions: list[dict[str, Any]] = []  # this epoch's interval decisions
 
     def frozen(self, epoch: int) -> int:
         """How many leading body parts are frozen in ``epoch``."""
         return max([k for e, k in self.frozen_from.items() if e <= epoch], default=0)
+
+    def _block_parts(self) -> list[tuple[int, Part]]:
+        return [(i, p) for i, p in enumerate(self._body(self.parts)) if p.name.startswith("block ")]
 
     def plan(self, epoch: int, parts: list[Part], lr: float, head_lr: float) -> EpochPlan:
         self.parts = parts
@@ -168,38 +186,61 @@ class AutoFreeze(Strategy):
 
     def observe(self, params: dict[str, nn.Parameter], index: int, steps: int) -> None:
         if index == 0:
-            self.norms = []
-        row = []
-        for part in self._body(self.parts):
-            grads = [g for n in part.params if (g := params[n].grad) is not None]
-            row.append(math.sqrt(sum(float(g.detach().float().pow(2).sum()) for g in grads)) if grads else 0.0)
-        self.norms.append(row)
+            self.decisions, self.sums = [], {}
+        for _i, part in self._block_parts()[self.start:]:
+            for n in part.params:
+                g = params[n].grad
+                if g is None:
+                    continue
+                if n in self.sums:
+                    self.sums[n].add_(g.detach().float())
+                else:
+                    self.sums[n] = g.detach().float().clone()
+        ends = {steps * (j + 1) // self.intervals for j in range(self.intervals)}
+        if index + 1 in ends:
+            self._close_interval(index + 1)
+
+    def _close_interval(self, step: int) -> None:
+        blocks = [p for _i, p in self._block_parts()]
+        norms = {p.name: sum(float(self.sums[n].abs().sum()) for n in p.params if n in self.sums)
+                 for p in blocks[self.start:]}
+        self.sums = {}
+        record: dict[str, Any] = {"step": step, "norms": norms}
+        prev, self.prev = self.prev, norms
+        if prev is not None:
+            change = {name: abs(prev[name] - v) / prev[name] for name, v in norms.items()
+                      if prev.get(name, 0.0) > 0}
+            if change:
+                threshold = float(np.percentile(list(change.values()), self.percentile))
+                first = self.start
+                while first < len(blocks) - 1 and change.get(blocks[first].name, math.inf) < threshold:
+                    first += 1  # the converged prefix; the last block always trains
+                self.start = first
+                record.update({"change": change, "threshold": threshold, "start": blocks[first].name})
+        self.decisions.append(record)
 
     def end_epoch(self, epoch: int, epochs: int) -> dict[str, Any] | None:
-        body = self._body(self.parts)
-        k = self.frozen(epoch)
-        record: dict[str, Any] = {"frozen_before": k, "frozen_after": k}
-        if len(self.norms) < 2:  # an epoch without steps (converged probe, cache-only): nothing to compare
-            return record | {"reason": "fewer than 2 steps this epoch"}
-        half = len(self.norms) // 2
-        first = np.mean(np.array(self.norms[:half]), axis=0)
-        second = np.mean(np.array(self.norms[half:]), axis=0)
-        change = {body[i].name: float(abs(second[i] - first[i]) / first[i]) for i in range(k, len(body))
-                  if first[i] > 0}
-        if not change:
-            return record | {"reason": "no gradients in the trainable parts"}
-        threshold = float(np.median(list(change.values())))
-        last = max(i for i, p in enumerate(body) if p.name.startswith("block ")) if _blocks(body) else len(body) - 1
-        j = k
-        while j < last and body[j].name in change and change[body[j].name] <= threshold:
-            j += 1  # the converged prefix; the last block, post and head always train
+        body, k = self._body(self.parts), self.frozen(epoch)
+        record: dict[str, Any] = {"frozen_before": k, "frozen_after": k, "intervals": self.decisions,
+                                  "start": self.start, "last_norms": self.prev}
+        self.decisions = []
+        blocks = self._block_parts()
+        if not blocks:
+            return record | {"reason": "the model has no blocks to freeze"}
+        if not record["intervals"]:  # an epoch without steps (converged probe, cache-only): nothing measured
+            return record | {"reason": "no training steps this epoch"}
+        j = blocks[self.start][0] if self.start > 0 else 0  # freeze the stem with the first block
         if epoch + 1 >= epochs:
             j = k  # the last epoch: nothing left to make cheaper
-        record.update({"frozen_after": j, "threshold": threshold, "change": change,
-                       "froze": [p.name for p in body[k:j]]})
+        j = max(j, k)
+        decided = [d for d in record["intervals"] if "change" in d]
+        if decided:
+            record.update({"threshold": decided[-1]["threshold"], "change": decided[-1]["change"]})
+        else:
+            record["reason"] = "the first interval: nothing to compare with yet"
+        record.update({"frozen_after": j, "froze": [p.name for p in body[k:j]]})
         if j > k:
             self.frozen_from[epoch + 1] = j
-        self.norms = []
         return record
 
     def restore(self, history: list[dict[str, Any]]) -> None:
@@ -207,19 +248,26 @@ class AutoFreeze(Strategy):
             auto = h.get("auto") or {}
             if auto.get("frozen_after", 0) > auto.get("frozen_before", 0):
                 self.frozen_from[int(h["epoch"])] = int(auto["frozen_after"])  # h["epoch"] counts from 1
+        if history and history[-1].get("auto"):
+            last = history[-1]["auto"]
+            self.start, self.prev = int(last.get("start", 0)), last.get("last_norms")
 
     def choice(self) -> dict[str, Any] | None:
         body = self._body(self.parts)
-        return {"strategy": self.name, "frozen_from_epoch": {str(e + 1): [p.name for p in body[:k]]
-                                                               for e, k in sorted(self.frozen_from.items())}}
+        return {"strategy": self.name, "intervals_per_epoch": self.intervals, "percentile": self.percentile,
+                "frozen_from_epoch": {str(e + 1): [p.name for p in body[:k]]
+                                      for e, k in sorted(self.frozen_from.items())}}
 
 
 def parse_auto(kind: str, arg: str, spec: str, model: nn.Module | None) -> Strategy:
     """``surgical:auto[:K[:SCORE]]``, ``mask:fisher:P`` and ``auto-freeze``."""
     if kind == "auto-freeze":
-        if arg:
-            raise FrostlineError(f"bad strategy {spec!r}: auto-freeze takes no argument")
-        return AutoFreeze()
+        if not arg:
+            return AutoFreeze()
+        if not arg.isdigit() or not 1 <= int(arg) <= 100:
+            raise FrostlineError(f"bad strategy {spec!r}: expected 'auto-freeze[:I]' with I in 1..100 intervals "
+                                 "per epoch (default 2), e.g. auto-freeze:4")
+        return AutoFreeze(int(arg))
     if kind == "mask":
         what, _, pct = arg.partition(":")
         try:
