@@ -110,14 +110,15 @@ def test_auto_freeze_rule_freezes_the_converged_prefix_and_only_moves_forward():
     # next epoch: only the trainable blocks are judged, against the previous interval; the last block always trains
     _steps(af, [[0, 0, 1.5, 1]] * 2 + [[0, 0, 1.5, 1]] * 2)
     rec = af.end_epoch(1, 4)
-    assert [d["start"] for d in rec["intervals"]] == ["block 3", "block 3"]
+    assert [d["start"] for d in rec["intervals"]] == ["block 3"]  # then only the last block is left: no more
     assert rec["intervals"][0]["change"] == pytest.approx({"block 2": 0.0, "block 3": 0.5})
     assert rec["frozen_after"] == 4 and rec["froze"] == ["block 2"]
     assert [af.frozen(e) for e in range(4)] == [0, 3, 4, 4]
     # the last epoch decides nothing; a resumed run takes the recorded decisions back
     af.plan(3, parts, 1e-3, 1e-2)
     _steps(af, [[0, 0, 0, 1]] * 4)
-    assert af.end_epoch(3, 4)["frozen_after"] == 4
+    last = af.end_epoch(3, 4)
+    assert last["frozen_after"] == 4 and last["reason"] == "only the last block trains, and it always does"
     again = AutoFreeze()
     again.restore([{"epoch": 1, "auto": {"frozen_before": 0, "frozen_after": 3, "start": 2, "last_norms": {}}},
                    {"epoch": 2, "auto": {"frozen_before": 3, "frozen_after": 4, "start": 3,

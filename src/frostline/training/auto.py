@@ -187,7 +187,10 @@ class AutoFreeze(Strategy):
     def observe(self, params: dict[str, nn.Parameter], index: int, steps: int) -> None:
         if index == 0:
             self.decisions, self.sums = [], {}
-        for _i, part in self._block_parts()[self.start:]:
+        blocks = self._block_parts()
+        if self.start >= len(blocks) - 1:
+            return  # only the last block is left, and it always trains: nothing to decide
+        for _i, part in blocks[self.start:]:
             for n in part.params:
                 g = params[n].grad
                 if g is None:
@@ -227,6 +230,8 @@ class AutoFreeze(Strategy):
         blocks = self._block_parts()
         if not blocks:
             return record | {"reason": "the model has no blocks to freeze"}
+        if self.start >= len(blocks) - 1 and not record["intervals"]:
+            return record | {"reason": "only the last block trains, and it always does"}
         if not record["intervals"]:  # an epoch without steps (converged probe, cache-only): nothing measured
             return record | {"reason": "no training steps this epoch"}
         j = blocks[self.start][0] if self.start > 0 else 0  # freeze the stem with the first block
