@@ -47,7 +47,8 @@ class Encoded:
         if augment is not None and not (isinstance(ds.inputs, torch.Tensor) and ds.inputs.dim() == 4):
             raise FrostlineError(f"augmentation ({augment.describe()}) needs images (N, C, H, W); got {ds.kind} data")
         self.augment = augment
-        self.labels = torch.as_tensor(ds.labels, dtype=torch.long)
+        dtype = torch.long if ds.task == "classification" else torch.float32
+        self.labels = torch.as_tensor(np.asarray(ds.labels), dtype=dtype)
         self.pad_id = 0
         self.ids: list[list[int]] = []
         if ds.kind == "text":

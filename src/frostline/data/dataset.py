@@ -18,13 +18,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class Dataset:
-    """Inputs with integer labels.
+    """Inputs with their targets.
 
     Attributes:
         kind: ``"text"`` (list of strings), ``"image"`` (uint8 tensor N x 3 x H x W) or ``"tensor"``.
         inputs: The inputs.
-        labels: Class indices, int64.
-        label_names: Class names; index i is class i.
+        labels: The targets (:mod:`frostline.data.targets`): class indices (int64, N) for classification, values
+            (float64, N) for regression, a 0/1 matrix (uint8, N x L) for multilabel.
+        label_names: Class names (index i is class i), the label names (column i) or the target's name.
         ids: Row index of each sample in its source (kept through splits, written to predictions.csv).
         source: Where the data came from.
         skipped: Rows of the source that could not be used (malformed or empty).
@@ -39,6 +40,8 @@ class Dataset:
     source: str = ""
     skipped: int = 0
     keys: list[str] = field(default_factory=list)
+    task: str = "classification"
+    task_note: str = ""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,9 +57,24 @@ class Dataset:
         return replace(self, inputs=inputs, labels=self.labels[idx], ids=self.ids[idx], keys=keys)
 
     def class_counts(self) -> dict[str, int]:
-        """Samples per class name."""
-        counts = np.bincount(self.labels, minlength=len(self.label_names))
+        """Samples per class name (multilabel: samples holding each label; regression: none)."""
+        if self.task == "regression":
+            return {}
+        if self.task == "multilabel":
+            counts = self.labels.sum(axis=0) if len(self) else np.zeros(len(self.label_names))
+        else:
+            counts = np.bincount(self.labels, minlength=len(self.label_names))
         return {name: int(c) for name, c in zip(self.label_names, counts, strict=True)}
+
+    def strata(self) -> np.ndarray | None:
+        """What a split is stratified on: the class (classification), the quintile of the target (regression), or
+        nothing (multilabel: a split keeps samples whole)."""
+        if self.task == "classification":
+            return self.labels
+        if self.task == "regression" and len(self) >= 10:
+            edges = np.quantile(self.labels, [0.2, 0.4, 0.6, 0.8])
+            return np.searchsorted(edges, self.labels, side="right").astype(np.int64)
+        return None
 
 
 @dataclass
@@ -71,6 +89,11 @@ class Splits:
     def label_names(self) -> list[str]:
         """Class names, in index order."""
         return self.train.label_names
+
+    @property
+    def task(self) -> str:
+        """``classification``, ``regression`` or ``multilabel``."""
+        return self.train.task
 
     def sizes(self) -> dict[str, int]:
         """Samples per split."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..core.errors import FrostlineError
+from ..core.task import check_task
 from .dataset import IMAGE_SUFFIXES, Dataset, Kind, encode_labels
 
 
@@ -70,7 +71,7 @@ def read_image_folder(root: str | os.PathLike[str], image_size: int = 64,
 
 
 def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | list[int],
-                 label_names: list[str] | None = None) -> Dataset:
+                 label_names: list[str] | None = None, task: str = "classification") -> Dataset:
     """Wrap in-memory tensors as a dataset.
 
     Args:
@@ -78,6 +79,8 @@ def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | li
             (N, 3, H, W) is read as images (scaled and normalised like image files). Other dtypes are an error.
         y: N integer class indices in ``0..K-1`` (a tensor, an array or a list; floats are an error).
         label_names: The K class names (default ``"0"``, ``"1"``, ...).
+        task: ``"regression"``: ``y`` holds N finite numbers (``label_names``: the target's name);
+            ``"multilabel"``: ``y`` is an N x L matrix of 0 / 1 (``label_names``: the L label names).
     """
     x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
     if not isinstance(x, torch.Tensor) or x.dim() == 0 or len(x) == 0:
@@ -90,6 +93,8 @@ def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | li
     elif x.dtype != torch.float32:
         raise FrostlineError(f"x is {_describe(x)}; expected float32 features (float16, bfloat16 and float64 are "
                              "converted) or uint8 images of shape (N, 3, H, W)")
+    if task != "classification":
+        return _task_tensors(kind, x, y, label_names, task)
     if not isinstance(y, torch.Tensor) and np.asarray(y).dtype.kind not in "biufc":
         raise FrostlineError(f"y holds {np.asarray(y).dtype} values; expected integer class indices 0..K-1 (class "
                              "names go in label_names)")
@@ -105,6 +110,26 @@ def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | li
         raise FrostlineError(f"y must hold class indices in 0..{len(names) - 1} ({len(names)} classes), got "
                              f"{labels.min()}..{labels.max()}")
     return Dataset(kind, x, labels, names, np.arange(len(labels)), "tensors")
+
+
+def _task_tensors(kind: Kind, x: torch.Tensor, y: Any, label_names: list[str] | None, task: str) -> Dataset:
+    check_task(task, "task")
+    arr = (y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).astype(np.float64)
+    if task == "regression":
+        if arr.ndim != 1 or len(arr) != len(x):
+            raise FrostlineError(f"x has {len(x)} samples but y has shape {arr.shape}; a regression needs one number "
+                                 "per sample")
+        if not np.isfinite(arr).all():
+            raise FrostlineError(f"y holds {int((~np.isfinite(arr)).sum())} values that are not finite numbers")
+        return Dataset(kind, x, arr, list(label_names or ["target"]), np.arange(len(arr)), "tensors",
+                       task="regression")
+    if arr.ndim != 2 or len(arr) != len(x) or not np.isin(arr, (0, 1)).all():
+        raise FrostlineError(f"y has shape {arr.shape}; a multi-label task needs an N x L matrix of 0 / 1 with "
+                             f"N = {len(x)} samples")
+    names = list(label_names) if label_names else [str(i) for i in range(arr.shape[1])]
+    if len(names) != arr.shape[1]:
+        raise FrostlineError(f"got {len(names)} label names for {arr.shape[1]} label columns")
+    return Dataset(kind, x, arr.astype(np.uint8), names, np.arange(len(arr)), "tensors", task="multilabel")
 
 
 def _describe(t: Any) -> str:

@@ -94,10 +94,19 @@ def within(ds: Dataset) -> tuple[int, int, int, int]:
             sum(1 for s in labels.values() if len(s) > 1))
 
 
+def _target_text(ds: Dataset, y: object) -> str:
+    """A target as the user wrote it: a class name, a number, or the labels joined by ``|``."""
+    if ds.task == "regression":
+        return f"{y:g}"
+    if ds.task == "multilabel":
+        return "|".join(n for n, on in zip(ds.label_names, y, strict=True) if on)  # type: ignore[call-overload]
+    return ds.label_names[y]  # type: ignore[index]
+
+
 def _labels_by_key(ds: Dataset) -> dict[str, set[int]]:
     labels: dict[str, set[int]] = defaultdict(set)
     for key, y in zip(sample_keys(ds, near=True), ds.labels.tolist(), strict=True):
-        labels[key].add(y)
+        labels[key].add(tuple(y) if isinstance(y, list) else y)
     return labels
 
 
@@ -105,7 +114,7 @@ def label_conflicts(ds: Dataset, limit: int = 5) -> tuple[int, list[dict[str, An
     """Distinct samples (normalised) that carry more than one label, and a few of them (normalised text, or the
     content hash) with their labels."""
     conflicting = [(key, ys) for key, ys in _labels_by_key(ds).items() if len(ys) > 1]
-    examples = [{"sample": key[:160], "labels": [ds.label_names[y] for y in sorted(ys)]}
+    examples = [{"sample": key[:160], "labels": [_target_text(ds, y) for y in sorted(ys)]}
                 for key, ys in conflicting[:limit]]
     return len(conflicting), examples
 

@@ -51,10 +51,32 @@ def _stratified(labels: np.ndarray, size: int | float, seed: int, what: str,
     return np.sort(taken), np.sort(rest), rare
 
 
+def _random(n: int, size: int | float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray, set[int]]:
+    """Split positions ``0..n-1`` at random (no strata: multi-label samples are kept whole)."""
+    n_taken = math.floor(size * n) if isinstance(size, float) else int(size)
+    if not 0 < n_taken < n:
+        raise FrostlineError(f"cannot split: {what} is {n_taken} of {n} samples, which leaves one side empty; use "
+                             f"more data or change {what.split()[0]}")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:n_taken]), np.sort(order[n_taken:]), set()
+
+
+def _take(ds: Dataset, size: int | float, seed: int, what: str,
+          rare_taken: bool = False) -> tuple[np.ndarray, np.ndarray, set[int]]:
+    strata = ds.strata()
+    if strata is None:
+        return _random(len(ds), size, seed, what)
+    return _stratified(strata, size, seed, what, rare_taken)
+
+
 def limit(ds: Dataset, max_samples: int | None, seed: int = 0) -> Dataset:
-    """A stratified sample of at most ``max_samples`` (the whole set when it is smaller or ``None``)."""
+    """A sample of at most ``max_samples`` (the whole set when it is smaller or ``None``), stratified by class
+    (classification) or by target quintile (regression)."""
     if max_samples is None or max_samples >= len(ds):
         return ds
+    if ds.task != "classification":
+        taken, _, _ = _take(ds, max_samples, seed, f"--limit {max_samples}", rare_taken=True)
+        return ds.subset(taken)
     if max_samples < 2 * len(ds.label_names):
         raise FrostlineError(f"--limit {max_samples} is too small for {len(ds.label_names)} classes: a stratified "
                              f"sample needs at least {2 * len(ds.label_names)}")
@@ -74,14 +96,20 @@ def split(ds: Dataset, val: float = 0.15, test: float = 0.15, seed: int = 0,
             raise FrostlineError(f"{name} fraction must be in (0, 1), got {frac!r}")
     rest, rare = ds, set()
     if test_ds is None:
-        test_pos, rest_pos, rare = _stratified(rest.labels, test, seed, f"--test-frac {test}")
+        test_pos, rest_pos, rare = _take(rest, test, seed, f"--test-frac {test}")
         test_ds, rest = rest.subset(test_pos), rest.subset(rest_pos)
     if val_ds is None:
         frac = val / (1 - test) if test_ds is not None and len(rest) < len(ds) else val
-        val_pos, train_pos, more = _stratified(rest.labels, frac, seed + 1, f"--val-frac {val}")
+        val_pos, train_pos, more = _take(rest, frac, seed + 1, f"--val-frac {val}")
         val_ds, rest, rare = rest.subset(val_pos), rest.subset(train_pos), rare | more
     splits = Splits(rest, val_ds, test_ds)
-    _warn_thin(splits, rare)
+    if ds.task == "classification":
+        _warn_thin(splits, rare)
+    elif ds.task == "multilabel":
+        empty = [n for n, c in splits.train.class_counts().items() if not c]
+        if empty:
+            warnings.warn(f"no training sample has label(s) {empty[:10]}: the model cannot learn them; add samples "
+                          "or leave them out", UserWarning, stacklevel=2)
     return splits
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FrostlineError, did_you_mean
-from .dataset import Dataset, encode_labels
+from .dataset import Dataset
+from .targets import encode_targets
 from .unlabelled import column_index, json_lines, read_rows
 
 
@@ -22,6 +23,7 @@ def read_table(
     label_column: str | int | None = None,
     header: bool | None = None,
     label_names: list[str] | None = None,
+    task: str | None = None,
 ) -> Dataset:
     """Read a labelled text file: CSV, TSV (tab-separated, no quoting) or JSONL, as UTF-8 (a byte-order mark is
     dropped; other encodings, binary files and JSONL lines that are not JSON objects are errors naming the line).
@@ -37,6 +39,8 @@ def read_table(
         label_column: Column name or number of the label (default ``"label"``).
         header: Whether the first row is a header; ``None`` guesses (a header unless both columns are numbers).
         label_names: Fix the label order (e.g. a checkpoint's); otherwise sorted.
+        task: ``classification``, ``regression`` or ``multilabel``; ``None`` detects it from the labels
+            (:func:`frostline.data.targets.detect_task`; the dataset's ``task_note`` says why).
 
     Returns:
         A text :class:`Dataset`.
@@ -50,8 +54,10 @@ def read_table(
         texts, raw, ids, skipped = _read_delimited(p, text_column, label_column, header)
     if not texts:
         raise FrostlineError(f"{p}: no usable rows (skipped {skipped})")
-    labels, names = encode_labels(raw, label_names, str(p))
-    return Dataset("text", texts, labels, names, np.array(ids, dtype=np.int64), str(p), skipped)
+    column = str(label_column if label_column is not None else "label")
+    labels, names, kind, note = encode_targets(raw, task, label_names, str(p), column, rows=ids)
+    return Dataset("text", texts, labels, names, np.array(ids, dtype=np.int64), str(p), skipped, task=kind,
+                   task_note=note)
 
 
 def _read_delimited(p: Path, text_column: str | int | None, label_column: str | int | None,
@@ -96,6 +102,8 @@ def _label_text(value: Any, p: Path, line: int) -> str | None:
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, int | str):
         return str(value).strip() or None
+    if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
+        return json.dumps(value)  # a multi-label cell (an empty list is a sample with no label)
     raise FrostlineError(f"{p}, line {line + 1}: the label is {type(value).__name__} {json.dumps(value)[:40]}; "
                          "expected a string, a number or true/false")
 
@@ -104,7 +112,7 @@ def _mixed_labels(p: Path, seen: dict[str, dict[str, str]]) -> None:
     """Warn when JSON labels of different types were counted as one class, or booleans sit beside other labels."""
     family = {"int": "number", "float": "number", "str": "string", "bool": "bool"}
     parts = [f"{', '.join(f'{v} ({k})' for k, v in kinds.items())} counted as one class {label!r}"
-             for label, kinds in seen.items() if len({family[k] for k in kinds}) > 1]
+             for label, kinds in seen.items() if len({family.get(k, k) for k in kinds}) > 1]
     bools = sorted(label for label, kinds in seen.items() if "bool" in kinds)
     if bools and any(set(kinds) - {"bool"} for label, kinds in seen.items() if label not in bools):
         parts.append(f"{'/'.join(bools)} (bool) {'is a class' if len(bools) == 1 else 'are classes'} of "

@@ -90,8 +90,42 @@ def mcc(cm: np.ndarray) -> float:
     return float((c * s - (t * p).sum()) / denom) if denom > 0 else 0.0
 
 
+def point_metrics(kind: str, y_true: np.ndarray, y_pred: np.ndarray, names: list[str], loss: float | None = None,
+                  train_mean: float | None = None) -> dict[str, Any]:
+    """The point metrics of ``kind`` (classification, regression or multilabel) for one split."""
+    from .multilabel import multilabel_metrics
+    from .regression import regression_metrics
+
+    if kind == "regression":
+        return regression_metrics(y_true, y_pred, loss, train_mean)
+    if kind == "multilabel":
+        return multilabel_metrics(y_true, y_pred, names, loss)
+    return classification_metrics(y_true, y_pred, names, loss)
+
+
+def task_of(m: dict[str, Any]) -> str:
+    """The task a metrics dictionary was computed for."""
+    return "regression" if "r2" in m else "multilabel" if "subset_accuracy" in m else "classification"
+
+
+#: what a table shows per task: (key in :func:`headline`, column title)
+HEADLINE = {
+    "classification": (("accuracy", "accuracy"), ("precision", "prec."), ("recall", "recall"), ("f1", "F1")),
+    "regression": (("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R^2"), ("spearman", "Spearman")),
+    "multilabel": (("subset_accuracy", "subset acc."), ("micro_f1", "micro F1"), ("f1", "macro F1"),
+                   ("hamming_loss", "Hamming")),
+}
+
+
 def headline(m: dict[str, Any], average: str = "macro") -> dict[str, float | None]:
-    """The few numbers a table shows: loss, accuracy and averaged precision / recall / F1."""
+    """The few numbers a table shows: loss, accuracy and averaged precision / recall / F1 (regression: RMSE, MAE,
+    R^2, Spearman; multilabel: subset accuracy, micro and macro F1, Hamming loss)."""
+    kind = task_of(m)
+    if kind == "regression":
+        return {"loss": m.get("loss"), **{k: m[k] for k in ("rmse", "mae", "r2", "spearman")}}
+    if kind == "multilabel":
+        return {"loss": m.get("loss"), "subset_accuracy": m["subset_accuracy"], "micro_f1": m["f1"]["micro"],
+                "f1": m["f1"][average], "hamming_loss": m["hamming_loss"]}
     return {
         "loss": m.get("loss"),
         "accuracy": m["accuracy"],

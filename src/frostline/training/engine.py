@@ -2,12 +2,10 @@
 
 :func:`fit` reads as the loop it is; each step is a function below it:
 
-1. :func:`_set_up`: device and precision, the optimizer for the first plan, the state of an interrupted run, the
-   frozen-prefix cache.
+1. :func:`_set_up`: device, precision, the first plan's optimizer, an interrupted run's state, the prefix cache.
 2. per epoch, :func:`_enter_plan`: apply the strategy's plan (freeze, pin, grow the optimizer), checksum what is
    frozen when a plan starts, make the cache match the plan.
-3. :func:`_train_epoch`, the hot loop (forward, loss, backward, clip, step), or :func:`_probe_epoch` when a
-   head-only plan on cached features is a convex problem.
+3. :func:`_train_epoch`, the hot loop (forward, loss, backward, clip, step), or :func:`_probe_epoch` (convex head).
 4. :func:`_evaluate`: validation predictions and metrics.
 5. :func:`_close_epoch`: verify the frozen tensors when the plan ends, keep the best weights by validation loss,
    decide whether to stop (early stop, converged probe), and build the epoch's record for the checkpoint.
@@ -27,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.task import Task
 from ..data.batching import Batch, Encoded
-from ..evaluation.metrics import classification_metrics, loss_se, paired_change
+from ..evaluation.metrics import loss_se, paired_change, point_metrics
 from ..evaluation.predictions import Predictions
 from ..freezing.check import check_model
 from ..freezing.plan import set_trainable
@@ -42,7 +41,7 @@ from .cache import PrefixCache
 from .fabric import make_fabric
 from .prediction import predict
 from .probe_head import fit_probe_epoch, probe_target
-from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, Status, TrainConfig
+from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, Status, TrainConfig, non_finite
 from .schedule import LRSchedule, PlanOptimizer
 from .strategies import EpochPlan, Strategy
 from .timing import Clock
@@ -53,7 +52,8 @@ EpochEnd = Callable[[EpochRecord, bool, PlanOptimizer, int, str | None], None]
 
 def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, config: TrainConfig, *,
         on_epoch_end: EpochEnd | None = None, resume: Resume | None = None,
-        progress: Callable[[str, int], Any] | None = None, status: Status | None = None) -> FitResult:
+        progress: Callable[[str, int], Any] | None = None, status: Status | None = None,
+        task: Task | None = None) -> FitResult:
     """Fine-tune ``model`` with ``strategy``.
 
     A head-only plan on cached features (a linear probe) is convex: with ``config.probe`` ``auto`` or ``lbfgs``
@@ -71,6 +71,7 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
         resume: State of an interrupted run to continue.
         progress: Factory of a progress callback: ``progress(description, total)`` returns ``advance(mean_loss)``.
         status: ``status(message)`` returns a context manager shown around slow steps (cache build, probe fit).
+        task: What the model predicts, its loss and (regression) target scaling; default: from the training data.
 
     Raises:
         NonFiniteLoss: A training step or the validation loss gave NaN / inf (named with epoch, step and the
@@ -84,7 +85,8 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
     """
     config.validate()
     owns_setup = strategy.needs_data and not strategy.ready  # scored here, on the weights it is given
-    run = _set_up(model, train, val, strategy, config, resume, status or (lambda _msg: nullcontext()))
+    task = task or Task.for_targets(train.ds.task, train.ds.labels)
+    run = _set_up(model, train, val, strategy, config, resume, status or (lambda _msg: nullcontext()), task)
     try:
         for epoch in range(run.start, config.epochs):
             ep = _enter_plan(run, epoch)
@@ -122,6 +124,7 @@ class _Run:
     strategy: Strategy
     config: TrainConfig
     status: Status
+    task: Task
     fabric: Any
     precision: str
     parts: list[Part]
@@ -178,7 +181,7 @@ class _Epoch:
 
 
 def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, config: TrainConfig,
-            resume: Resume | None, status: Status) -> _Run:
+            resume: Resume | None, status: Status, task: Task) -> _Run:
     """Device, optimizer, the state of an interrupted run, the first plan, the frozen-prefix cache."""
     fabric, precision = make_fabric(config.accelerator, config.precision, config.seed)
     parts = model_parts(model)
@@ -187,7 +190,7 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     schedule = LRSchedule(total_steps, round(config.warmup * total_steps), config.schedule)
     extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
     popt = PlanOptimizer(model, config.optimizer, config.weight_decay, schedule, **extra)
-    run = _Run(model, train, val, strategy, config, status, fabric, precision, parts, steps_per_epoch, popt)
+    run = _Run(model, train, val, strategy, config, status, task, fabric, precision, parts, steps_per_epoch, popt)
     run.params = dict(model.named_parameters())
     if strategy.needs_data and not strategy.ready:
         with status(f"{strategy}: scoring the model on the training data"):
@@ -266,9 +269,11 @@ def _enter_plan(run: _Run, epoch: int) -> _Epoch | None:
                                              run.fabric.device)
         log.info("epoch %d: %s", epoch + 1, cache_status)
     active = run.prefix.active() if run.prefix is not None else nullcontext()
-    linear = probe_target(model, plan.params, run.prefix) if config.probe != "sgd" else ""
+    convex = config.probe != "sgd" and run.task.kind == "classification"  # L-BFGS fits a softmax head
+    linear = probe_target(model, plan.params, run.prefix) if convex else ""
     if config.probe == "lbfgs" and not linear:
-        cache_status += "; linear probe trained by SGD: the head is not one Linear on cached features"
+        why = "the head is not one Linear on cached features" if convex else "L-BFGS fits softmax heads only"
+        cache_status += f"; linear probe trained by SGD: {why}"
     return _Epoch(epoch, plan, added, verified, cache_status, linear, active, t0)
 
 
@@ -291,10 +296,10 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
         popt.set_lr(run.step)
         with clock("forward"):
             logits = run.logits(batch, "train").float()
-            loss = nn.functional.cross_entropy(logits, batch.labels)
+            loss = run.task.loss_fn(logits, batch.labels)
             loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise NonFiniteLoss(_non_finite("training loss", loss_value, ep.index, run.step, popt))
+            raise NonFiniteLoss(non_finite("training loss", loss_value, ep.index, run.step, popt))
         with clock("backward"):  # gradients are None here: cleared at the start and after each step
             fabric.backward(loss)
         if watch:  # an automatic strategy sees the raw gradients (auto-freeze: per-part norms)
@@ -309,11 +314,12 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
         run.step += 1
         loss_sum += loss_value * len(batch.labels)
         seen += len(batch.labels)
-        preds.append(logits.argmax(-1).cpu().numpy())
-        truth.append(batch.labels.cpu().numpy())
+        preds.append(run.task.transform(logits.detach()).cpu().numpy())
+        truth.append(batch.positions)
         if advance:
             advance(loss_sum / seen)  # the epoch's running mean, not one batch's noise
-    return np.concatenate(preds), np.concatenate(truth), loss_sum / len(run.train)
+    outputs = Predictions(np.concatenate(preds), np.zeros(0), np.zeros(0), 0.0, kind=run.task.kind)
+    return outputs.preds, np.asarray(run.train.ds.labels)[np.concatenate(truth)], loss_sum / len(run.train)
 
 
 def _probe_epoch(run: _Run, ep: _Epoch) -> tuple[np.ndarray, np.ndarray, float]:
@@ -331,9 +337,9 @@ def _evaluate(run: _Run, ep: _Epoch) -> Predictions:
     assert run.clock is not None
     with run.clock("eval"):
         val_pred = predict(run.fmodel, run.val, run.config.eval_batch_size, run.fabric,
-                           lambda b: run.logits(b, "val"))
+                           lambda b: run.logits(b, "val"), run.task)
     if not math.isfinite(val_pred.loss):
-        raise NonFiniteLoss(_non_finite("validation loss", val_pred.loss, ep.index, run.step, run.popt))
+        raise NonFiniteLoss(non_finite("validation loss", val_pred.loss, ep.index, run.step, run.popt))
     if ep.linear:
         run.step += run.steps_per_epoch
         run.probe_done = ep.plan.params
@@ -347,8 +353,9 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
     assert clock is not None
     labels = run.train.ds.label_names
     train_preds, truth, train_loss = trained
-    train_metrics = classification_metrics(truth, train_preds, labels, train_loss)
-    val_metrics = classification_metrics(val_pred.labels, val_pred.preds, labels, val_pred.loss)
+    kind, mean = run.task.kind, run.task.mean if run.task.kind == "regression" else None
+    train_metrics = point_metrics(kind, truth, train_preds, labels, train_loss, mean)
+    val_metrics = point_metrics(kind, val_pred.labels, val_pred.preds, labels, val_pred.loss, mean)
     val_metrics["loss_se"] = loss_se(val_pred.losses) \
         if val_pred.losses is not None and len(val_pred.losses) > 1 else None
     last_epoch = epoch + 1 == config.epochs
@@ -391,10 +398,3 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
         log.info("early stop after epoch %d: validation loss did not improve for %d epochs", epoch + 1,
                  run.bad_epochs)
     return record, is_best, ending
-
-
-def _non_finite(what: str, value: float, epoch: int, step: int, popt: PlanOptimizer) -> str:
-    lrs = ", ".join(f"{k} {v:.3g}" for k, v in popt.lrs().items())
-    return (f"the {what} is {value} in epoch {epoch + 1} at step {step + 1}: training stopped. The likely cause is a "
-            f"learning rate too high for this model (now: {lrs}); lower --lr / --head-lr (e.g. 10x) or keep "
-            "--clip on. Weights of this step were not applied")

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.errors import FrostlineError
+from ..core.task import Task
 from ..data.batching import Batch, Encoded
 from ..evaluation.predictions import Predictions
 from ..models.outputs import logits_of
@@ -19,13 +21,27 @@ def forward(model: nn.Module, inputs: dict[str, torch.Tensor] | torch.Tensor) ->
     return logits_of(model(**inputs) if isinstance(inputs, dict) else model(inputs))
 
 
+def default_task(data: Encoded, task: Task | None) -> Task:
+    """``task``, or classification for classification data; other tasks must be given (a regression's outputs
+    are read with its training targets' mean and standard deviation)."""
+    if task is not None:
+        if task.kind != data.ds.task:
+            raise FrostlineError(f"the data is {data.ds.task} but the run is {task.kind}")
+        return task
+    if data.ds.task != "classification":
+        raise FrostlineError(f"{data.ds.task} data needs its run's task (Task.for_targets on the training targets)")
+    return Task()
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any = None,
-            forward_fn: Callable[[Batch], torch.Tensor] | None = None) -> Predictions:
-    """Probabilities for every sample of ``data`` in eval mode (order of the dataset).
+            forward_fn: Callable[[Batch], torch.Tensor] | None = None, task: Task | None = None) -> Predictions:
+    """Outputs for every sample of ``data`` in eval mode (order of the dataset): class probabilities, values or
+    per-label probabilities as ``task`` says (default: classification).
 
     ``forward_fn(batch)`` replaces the plain forward pass (the engine passes the cached path).
     """
+    task = default_task(data, task)
     was_training = model.training
     model.eval()
     device = fabric.device if fabric is not None else next(model.parameters()).device
@@ -33,15 +49,16 @@ def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any 
     for batch in data.batches(batch_size):
         batch = batch.to(device)
         logits = (forward_fn(batch) if forward_fn is not None else forward(model, batch.inputs)).float()
-        losses.append(nn.functional.cross_entropy(logits, batch.labels, reduction="none").cpu().numpy())
-        probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
-        labels.append(batch.labels.cpu().numpy())
+        losses.append(task.loss_fn(logits, batch.labels, reduction="none").cpu().numpy())
+        probs.append(task.transform(logits).cpu().numpy())
+        labels.append(np.asarray(data.ds.labels)[batch.positions])  # as read: float64 values, uint8 sets
         positions.append(batch.positions)
     model.train(was_training)
     if not probs:
-        k = len(data.ds.label_names)
-        return Predictions(np.zeros((0, k)), np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0, np.zeros(0))
+        k = task.outputs(data.ds.label_names)
+        return Predictions(np.zeros((0, k)), np.asarray(data.ds.labels)[:0], np.zeros(0, np.int64), 0.0,
+                           np.zeros(0), task.kind)
     order = np.argsort(np.concatenate(positions))  # back to dataset order
     per_sample = np.concatenate(losses)[order].astype(np.float64)
     return Predictions(np.concatenate(probs)[order], np.concatenate(labels)[order],
-                       np.concatenate(positions)[order], float(per_sample.mean()), per_sample)
+                       np.concatenate(positions)[order], float(per_sample.mean()), per_sample, task.kind)

@@ -133,3 +133,11 @@ class FitResult:
     precision: str
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     converged: bool = False
+
+
+def non_finite(what: str, value: float, epoch: int, step: int, popt: Any) -> str:
+    """The message of :class:`NonFiniteLoss`: where it happened, the learning rates, what to do."""
+    lrs = ", ".join(f"{k} {v:.3g}" for k, v in popt.lrs().items())
+    return (f"the {what} is {value} in epoch {epoch + 1} at step {step + 1}: training stopped. The likely cause is a "
+            f"learning rate too high for this model (now: {lrs}); lower --lr / --head-lr (e.g. 10x) or keep "
+            "--clip on. Weights of this step were not applied")

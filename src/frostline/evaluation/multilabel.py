@@ -1,0 +1,88 @@
+"""Multi-label metrics: per-label precision / recall / F1, their micro, macro, weighted and samples averages,
+subset accuracy and Hamming loss, each equal to scikit-learn's with ``zero_division=0`` (tested); and per-label
+decision thresholds chosen on validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import FrostlineError
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+
+
+def _f1(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    return _div(2 * p * r, p + r)
+
+
+def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
+                       loss: float | None = None) -> dict[str, Any]:
+    """All point metrics of one split from 0 / 1 matrices (samples x labels).
+
+    Returns:
+        ``{"n", "loss", "subset_accuracy", "hamming_loss", "hamming_accuracy", "all_negative_hamming",
+        "precision", "recall", "f1", "support", "predicted", "label_cardinality"}``; precision, recall and f1 are
+        ``{"per_class": {name: v}, "micro", "macro", "weighted", "samples"}``. ``all_negative_hamming`` is the
+        Hamming accuracy of predicting no label at all: the multi-label majority baseline.
+    """
+    t = np.asarray(y_true).astype(bool)
+    p = np.asarray(y_pred).astype(bool)
+    if t.shape != p.shape or t.ndim != 2 or t.shape[1] != len(label_names):
+        raise FrostlineError(f"y_true {t.shape} and y_pred {p.shape} must both be samples x {len(label_names)} "
+                             "labels")
+    n, k = t.shape
+    tp = (t & p).sum(axis=0).astype(np.float64)
+    support = t.sum(axis=0).astype(np.float64)
+    predicted = p.sum(axis=0).astype(np.float64)
+    precision, recall = _div(tp, predicted), _div(tp, support)
+    f1 = _f1(precision, recall)
+    micro_p = float(tp.sum() / predicted.sum()) if predicted.sum() else 0.0
+    micro_r = float(tp.sum() / support.sum()) if support.sum() else 0.0
+    s_tp = (t & p).sum(axis=1).astype(np.float64)
+    s_p, s_r = _div(s_tp, p.sum(axis=1).astype(np.float64)), _div(s_tp, t.sum(axis=1).astype(np.float64))
+    weights = support / support.sum() if support.sum() else np.zeros(k)
+
+    def summary(values: np.ndarray, micro: float, samples: np.ndarray) -> dict[str, Any]:
+        return {"per_class": {name: float(v) for name, v in zip(label_names, values, strict=True)},
+                "micro": micro, "macro": float(values.mean()) if k else 0.0,
+                "weighted": float((values * weights).sum()), "samples": float(samples.mean()) if n else 0.0}
+
+    micro_f1 = float(_f1(np.array([micro_p]), np.array([micro_r]))[0])
+    hamming = float((t != p).mean()) if t.size else 0.0
+    return {
+        "n": n, "loss": None if loss is None else float(loss),
+        "subset_accuracy": float((t == p).all(axis=1).mean()) if n else 0.0,
+        "hamming_loss": hamming, "hamming_accuracy": 1.0 - hamming,
+        "all_negative_hamming": 1.0 - float(t.mean()) if t.size else 0.0,
+        "precision": summary(precision, micro_p, s_p),
+        "recall": summary(recall, micro_r, s_r),
+        "f1": summary(f1, micro_f1, _f1(s_p, s_r)),
+        "support": {name: int(s) for name, s in zip(label_names, support, strict=True)},
+        "predicted": {name: int(s) for name, s in zip(label_names, predicted, strict=True)},
+        "label_cardinality": float(t.sum(axis=1).mean()) if n else 0.0,
+    }
+
+
+def choose_label_thresholds(probs: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    """Per label, the decision threshold that maximises F1 on these (validation) samples; 0.5 for a label without
+    positives there (nothing to tune on). Ties go to the threshold nearest 0.5."""
+    probs, t = np.asarray(probs, np.float64), np.asarray(y_true).astype(bool)
+    out = np.full(probs.shape[1], 0.5)
+    for j in range(probs.shape[1]):
+        pos = int(t[:, j].sum())
+        if pos == 0:
+            continue
+        order = np.argsort(-probs[:, j], kind="stable")
+        scores, hits = probs[order, j], t[order, j]
+        tp = np.cumsum(hits)
+        k = np.arange(1, len(scores) + 1)
+        last = np.r_[scores[1:] != scores[:-1], True]  # a threshold takes every tie
+        f1 = np.where(last, 2 * tp / (k + pos), -1.0)
+        best = np.flatnonzero(f1 == f1.max())
+        i = best[np.argmin(np.abs(scores[best] - 0.5))]
+        out[j] = float(scores[i])
+    return out
