@@ -116,5 +116,5 @@ def test_the_label_column_says_which_task():
         encode_targets(["1.5", "n/a"], "regression", None, "f", rows=[0, 1])
     with pytest.raises(FrostlineError, match=r"labels \['z'\] are not among the training labels \['x', 'y'\]"):
         encode_targets(["z|x"], "multilabel", ["x", "y"], "val.tsv")
-    with pytest.raises(FrostlineError, match="--task 'regresion' is not a task.*regression"):
+    with pytest.raises(FrostlineError, match=r"--task 'regresion' is not a task.*regression"):
         encode_targets(["1"], "regresion", None, "f")
