@@ -67,8 +67,11 @@ def test_fisher_masks_hold_under_adamw_and_momentum(optimizer):
     train, val = _vectors()
     strategy = parse_strategy("mask:fisher:10", model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    fit(model, train, val, strategy, _config(optimizer=optimizer, weight_decay=0.1))
+    result = fit(model, train, val, strategy, _config(optimizer=optimizer, weight_decay=0.1))
     assert strategy.masks is not None and sorted(strategy.masks) == [f"layers.{i}.fc.weight" for i in range(3)]
+    head = sum(p.numel() for p in model.fc.parameters())
+    assert result.trainable_params == round(3 * 16 * 16 * 0.10) + head  # kept elements, not whole matrices
+    assert result.history[0]["trainable"] == result.trainable_params
     moved = 0
     for name, frozen in strategy.masks.items():
         p = model.get_parameter(name).detach()

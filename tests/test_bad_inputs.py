@@ -108,7 +108,8 @@ def test_unlabelled_reader_checks_utf8(tmp_path, name):
     ('"spam"', r"line 2: expected a JSON object .*got a string"),
     ("null", r"line 2: expected a JSON object .*got null"),
     ('{"text": "x", label: 1}', r"line 2: not valid JSON \(Expecting property name enclosed in double quotes"),
-    ('{"text": "x", "label": [1]}', r"line 2: the label is list \[1\]; expected a string, a number or true/false"),
+    ('{"text": "x", "label": [[1]]}', r"line 2: the label is list \[\[1\]\]; expected a string, a number, "
+                                      r"true/false or a list of names \(multilabel\)"),
 ])
 def test_jsonl_line_that_is_not_an_object(tmp_path, line, match):
     p = tmp_path / "d.jsonl"
@@ -151,8 +152,9 @@ def test_booleans_beside_numbers_warn(tmp_path):
 
 def test_pure_booleans_and_int_valued_floats_are_quiet(tmp_path, no_warnings):
     assert read_table(_jsonl(tmp_path, [True, False, True])).label_names == ["false", "true"]
-    ds = read_table(_jsonl(tmp_path, [0, 0.0, 1, 1.0, 2.5, 2.5]))
+    ds = read_table(_jsonl(tmp_path, [0, 0.0, 1, 1.0, 2.5, 2.5]), task="classification")
     assert ds.label_names == ["0", "1", "2.5"] and ds.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert read_table(_jsonl(tmp_path, [0, 0.0, 1, 1.0, 2.5, 2.5])).task == "regression"  # a fraction: a number
 
 
 # 4. Stratification with classes too small to stratify

@@ -147,6 +147,7 @@ def test_importance_command_table_json_and_plot(tmp_path, tiny_hf_dir):
     saved = json.loads((tmp_path / "imp" / "importance.json").read_text())
     assert [p["name"] for p in saved["parts"]][:2] == ["stem", "block 0"] and saved["samples"] == 32
     assert (tmp_path / "imp" / "importance.png").read_bytes()[:4] == b"\x89PNG"
+    parsed_rgn = json.loads(CliRunner().invoke(app, [*base, "--json"]).stdout)
     shown = CliRunner().invoke(app, [*base, "--json", "--top", "1", "--score", "fisher"])
     assert shown.exit_code == 0
     parsed = json.loads(shown.stdout)  # stdout holds the JSON alone
@@ -154,8 +155,22 @@ def test_importance_command_table_json_and_plot(tmp_path, tiny_hf_dir):
     assert parsed["parts"] == saved["parts"]  # the same split, head and batches: the same scores
     bad = CliRunner().invoke(app, [*base, "--score", "fishr"])
     assert bad.exit_code == 2 and "unknown importance score 'fishr'" in bad.output
-    again = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "imp")])
-    assert again.exit_code == 2 and "imp" in again.output  # results are never written over
+    assert saved["chosen"] == parsed_rgn["chosen"] and saved["chosen_by"] == "rgn"  # the file keeps the choice
+    import frostline.runs.importance as imp_mod
+
+    def no_scoring(*_a, **_k):
+        raise AssertionError("scored before the --out check")
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(imp_mod, "prepare", no_scoring)
+    try:
+        again = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "imp")])
+    finally:
+        monkey.undo()
+    assert again.exit_code == 2 and "already holds earlier importance scores" in again.output  # checked first
+    for flag in ("--batches", "--batch-size"):
+        zero = CliRunner().invoke(app, [*base, flag, "0"])
+        assert zero.exit_code == 2 and f"{flag} must be an integer >= 1" in zero.output
 
 
 def test_inspect_adds_the_importance_column(tmp_path, tiny_hf_dir):

@@ -71,6 +71,8 @@ def test_label_thresholds_maximise_validation_f1():
     truth = np.r_[np.ones(10), np.zeros(30)][:, None].astype(np.uint8)
     assert choose_label_thresholds(shy, truth)[0] == pytest.approx(0.3)
     assert choose_label_thresholds(np.full((5, 1), 0.9), np.zeros((5, 1)))[0] == 0.5  # nothing to tune on
+    few = np.r_[np.ones(3), np.zeros(30)][:, None].astype(np.uint8)  # 3 positives: too few to tune on
+    assert choose_label_thresholds(np.r_[np.full(3, 0.2), np.full(30, 0.1)][:, None], few)[0] == 0.5
 
 
 def test_task_loss_outputs_and_problem_type():

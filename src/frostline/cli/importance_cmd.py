@@ -9,6 +9,7 @@ import typer
 from ..freezing.importance import check_score
 from ..reporting.importance import importance_table
 from ..runs.config import RunConfig
+from ..runs.folder import check_out
 from ..runs.importance import score_importance, write_importance
 from .application import app, console, err_console, friendly, print_json
 from .inspect_cmd import ModelArg, PoolingOpt
@@ -29,11 +30,11 @@ def importance(
     label_column: LabelOpt = None,
     max_samples: LimitOpt = None,
     pooling: PoolingOpt = "auto",
-    batches: Annotated[int | None, typer.Option(help="Mini-batches to average over [default: 4].")] = None,
+    batches: Annotated[int | None, typer.Option(help="Mini-batches to average over (default 4).")] = None,
     batch_size: Annotated[int | None, typer.Option(
-        help="Samples per batch [default: 1/160 of the train split, 8 to 32, as surgical:auto]")] = None,
+        help="Samples per batch (default: 1/160 of the train split, 8 to 32, as surgical:auto).")] = None,
     per_tensor: Annotated[bool, typer.Option("--per-tensor", help="Also score every parameter tensor.")] = False,
-    top: Annotated[int | None, typer.Option(help="Mark the K blocks surgical:auto:K would train [default: 2].")] = None,
+    top: Annotated[int | None, typer.Option(help="Mark the K blocks surgical:auto:K would train (default 2).")] = None,
     score: Annotated[str, typer.Option(help="rgn | fisher | relevance: the score --top ranks by.")] = "rgn",
     seed: Annotated[int, typer.Option(help="Split, new head and the batches drawn.")] = 0,
     out: Annotated[str | None, typer.Option(help="Folder for importance.json and importance.png.")] = None,
@@ -44,6 +45,8 @@ def importance(
     check_score(score)
     cfg = RunConfig(model=model, data=data, text_column=text_column, label_column=label_column,
                     max_samples=max_samples, pooling=pooling, seed=seed)
+    if out is not None:
+        check_out(out, "importance")  # before any work: a used folder fails at once
     shown = err_console if as_json else console  # --json: stdout holds the JSON alone
     scores, _ = score_importance(cfg, batches=batches, batch_size=batch_size, per_tensor=per_tensor,
                                  status=status_stderr if as_json else status,
@@ -51,7 +54,7 @@ def importance(
     top = top if top is not None else min(2, len(scores.ranked(score, blocks_only=True)))
     chosen = scores.top(top, score, blocks_only=True)
     if out is not None:
-        folder = write_importance(out, scores, chosen)
+        folder = write_importance(out, scores, chosen, score)
         shown.print(f"wrote {folder / 'importance.json'} and {folder / 'importance.png'}", highlight=False)
     if as_json:
         print_json(scores.to_dict() | {"chosen": chosen, "chosen_by": score})

@@ -25,6 +25,10 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "data": (str | None, typer.Option(help="CSV/TSV/JSONL file, or an image folder (one sub-folder per class).")),
     "text_column": (str | None, typer.Option(help="Text column: name, or number for files without header.")),
     "label_column": (str | None, typer.Option(help="Label column: name, or number.")),
+    "task": (str | None, typer.Option(help="classification | regression | multilabel (default: from the labels: "
+                                           "lists or a|b -> multilabel, fractional numbers -> regression).")),
+    "loss": (str | None, typer.Option(help="regression: mse | huber (default mse); classification: cross-entropy; "
+                                           "multilabel: bce.")),
     "header": (bool | None, typer.Option("--header/--no-header", help="First row is a header (default: guess).")),
     "val_data": (str | None, typer.Option(help="Your own validation file (else split from --data).")),
     "test_data": (str | None, typer.Option(help="Your own test file (else split from --data).")),
@@ -69,6 +73,9 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "good_recall": (float, typer.Option(help="... and macro recall above this.")),
     "bad_accuracy": (float, typer.Option(help="Verdict 'bad' below this accuracy.")),
     "bad_class_recall": (float, typer.Option(help="... or any class recall below this.")),
+    "good_r2": (float, typer.Option(help="Regression: verdict 'good' needs test R^2 above this ('bad' at or below "
+                                         "0: no better than the mean).")),
+    "good_f1": (float, typer.Option(help="Multilabel: verdict 'good' needs micro F1 above this.")),
 }
 
 

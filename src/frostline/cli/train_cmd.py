@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..reporting.terminal import class_table, compare_rows, compare_table, confusion_table, history_table
+from ..reporting.terminal import class_table, compare_rows, compare_table, confusion_table, history_table, task_table
 from ..runs.comparison import Comparison, compare
 from ..runs.config import RunConfig
 from ..runs.demo import DEMO_STRATEGIES, demo_config
@@ -102,8 +102,11 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STR
         result = train(cfg, progress=progress, echo=_echo, status=status)
     m = result.metrics
     console.print(history_table(m, width=console.width))
-    console.print(class_table(m["test"]))
-    console.print(confusion_table(m["test"], m["labels"]))
+    if "accuracy" in m["test"]:
+        console.print(class_table(m["test"]))
+        console.print(confusion_table(m["test"], m["labels"]))
+    else:
+        console.print(task_table(m["test"]))
     chosen = (m.get("threshold") or {}).get("chosen")
     if chosen:
         console.print(class_table(chosen["test"], title=f"test at threshold {chosen['threshold']:.4f} "

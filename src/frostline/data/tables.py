@@ -105,7 +105,7 @@ def _label_text(value: Any, p: Path, line: int) -> str | None:
     if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
         return json.dumps(value)  # a multi-label cell (an empty list is a sample with no label)
     raise FrostlineError(f"{p}, line {line + 1}: the label is {type(value).__name__} {json.dumps(value)[:40]}; "
-                         "expected a string, a number or true/false")
+                         "expected a string, a number, true/false or a list of names (multilabel)")
 
 
 def _mixed_labels(p: Path, seen: dict[str, dict[str, str]]) -> None:

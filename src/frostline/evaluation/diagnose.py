@@ -33,6 +33,8 @@ class Thresholds:
     good_recall: float = 0.75
     bad_accuracy: float = 0.60
     bad_class_recall: float = 0.20
+    good_r2: float = 0.50
+    good_f1: float = 0.70
 
     def to_dict(self) -> dict[str, float]:
         """JSON-ready view."""
@@ -177,7 +179,8 @@ def overfitting(history: list[dict[str, Any]], params: dict[str, int], parts: li
         fix = (f"only {count_text(trainable)} parameters train ({pct(share)}) and memorise {n_train:,} samples; add "
                "data or weight decay" + (f", or let features adapt: {more}" if more else ""))
     else:
-        fix = (f"{pct(share)} of {count_text(total)} parameters train on {n_train:,} samples; to train fewer: {fewer}"
+        fix = (f"{pct(share)} of {count_text(total)} parameters train on {n_train:,} samples (in epoch {kept['epoch']},"
+               f" the one kept); to train fewer: {fewer}"
                + ("; or add data / weight decay (validation was still improving at the last epoch, so stopping "
                   "earlier would not help)" if still_improving else
                   "; or stop earlier (--patience 1, fewer --epochs), lower --lr, add data"))

@@ -67,14 +67,19 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list
     }
 
 
-def choose_label_thresholds(probs: np.ndarray, y_true: np.ndarray) -> np.ndarray:
-    """Per label, the decision threshold that maximises F1 on these (validation) samples; 0.5 for a label without
-    positives there (nothing to tune on). Ties go to the threshold nearest 0.5."""
+#: a label's threshold is tuned only with at least this many positives in validation: with fewer, the F1-best
+#: threshold fits a handful of samples (a label with 3 positives tuned to predict every sample)
+MIN_POSITIVES = 10
+
+
+def choose_label_thresholds(probs: np.ndarray, y_true: np.ndarray, min_positives: int = MIN_POSITIVES) -> np.ndarray:
+    """Per label, the decision threshold that maximises F1 on these (validation) samples; 0.5 for a label with fewer
+    than ``min_positives`` positives there (too few to tune on). Ties go to the threshold nearest 0.5."""
     probs, t = np.asarray(probs, np.float64), np.asarray(y_true).astype(bool)
     out = np.full(probs.shape[1], 0.5)
     for j in range(probs.shape[1]):
         pos = int(t[:, j].sum())
-        if pos == 0:
+        if pos < max(1, min_positives):
             continue
         order = np.argsort(-probs[:, j], kind="stable")
         scores, hits = probs[order, j], t[order, j]

@@ -14,7 +14,7 @@ Together they hold under any optimizer built on ``torch.optim.Optimizer``, fused
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -134,3 +134,14 @@ def unfreeze_elements(param: torch.Tensor) -> int:
 def element_mask(param: torch.Tensor) -> torch.Tensor | None:
     """The frozen-element mask of ``param`` (True = frozen), or ``None``."""
     return getattr(param, _MASK, None)
+
+
+def trainable_elements(param: torch.Tensor) -> int:
+    """How many elements of ``param`` can train: all of them, less those an element-level freeze holds."""
+    mask = element_mask(param)
+    return param.numel() - (int(mask.sum()) if mask is not None else 0)
+
+
+def trainable_count(model: torch.nn.Module, names: Iterable[str]) -> int:
+    """Elements of the parameters ``names`` of ``model`` that can train (element-level freezes subtracted)."""
+    return sum(trainable_elements(model.get_parameter(n)) for n in names)

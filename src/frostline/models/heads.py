@@ -167,6 +167,7 @@ def replace_head(
     dropout: float | None = None,
     labels: list[str] | None = None,
     head: str | None = None,
+    problem_type: str | None = None,
 ) -> HeadInfo:
     """Replace the classifier head with a fresh, trainable Linear of ``num_classes`` outputs.
 
@@ -180,6 +181,9 @@ def replace_head(
         dropout: Optional dropout probability in ``[0, 1)`` before the new Linear.
         labels: Optional class names; recorded in a Hugging Face config as ``id2label``.
         head: Explicit head path for models no convention covers.
+        problem_type: Hugging Face ``config.problem_type`` (``single_label_classification``, ``regression``,
+            ``multi_label_classification``; :attr:`frostline.core.task.Task.problem_type`); ``None`` leaves it unset
+            (Hugging Face then infers it from the labels).
 
     Returns:
         The :class:`HeadInfo` of the new head.
@@ -215,12 +219,13 @@ def replace_head(
     for p in get_module(model, info.name).parameters():
         p.requires_grad_(True)
     if family == "huggingface":
-        _update_hf_config(model, num_classes, labels)
+        _update_hf_config(model, num_classes, labels, problem_type)
     setattr(model, HEAD_ATTR, info.to_dict())
     return info
 
 
-def _update_hf_config(model: nn.Module, num_classes: int, labels: list[str] | None) -> None:
+def _update_hf_config(model: nn.Module, num_classes: int, labels: list[str] | None,
+                      problem_type: str | None = None) -> None:
     config = model.config
     names = list(labels) if labels is not None else [f"LABEL_{i}" for i in range(num_classes)]
     config.id2label = dict(enumerate(names))
@@ -230,3 +235,5 @@ def _update_hf_config(model: nn.Module, num_classes: int, labels: list[str] | No
         model.num_labels = num_classes
     if getattr(config, "problem_type", None) == "regression" or num_classes == 1:
         config.problem_type = None
+    if problem_type is not None:
+        config.problem_type = problem_type

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import atomic
+from ..evaluation.metrics import HEADLINE
 from .importance import auto_html
 from .terminal import compare_rows
 
@@ -168,14 +169,23 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
 
     rows = compare_rows(base, runs)
     ref = rows[0] if base is not None else None
-    head = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "precision", "recall", "F1",
-            "F1 change vs base"]
+    kind = rows[-1].get("task", "classification") if rows else "classification"
+    scores = HEADLINE[kind]
+    judge, judged = {"classification": ("f1", "F1"), "regression": ("r2", "R^2"),
+                     "multilabel": ("micro_f1", "micro F1")}[kind]
+    head = ["strategy", "budget", "trainable", "seconds", "val loss", *(t for _k, t in scores),
+            f"{judged} change vs base"]
+
+    def change(r: dict[str, Any]) -> str:
+        if ref is None or r is ref or r.get(judge) is None or ref.get(judge) is None:
+            return "-"
+        return f"{r[judge] - ref[judge]:+.4f}"
+
     table_rows = [[r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
-                   _f(r["accuracy"]), _f(r["precision"]), _f(r["recall"]), _f(r["f1"]),
-                   "-" if ref is None or r is ref else f"{r['f1'] - ref['f1']:+.4f}"] for r in rows]
+                   *(_f(r.get(k)) for k, _t in scores), change(r)] for r in rows]
     body = ["<h2>Strategy comparison</h2>", _table(head, table_rows),
-            '<p class="muted">test split, macro averages; val loss at the best epoch; base = pretrained body with the '
-            "new head only initialised.</p>",
+            '<p class="muted">test split' + (", macro averages" if kind == "classification" else "")
+            + "; val loss at the best epoch; base = pretrained body with the new head only initialised.</p>",
             _img(plots.compare_bars(rows), "test metrics by strategy"),
             "<h2>Learning curves</h2>", _img(plots.compare_curves(runs), "validation curves")]
     for name, m in runs:
@@ -184,8 +194,12 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
     return _page("frostline comparison", "".join(body))
 
 
-def write_run_report(path: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write ``report.html`` for one run (atomically)."""
+def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any = None, test_pred: Any = None) -> Path:
+    """Write ``report.html`` for one run (atomically); a regression's plot needs the test values."""
+    if (metrics.get("task") or {}).get("kind", "classification") != "classification":
+        from .task_report import task_run_report
+
+        return atomic.write_text(path, task_run_report(metrics, test_true, test_pred))
     return atomic.write_text(path, run_report(metrics))
 
 

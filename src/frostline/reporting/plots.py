@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..evaluation.metrics import headline
+
 COLORS = {"train": "#1f77b4", "val": "#d62728"}
 #: Text as written: no mathtext (``$...$``), no LaTeX.
 LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
@@ -49,12 +51,21 @@ def _png(fig: Figure) -> bytes:
 
 @_literal
 def learning_curves(history: list[dict[str, Any]], best_epoch: int | None = None, title: str = "") -> bytes:
-    """Train and validation loss and accuracy per epoch; the best epoch marked."""
+    """Train and validation loss and accuracy (regression: R^2; multilabel: micro F1) per epoch; the best epoch
+    marked."""
     epochs = [h["epoch"] for h in history]
     fig, axes = _subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+    first = history[0]["val"] if history else {}
+    score, name = (("r2", "R^2") if "r2" in first else ("f1", "micro F1") if "subset_accuracy" in first
+                   else ("accuracy", "accuracy"))
+
+    def value(m: dict[str, Any], key: str) -> float:
+        v = m[key]["micro"] if key == "f1" else m[key]
+        return float("nan") if v is None else v
+
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], score, name)):
         for split in ("train", "val"):
-            ax.plot(epochs, [h[split][key] for h in history], marker="o", color=COLORS[split],
+            ax.plot(epochs, [value(h[split], key) for h in history], marker="o", color=COLORS[split],
                     label="validation" if split == "val" else split)
         if best_epoch is not None and best_epoch >= 1:
             ax.axvline(best_epoch, color="grey", linestyle=":", label="best epoch")
@@ -127,13 +138,17 @@ def pr_curve(section: dict[str, Any]) -> bytes | None:
 
 @_literal
 def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
-    """Validation loss per epoch for every strategy."""
+    """Validation loss and accuracy (regression: R^2; multilabel: micro F1) per epoch for every strategy."""
     fig, axes = _subplots(1, 2, figsize=(9, 3.2))
+    first = runs[0][1]["history"][0]["val"] if runs and runs[0][1]["history"] else {}
+    key, name_ = ("r2", "R^2") if "r2" in first else ("micro_f1", "micro F1") if "subset_accuracy" in first \
+        else ("accuracy", "accuracy")
     for name, m in runs:
         epochs = [h["epoch"] for h in m["history"]]
         axes[0].plot(epochs, [h["val"]["loss"] for h in m["history"]], marker="o", label=name)
-        axes[1].plot(epochs, [h["val"]["accuracy"] for h in m["history"]], marker="o", label=name)
-    for ax, label in zip(axes, ("validation loss", "validation accuracy"), strict=True):
+        values = [headline(h["val"])[key] for h in m["history"]]
+        axes[1].plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=name)
+    for ax, label in zip(axes, ("validation loss", f"validation {name_}"), strict=True):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
@@ -144,15 +159,22 @@ def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
 
 @_literal
 def compare_bars(rows: list[dict[str, Any]]) -> bytes:
-    """Test accuracy, macro recall and macro F1 per strategy (the base model included)."""
+    """Test accuracy, macro recall and macro F1 per strategy (the base model included); regression: R^2 and
+    Spearman; multilabel: subset accuracy, micro and macro F1."""
     names = [r["strategy"] for r in rows]
-    keys = ("accuracy", "recall", "f1")
+    kind = rows[-1].get("task", "classification") if rows else "classification"
+    keys = {"classification": (("accuracy", "accuracy"), ("recall", "recall"), ("f1", "F1 (macro)")),
+            "regression": (("r2", "R^2"), ("spearman", "Spearman")),
+            "multilabel": (("subset_accuracy", "subset accuracy"), ("micro_f1", "micro F1"),
+                           ("f1", "macro F1"))}[kind]
     x = np.arange(len(names))
     fig, ax = _subplots(figsize=(max(5.0, 1.6 * len(names)), 3.4))
-    for i, key in enumerate(keys):
-        ax.bar(x + (i - 1) * 0.26, [r[key] for r in rows], width=0.26, label=key if key != "f1" else "F1 (macro)")
+    for i, (key, label) in enumerate(keys):
+        values = [np.nan if r.get(key) is None else r[key] for r in rows]
+        ax.bar(x + (i - (len(keys) - 1) / 2) * 0.26, values, width=0.26, label=label)
     ax.set_xticks(x, names, rotation=15, ha="right")
-    ax.set_ylim(0, 1.05)
+    low = min([0.0, *(r[k] for r in rows for k, _ in keys if r.get(k) is not None)])
+    ax.set_ylim(max(low, -1.0) - (0.05 if low < 0 else 0), 1.05)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=3, loc="lower right")
     ax.set_title("test metrics by strategy")
@@ -162,17 +184,56 @@ def compare_bars(rows: list[dict[str, Any]]) -> bytes:
 @_literal
 def importance_bars(scores: dict[str, Any], chosen: list[str] | None = None) -> bytes:
     """Each importance score per part (``importance.json`` content), one panel per score, chosen parts marked."""
-    parts = scores["parts"]
+    head = next((p for p in scores["parts"] if p["name"] == "head"), None)
+    parts = [p for p in scores["parts"] if p is not head]  # the new head's scores dwarf the body's: said, not drawn
     names = [p["name"] for p in parts]
     kinds = list(scores["scores"])
-    fig, axes = _subplots(1, len(kinds), figsize=(max(6.0, 0.5 * len(names) * len(kinds)), 3.2))
+    fig, axes = _subplots(1, len(kinds), figsize=(max(6.0, 0.5 * len(names) * len(kinds)), 3.4))
     for ax, kind in zip(np.atleast_1d(axes), kinds, strict=True):
         values = [p[kind] for p in parts]
         colors = ["#d62728" if chosen and n in chosen else "#1f77b4" for n in names]
         ax.bar(np.arange(len(names)), values, color=colors)
         ax.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=7)
-        ax.set_title(kind, fontsize=9)
+        ax.set_title(kind + (f" (head {head[kind]:.3g}, not drawn)" if head else ""), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"importance per part ({scores['batches']} batches, {scores['samples']} samples)"
-                 + ("; red: chosen" if chosen else ""), fontsize=9)
+                 + ("; red: chosen" if chosen else ""), fontsize=9, y=1.04)
+    return _png(fig)
+
+
+@_literal
+def regression_fit(y_true: np.ndarray, y_pred: np.ndarray, name: str = "target") -> bytes:
+    """Predicted against true values with the identity line, and the residuals against the prediction."""
+    fig, axes = _subplots(1, 2, figsize=(9, 3.6))
+    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    axes[0].scatter(y_true, y_pred, s=10, alpha=0.6)
+    axes[0].plot([lo, hi], [lo, hi], color="grey", linestyle="--", label="predicted = true")
+    axes[0].set_xlabel(f"true {name}")
+    axes[0].set_ylabel(f"predicted {name}")
+    axes[0].legend(fontsize=8)
+    residual = y_pred - y_true
+    axes[1].scatter(y_pred, residual, s=10, alpha=0.6, color="#d62728")
+    axes[1].axhline(0, color="grey", linestyle="--")
+    axes[1].set_xlabel(f"predicted {name}")
+    axes[1].set_ylabel("residual (predicted - true)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+@_literal
+def label_bars(m: dict[str, Any], limit: int = 40) -> bytes:
+    """Per-label precision, recall and F1 (test), labels ordered by their number of positives."""
+    names = sorted(m["support"], key=lambda n: -m["support"][n])[:limit]
+    x = np.arange(len(names))
+    fig, ax = _subplots(1, 1, figsize=(max(6.0, 0.35 * len(names) + 2), 3.6))
+    for i, (key, color) in enumerate((("precision", "#1f77b4"), ("recall", "#ff7f0e"), ("f1", "#2ca02c"))):
+        ax.bar(x + (i - 1) * 0.27, [m[key]["per_class"][n] for n in names], width=0.27, color=color,
+               label="F1" if key == "f1" else key)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{n} ({m['support'][n]})" for n in names], rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test score")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
     return _png(fig)

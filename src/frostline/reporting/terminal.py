@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from ..evaluation.metrics import headline
+from ..evaluation.metrics import HEADLINE, headline, task_of
 
 
 def _f(x: float | None, digits: int = 4) -> str:
@@ -18,20 +18,27 @@ def history_table(metrics: dict[str, Any], width: int | None = None) -> Table:
     """One row per epoch: plan, trainable parameters, seconds, train / validation loss and accuracy, F1 (below 80
     columns of ``width``: epoch, plan, trainable, validation loss and accuracy)."""
     t = Table(title=f"{escape(metrics['run']['strategy'])}: epochs", header_style="bold")
-    cols = ["epoch", "plan", "trainable", "s", "train\nloss", "val\nloss", "val\nacc", "val\nF1"]
+    kind = task_of(metrics["history"][0]["val"]) if metrics["history"] else "classification"
+    (k1, n1), (k2, n2) = {"classification": (("accuracy", "acc"), ("f1", "F1")),
+                          "regression": (("rmse", "RMSE"), ("r2", "R^2")),
+                          "multilabel": (("micro_f1", "micro F1"), ("f1", "macro F1"))}[kind]
+    c1, c2 = f"val\n{n1}", f"val\n{n2}"
+    cols = ["epoch", "plan", "trainable", "s", "train\nloss", "val\nloss", c1, c2]
     if width is not None and width < 80:
-        cols = ["epoch", "plan", "trainable", "val\nloss", "val\nacc"]
+        cols = ["epoch", "plan", "trainable", "val\nloss", c1]
     for col in cols:
         text = col == "plan"  # the plan wraps on a narrow terminal; numbers are never cut
         t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
                      min_width=12 if text else None)
     for h in metrics["history"]:
         best = " *" if h["epoch"] == metrics["best_epoch"] else ""
+        v = headline(h["val"])
         cells = {"epoch": f"{h['epoch']}{best}", "plan": escape(h["plan"]), "trainable": params_text(h["trainable"]),
                  "s": f"{h['seconds']:.1f}", "train\nloss": _f(h["train"]["loss"]), "val\nloss": _f(h["val"]["loss"]),
-                 "val\nacc": _f(h["val"]["accuracy"]), "val\nF1": _f(h["val"]["f1"]["macro"])}
+                 c1: _f(v[k1]), c2: _f(v[k2])}
         t.add_row(*[cells[c] for c in cols])
-    t.caption = "* best epoch (lowest validation loss): its weights are kept; s: seconds; val F1: macro average"
+    t.caption = "* best epoch (lowest validation loss): its weights are kept; s: seconds" + (
+        "; val F1: macro average" if kind == "classification" else "")
     return t
 
 
@@ -57,6 +64,31 @@ def confusion_table(m: dict[str, Any], labels: list[str]) -> Table:
         t.add_column(escape(name), justify="right", overflow="fold")
     for name, row in zip(labels, m["confusion_matrix"], strict=True):
         t.add_row(escape(name), *map(str, row))
+    return t
+
+
+def task_table(m: dict[str, Any], title: str = "test") -> Table:
+    """A regression's metrics beside always predicting the training mean; a multi-label run's per-label scores with
+    micro, macro and samples averages."""
+    if "r2" in m:
+        t = Table(title=f"{title}: {m['n']} samples, loss {_f(m['loss'])}", header_style="bold")
+        for col in ("", "MSE", "RMSE", "MAE", "R^2", "Spearman"):
+            t.add_column(col, justify="left" if not col else "right")
+        t.add_row("model", _f(m["mse"]), _f(m["rmse"]), _f(m["mae"]), _f(m["r2"]), _f(m["spearman"]))
+        b = m.get("mean_baseline")
+        if b:
+            t.add_row(f"[dim]always {b['value']:.4g} (train mean)[/]", _f(b["mse"]), _f(b["rmse"]), _f(b["mae"]),
+                      _f(b["r2"]), "-")
+        return t
+    t = Table(title=f"{title}: subset accuracy {m['subset_accuracy']:.4f}, Hamming loss {m['hamming_loss']:.4f} on "
+              f"{m['n']} samples", header_style="bold")
+    for col in ("label", "precision", "recall", "F1", "positives", "predicted"):
+        t.add_column(col, justify="left" if col == "label" else "right")
+    for name, support in m["support"].items():
+        t.add_row(escape(name), _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
+                  _f(m["f1"]["per_class"][name]), str(support), str(m["predicted"][name]))
+    for avg in ("micro", "macro", "samples"):
+        t.add_row(f"[dim]{avg}[/]", _f(m["precision"][avg]), _f(m["recall"][avg]), _f(m["f1"][avg]), "", "")
     return t
 
 
@@ -101,7 +133,7 @@ def _lr(x: float) -> str:
 
 def _test(m: dict[str, Any]) -> dict[str, Any]:
     h = headline(m)
-    return {"accuracy": h["accuracy"], "precision": h["precision"], "recall": h["recall"], "f1": h["f1"]}
+    return {k: v for k, v in h.items() if k != "loss"} | {"task": task_of(m)}
 
 
 def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison", width: int | None = None) -> Table:
@@ -113,26 +145,33 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
     t = Table(title=title, header_style="bold")
     base = rows[0] if rows and rows[0]["strategy"] == "base model" else None
     compact = width is not None and width < 112
-    cols = ["strategy", "budget", "trainable", "seconds", "val loss", "accuracy", "prec.", "recall", "F1"]
+    kind = rows[-1].get("task", "classification") if rows else "classification"
+    scores = dict(HEADLINE[kind])  # key -> column title
+    first, last = next(iter(scores.values())), list(scores.values())[-1]
+    judge = {"classification": "f1", "regression": "r2", "multilabel": "micro_f1"}[kind]
+    cols = ["strategy", "budget", "trainable", "seconds", "val loss", *scores.values()]
     if compact:
-        cols = ["strategy", "budget", "trainable", "accuracy", "F1"] if width >= 80 else \
-            ["strategy", "trainable", "accuracy", "F1"]
+        key_cols = [first, scores[judge]] if kind != "classification" else [first, last]
+        cols = ["strategy", "budget", "trainable", *key_cols] if width >= 80 else ["strategy", "trainable", *key_cols]
     for col in [*cols, *(["vs base"] if base else [])]:
         text = col in ("strategy", "budget")  # text wraps when the terminal is narrow; numbers never get cut
         t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
                      min_width={"strategy": 12, "budget": 17}.get(col, len(col)))
     for r in rows:
         cells = {"strategy": escape(r["strategy"]), "budget": escape(r["budget"]),
-                 "trainable": params_text(r["trainable"]),
-                 "seconds": f"{r['seconds']:.1f}", "val loss": _f(r["val_loss"]), "accuracy": _f(r["accuracy"]),
-                 "prec.": _f(r["precision"]), "recall": _f(r["recall"]), "F1": _f(r["f1"])}
-        change = [] if base is None else ["" if r is base else f"{r['f1'] - base['f1']:+.4f}"]
+                 "trainable": params_text(r["trainable"]), "seconds": f"{r['seconds']:.1f}",
+                 "val loss": _f(r["val_loss"]), **{title: _f(r.get(key)) for key, title in scores.items()}}
+        gain = None if base is None or r is base or r.get(judge) is None or base.get(judge) is None \
+            else r[judge] - base[judge]
+        change = [] if base is None else ["" if gain is None else f"{gain:+.4f}"]
         t.add_row(*[cells[c] for c in cols], *change)
     t.caption = ("budget: epochs run / planned, body / head learning rate; L-BFGS: linear probe fit to convergence, "
                  "L2 strength C by cross-validation on train (probe+N ep: that probe, then N epochs). "
                  + ("" if compact else "val loss: best epoch; ")
-                 + "trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
+                 + ("trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
+                    if kind == "classification" else "trainable: parameters; scores: test split; ")
                  + ("narrow terminal: the other columns are in compare.json and report.html; "
                     if compact else "seconds: training and validation; ")
-                 + "vs base: F1 change against the base model (pretrained body, new head only initialised)")
+                 + f"vs base: {scores[judge]} change against the base model (pretrained body, new head only "
+                   "initialised)")
     return t

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..evaluation.metrics import headline
 from ..training.records import EpochRecord, Resume
 from ..training.schedule import PlanOptimizer
 from . import checkpoint
@@ -71,9 +72,10 @@ class Checkpointer:
                  **self.extra_state}
         self.latest = checkpoint.write(self.run, record.epoch, last, last if is_best else None, extra, state,
                                        self.latest)
+        score = ", ".join(f"val {k} {v:.4f}" for k, v in headline(record.val).items() if k != "loss" and v is not None)
         self.log(f"epoch {record.epoch}: {record.plan}, train loss {record.train['loss']:.4f}, val loss "
-                 f"{record.val['loss']:.4f}, val acc {record.val['accuracy']:.4f}, {record.seconds:.1f}s"
-                 f"{' (best)' if is_best else ''}; {record.cache}")
+                 f"{record.val['loss']:.4f}, {score}, {record.seconds:.1f}s{' (best)' if is_best else ''}; "
+                 f"{record.cache}")
 
     def load_best(self) -> dict[str, torch.Tensor]:
         """Put the best epoch's weights in the model; returns its changed tensors (for model.safetensors)."""

@@ -38,6 +38,8 @@ class RunConfig:
     data: str | None = None
     text_column: str | None = None
     label_column: str | None = None
+    task: str | None = None
+    loss: str | None = None
     header: bool | None = None
     val_data: str | None = None
     test_data: str | None = None
@@ -76,6 +78,8 @@ class RunConfig:
     good_recall: float = 0.75
     bad_accuracy: float = 0.60
     bad_class_recall: float = 0.20
+    good_r2: float = 0.50
+    good_f1: float = 0.70
     out: str = "runs/latest"
 
     def validate(self, strategies: list[str] | None = None) -> RunConfig:
@@ -92,6 +96,7 @@ class RunConfig:
         from ..training.strategies import check_strategy_spec
 
         check_types(self)
+        _check_task(self.task, self.loss)
         check_model_spec(self.model)
         check_pooling(self.pooling)
         for spec in strategies if strategies is not None else [self.strategy]:
@@ -130,7 +135,8 @@ class RunConfig:
                   ("seed", 0 <= self.seed < 2**32, "an integer in [0, 4294967295]"),
                   ("dropout", self.dropout is None or 0 <= self.dropout < 1, "a probability in [0, 1)")]
         checks += [(n, 0 <= getattr(self, n) <= 1, "a fraction in [0, 1]") for n in
-                   ("good_accuracy", "good_precision", "good_recall", "bad_accuracy", "bad_class_recall")]
+                   ("good_accuracy", "good_precision", "good_recall", "bad_accuracy", "bad_class_recall", "good_f1")]
+        checks.append(("good_r2", self.good_r2 <= 1, "at most 1 (R^2 of a perfect fit)"))
         for name, ok, expected in checks:
             if not ok:
                 raise FrostlineError(f"{flag(name)} must be {expected}, got {getattr(self, name)!r}")
@@ -152,7 +158,7 @@ class RunConfig:
     def thresholds(self) -> Thresholds:
         """The verdict thresholds."""
         return Thresholds(self.good_accuracy, self.good_precision, self.good_recall, self.bad_accuracy,
-                          self.bad_class_recall)
+                          self.bad_class_recall, self.good_r2, self.good_f1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for config.yaml)."""
@@ -163,6 +169,16 @@ class RunConfig:
         d = self.to_dict()
         d.pop("out")
         return d
+
+
+def _check_task(task: str | None, loss: str | None) -> None:
+    from ..core.task import LOSSES, check_task
+
+    kind = check_task(task)
+    allowed = LOSSES[kind] if kind else tuple(dict.fromkeys(x for v in LOSSES.values() for x in v))
+    if loss is not None and loss not in allowed:
+        raise FrostlineError(f"--loss {loss!r} is not a loss{' of a ' + kind + ' task' if kind else ''}; expected one "
+                             f"of {', '.join(allowed)}{did_you_mean(loss, allowed)}")
 
 
 def config_keys() -> list[str]:

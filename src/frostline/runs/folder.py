@@ -69,7 +69,8 @@ def check_out(path: str | Path, kind: str, allowed: set[str] | None = None) -> P
     else:
         foreign = foreign_entries(out, allowed)
     if foreign:
-        what = "another run's results" if set(foreign) & RUN_FILES else "files frostline did not write"
+        what = ("another run's results" if set(foreign) & RUN_FILES else "earlier importance scores"
+                if set(foreign) & {"importance.json", "importance.png"} else "files frostline did not write")
         raise FrostlineError(f"--out {out} already holds {what} ({', '.join(foreign[:5])}"
                              f"{', ...' if len(foreign) > 5 else ''}); frostline does not write over them: choose "
                              f"a new folder for the {kind} results")
@@ -174,10 +175,25 @@ class RunFolder:
 
     def write_predictions(self, pred: Predictions, ids: np.ndarray, label_names: list[str],
                           threshold: tuple[int, float] | None = None) -> Path:
-        """predictions.csv: index, true label, predicted label (arg-max), one probability column per class, and
-        ``predicted_at_threshold`` when an operating threshold ``(positive class, t)`` was chosen."""
+        """predictions.csv: index, true, predicted, then per task: one probability column per class (and
+        ``predicted_at_threshold`` when an operating threshold ``(positive class, t)`` was chosen); nothing more for a
+        regression (values in the target's units); one probability column per label for multilabel (true and
+        predicted are the labels joined by ``|``, at the per-label thresholds)."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
+        if pred.kind == "regression":
+            writer.writerow(["index", "true", "predicted"])
+            for pos, y, yhat in zip(pred.positions, pred.labels, pred.preds, strict=True):
+                writer.writerow([int(ids[pos]), repr(float(y)), repr(float(yhat))])
+            return atomic.write_text(self.file("predictions.csv"), buf.getvalue())
+        if pred.kind == "multilabel":
+            def joined(row: np.ndarray) -> str:
+                return "|".join(n for n, on in zip(label_names, row, strict=True) if on)
+
+            writer.writerow(["index", "true", "predicted", *[f"p_{n}" for n in label_names]])
+            for pos, y, yhat, probs in zip(pred.positions, pred.labels, pred.preds, pred.probs, strict=True):
+                writer.writerow([int(ids[pos]), joined(y), joined(yhat), *[repr(float(p)) for p in probs]])
+            return atomic.write_text(self.file("predictions.csv"), buf.getvalue())
         extra = ["predicted_at_threshold"] if threshold else []
         writer.writerow(["index", "true", "predicted", *[f"p_{n}" for n in label_names], *extra])
         at = predict_at(pred.probs, *threshold) if threshold else None

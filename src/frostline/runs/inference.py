@@ -20,6 +20,7 @@ from torch import nn
 
 from ..core import atomic
 from ..core.errors import FrostlineError
+from ..core.task import Task
 from ..data import Dataset, image_tensor
 from ..data.batching import Encoded
 from ..data.unlabelled import read_unlabelled
@@ -51,10 +52,18 @@ class PredictionSet:
     probs: np.ndarray
     label_names: list[str]
     threshold: dict[str, Any] | None = None
+    task: str = "classification"
+    label_thresholds: list[float] | None = None
 
     @property
-    def predicted(self) -> list[str]:
-        """The most likely class of each input."""
+    def predicted(self) -> list[Any]:
+        """The most likely class of each input; the value (regression); the labels joined by ``|`` at the run's
+        per-label thresholds (multilabel)."""
+        if self.task == "regression":
+            return [float(v) for v in self.probs.reshape(len(self.probs), -1)[:, 0]]
+        if self.task == "multilabel":
+            t = np.asarray(self.label_thresholds if self.label_thresholds is not None else 0.5)
+            return ["|".join(n for n, on in zip(self.label_names, row >= t, strict=True) if on) for row in self.probs]
         return [self.label_names[i] for i in self.probs.argmax(axis=1)]
 
     @property
@@ -71,7 +80,8 @@ class PredictionSet:
         out = []
         for i, (name, label) in enumerate(zip(self.names, self.predicted, strict=True)):
             row: dict[str, Any] = {"input": name, "predicted": label}
-            row.update({f"p_{c}": float(p) for c, p in zip(self.label_names, self.probs[i], strict=True)})
+            if self.task != "regression":
+                row.update({f"p_{c}": float(p) for c, p in zip(self.label_names, self.probs[i], strict=True)})
             if at is not None:
                 row["predicted_at_threshold"] = at[i]
             out.append(row)
@@ -81,7 +91,7 @@ class PredictionSet:
         """The rows as CSV text (probabilities written exactly)."""
         buf = io.StringIO()
         rows = self.rows()
-        fields = ["input", "predicted", *[f"p_{c}" for c in self.label_names]]
+        fields = ["input", "predicted", *([] if self.task == "regression" else [f"p_{c}" for c in self.label_names])]
         fields += ["predicted_at_threshold"] if self.threshold else []
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
@@ -130,6 +140,28 @@ class RunModel:
         return text_length(self.config.max_length, self.model, self.tokenizer)
 
     @property
+    def task(self) -> Task:
+        """What the run predicts (runs from before tasks were recorded: classification)."""
+        return Task.from_dict(self.state.get("task"))
+
+    @property
+    def label_thresholds(self) -> list[float] | None:
+        """A multi-label run's per-label thresholds, chosen on validation."""
+        th = (self.state.get("threshold") or {}).get("labels")
+        return [float(th[n]) for n in self.label_names] if th else None
+
+    def unlabelled(self, ds: Dataset) -> Dataset:
+        """``ds`` (inputs without targets) shaped as this run's task: placeholder targets of the right kind."""
+        n, kind = len(ds), self.task.kind
+        targets = (np.zeros((n, len(self.label_names)), np.uint8) if kind == "multilabel"
+                   else np.zeros(n) if kind == "regression" else np.zeros(n, np.int64))
+        return replace(ds, labels=targets, label_names=self.label_names, task=kind)
+
+    def result(self, names: list[str], probs: np.ndarray) -> PredictionSet:
+        """The predictions of ``names`` as this run reads them."""
+        return PredictionSet(names, probs, self.label_names, self.threshold, self.task.kind, self.label_thresholds)
+
+    @property
     def threshold(self) -> dict[str, Any] | None:
         """The operating threshold the run chose on validation, if any."""
         th = self.state.get("threshold") or {}
@@ -172,9 +204,9 @@ class RunModel:
         folder (a string is a text for a text model: a lone string that looks like a file name is an error)."""
         check_batch_size(batch_size)
         ds, names = self._dataset(inputs)
-        enc = Encoded(ds, self.tokenizer, self.max_length)
-        pred = predict_encoded(self.model, enc, batch_size)
-        return PredictionSet(names, pred.probs, self.label_names, self.threshold)
+        enc = Encoded(self.unlabelled(ds), self.tokenizer, self.max_length)
+        pred = predict_encoded(self.model, enc, batch_size, task=self.task)
+        return self.result(names, pred.probs)
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -237,7 +269,9 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
                 f"model {spec!r} is not the base model run {path} was trained from (its weights hash differs); the "
                 "run stores only the tensors training changed, so it needs the same base: restore it, or pass the "
                 "right one with --model")
-        replace_head(loaded.model, len(labels), labels=labels, dropout=(state.get("head") or {}).get("dropout"))
+        task = Task.from_dict(state.get("task"))
+        replace_head(loaded.model, task.outputs(labels), labels=None if task.kind == "regression" else labels,
+                     dropout=(state.get("head") or {}).get("dropout"), problem_type=task.problem_type)
         run.load_weights(loaded.model, state)
     loaded.model.eval()
     return RunModel(loaded.model, loaded.tokenizer, labels, cfg, Path(path), state)
@@ -257,10 +291,10 @@ def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text
         raise FrostlineError(f"{data} holds text but the run's model takes images")
     if ds.kind == "image" and runm.tokenizer is not None:
         raise FrostlineError(f"{data} is an image folder but the run's model is a text model")
-    ds = replace(ds, label_names=runm.label_names)
+    ds = runm.unlabelled(ds)
     with status(f"predicting {len(ds)} samples"):
-        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size)
-    result = PredictionSet(names, pred.probs, runm.label_names, runm.threshold)
+        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size, task=runm.task)
+    result = runm.result(names, pred.probs)
     if out == "-":
         sys.stdout.write(result.to_csv())
     elif out is not None:

@@ -6,10 +6,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.task import Task
 from ..data import Splits
 from ..evaluation.audit import audit_run
-from ..evaluation.metrics import classification_metrics, loss_se
+from ..evaluation.metrics import loss_se, point_metrics
+from ..evaluation.multilabel import choose_label_thresholds
 from ..evaluation.predictions import Predictions
+from ..evaluation.task_audit import audit_task_run
 from ..models.parts import model_parts
 from ..training.prediction import predict
 from ..training.records import FitResult, Resume
@@ -20,9 +23,11 @@ if TYPE_CHECKING:
     from .train import Prepared, Status
 
 
-def split_metrics(pred: Predictions, labels: list[str]) -> dict[str, Any]:
-    """Point metrics of one prediction pass (with the standard error of the mean loss)."""
-    m = classification_metrics(pred.labels, pred.preds, labels, pred.loss)
+def split_metrics(pred: Predictions, labels: list[str], task: Task | None = None) -> dict[str, Any]:
+    """Point metrics of one prediction pass (with the standard error of the mean loss); a regression's baseline is
+    its ``task``'s training mean."""
+    mean = task.mean if task is not None and task.kind == "regression" else None
+    m = point_metrics(pred.kind, pred.labels, pred.preds, labels, pred.loss, mean)
     if pred.losses is not None and len(pred.losses) > 1:
         m["loss_se"] = loss_se(pred.losses)
     return m
@@ -47,17 +52,20 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     Returns:
         The metrics, the test predictions, and the operating threshold ``(positive class, t)`` if one was chosen.
     """
-    model, labels = prepared.loaded.model, prepared.splits.label_names
+    model, labels, task = prepared.loaded.model, prepared.splits.label_names, prepared.task
     with status(f"scoring the best epoch ({result.best_epoch}) on validation and test"):
-        test_pred = predict(model, prepared.test, cfg.eval_batch_size)
-        val_pred = predict(model, prepared.val, cfg.eval_batch_size)
-    test = split_metrics(test_pred, labels)
+        test_pred = predict(model, prepared.test, cfg.eval_batch_size, task=task)
+        val_pred = predict(model, prepared.val, cfg.eval_batch_size, task=task)
+    label_thresholds = None
+    if task.kind == "multilabel":  # per-label thresholds chosen on validation, applied to test
+        label_thresholds = choose_label_thresholds(val_pred.probs, val_pred.labels)
+    test = split_metrics(test_pred, labels, task)
     train_eval = None
     kept = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
-    if kept is not None and kept["train"]["accuracy"] - kept["val"]["accuracy"] > 0.05:
+    if kept is not None and _gap(kept["train"], kept["val"]):
         # a gap measured with dropout on and weights moving: re-score the kept weights on train before claiming it
         with status(f"scoring the best epoch on {len(prepared.train)} training samples (overfitting evidence)"):
-            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size), labels)
+            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size, task=task), labels, task)
     parts = model_parts(model)
     last_epoch = result.history[-1]["epoch"] if result.history else 1
     final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params
@@ -78,6 +86,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
         "params": {"total": result.total_params, "trainable": result.trainable_params},
         "parts": [{"name": p.name, "params": sum(model.get_parameter(n).numel() for n in p.params),
                    "trainable": bool(set(p.params) & final_plan)} for p in parts],
+        "task": {**task.to_dict(), "problem_type": task.problem_type, "chosen": prepared.splits.train.task_note},
         "history": result.history,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
@@ -91,8 +100,23 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     metrics["data"]["fingerprint"] = prepared.data_hashes.get("data")
     metrics["data"]["sha256"] = prepared.data_hashes
     metrics["data"]["path"] = str(Path(cfg.data).resolve()) if cfg.data else None
+    if task.kind != "classification":
+        audit_task_run(metrics, val_pred, test_pred, prepared.leakage, cfg.thresholds(), label_thresholds)
+        if label_thresholds is not None:
+            test_pred.thresholds = label_thresholds
+        return metrics, test_pred, None
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())
     chosen = metrics["threshold"].get("chosen")
     at = (labels.index(metrics["threshold"]["positive"]), chosen["threshold"]) if chosen else None
     return metrics, test_pred, at
+
+
+def _gap(train: dict[str, Any], val: dict[str, Any]) -> bool:
+    """Whether the train / validation gap is worth re-scoring the kept weights on train for: 5 accuracy points
+    (classification), 5 points of micro F1 (multilabel), or a validation MSE 1.5x the training one (regression)."""
+    if "accuracy" in train:
+        return train["accuracy"] - val["accuracy"] > 0.05
+    if "r2" in train:
+        return val["mse"] > 1.5 * train["mse"]
+    return train["f1"]["micro"] - val["f1"]["micro"] > 0.05

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.findings import Finding, by_severity
+from ..core.task import Task
 from ..data import limit, split
 from ..data.batching import Encoded
 from ..data.leakage import dedup, sample_keys
@@ -89,11 +90,15 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
     cfg.text_column = text_column or cfg.text_column
     cfg.label_column = label_column or cfg.label_column
     cfg.header = cfg.header if header is None else header
+    task = Task.from_dict(state.get("task"))
     with status(f"reading {data}"):
-        ds = read_data(data, cfg, labels)
+        ds = read_data(data, cfg, labels, task.kind)
     runm = load_run(checkpoint, model, status)
     with status(f"scoring {len(ds)} samples"):
-        pred = predict(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size)
+        pred = predict(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size, task=task)
+    if task.kind != "classification":
+        return _evaluate_task(checkpoint, data, state, cfg, task, runm.label_thresholds, pred, ds, labels, dest,
+                              status)
     metrics = split_metrics(pred, labels)
     th = state.get("threshold") or {}
     positive = th.get("positive") if th.get("positive") in labels else labels[-1]
@@ -144,4 +149,27 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
             dest.write_predictions(pred, ds.ids, labels, (pos, th["chosen"]) if th.get("chosen") is not None else None)
             atomic.write_json(dest.file("metrics.json"), result)
             write_evaluate_report(dest.file("report.html"), result)
+    return result
+
+
+def _evaluate_task(checkpoint: str | Path, data: str, state: dict[str, Any], cfg: Any, task: Task,
+                   label_thresholds: list[float] | None, pred: Any, ds: Any, labels: list[str],
+                   dest: RunFolder | None, status: Status) -> dict[str, Any]:
+    """``evaluate`` of a regression or multi-label run: its metrics on ``data`` and the task's findings."""
+    from ..evaluation.task_audit import label_paradox, no_better_than_mean, task_verdict
+
+    if label_thresholds is not None:
+        pred.thresholds = np.asarray(label_thresholds)
+    metrics = split_metrics(pred, labels, task)
+    findings = no_better_than_mean(pred, task.mean) if task.kind == "regression" else label_paradox(metrics)
+    errors = sum(f.severity == "error" for f in findings)
+    result = {"schema": EVALUATE_SCHEMA, "checkpoint": str(checkpoint), "data": str(data), "labels": labels,
+              "task": task.to_dict(), "model": state.get("model"), "test": metrics, "threshold": None,
+              "run_test": (state.get("metrics") or {}).get("test"), "overlap": {"checked": False},
+              "diagnoses": [f.to_dict() for f in [*by_severity(findings),
+                                                  task_verdict(task.kind, metrics, cfg.thresholds(), errors)]]}
+    if dest is not None:
+        with status(f"writing {dest.path}"):
+            dest.write_predictions(pred, ds.ids, labels)
+            atomic.write_json(dest.file("metrics.json"), result)
     return result

@@ -16,10 +16,12 @@ from typing import Any
 import torch
 
 from ..core.errors import FrostlineError
+from ..core.task import Task
 from ..data import Dataset, Splits, limit, read_image_folder, read_table, split
 from ..data.augment import parse_augment
 from ..data.batching import Encoded
 from ..data.leakage import LeakageReport, check_splits, dedup, label_conflicts
+from ..evaluation.metrics import headline
 from ..evaluation.threshold import choose_positive
 from ..freezing.plan import trainable_state
 from ..models.heads import replace_head
@@ -62,6 +64,7 @@ class Prepared:
     base: dict[str, Any] | None = None
     data_hashes: dict[str, str] = field(default_factory=dict)
     base_hash: str | None = None
+    task: Task = field(default_factory=Task)
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
@@ -73,8 +76,10 @@ class Prepared:
             self.reset()
             labels, model = self.splits.label_names, self.loaded.model
             with status(f"scoring the base model on {len(self.val) + len(self.test)} validation and test samples"):
-                self.base = {"val": split_metrics(predict(model, self.val, batch_size), labels),
-                             "test": split_metrics(predict(model, self.test, batch_size), labels),
+                self.base = {"val": split_metrics(predict(model, self.val, batch_size, task=self.task), labels,
+                                                  self.task),
+                             "test": split_metrics(predict(model, self.test, batch_size, task=self.task), labels,
+                                                   self.task),
                              "params": {"total": sum(p.numel() for p in model.parameters()), "trainable": 0}}
         return self.base
 
@@ -90,12 +95,17 @@ class RunResult:
     reused: bool = False
 
 
-def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None) -> Dataset:
-    """Read a data file (text table) or folder (images) as ``cfg`` says."""
+def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, task: str | None = None) -> Dataset:
+    """Read a data file (text table) or folder (images) as ``cfg`` says (``task``: the main data's, for the
+    validation and test files)."""
     p = Path(path)
+    task = task or cfg.task
     if p.is_dir():
+        if task not in (None, "auto", "classification"):
+            raise FrostlineError(f"{path} is an image folder (one sub-folder per class): a classification, not a "
+                                 f"{task}; use a table (CSV/TSV/JSONL) for --task {task}")
         return read_image_folder(p, cfg.image_size, label_names)
-    return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names)
+    return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names, task)
 
 
 #: Tokens per text unless ``--max-length`` says otherwise (or the model accepts fewer).
@@ -145,12 +155,20 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     if cfg.dedup:
         conflicts = label_conflicts(full)  # dedup keeps the first label: say which conflicted
         full, dropped = dedup(full)
+    if full.task_note:
+        echo(f"note: task: {full.task_note}")
     full = limit(full, cfg.max_samples, cfg.seed)
     names = full.label_names
-    val = read_data(cfg.val_data, cfg, names) if cfg.val_data else None
-    test = read_data(cfg.test_data, cfg, names) if cfg.test_data else None
+    val = read_data(cfg.val_data, cfg, names, full.task) if cfg.val_data else None
+    test = read_data(cfg.test_data, cfg, names, full.task) if cfg.test_data else None
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
-    choose_positive(names, splits.train.labels, cfg.positive_label)  # a bad --positive-label fails before loading
+    task = Task.for_targets(full.task, splits.train.labels, cfg.loss)
+    if task.kind == "classification":
+        choose_positive(names, splits.train.labels, cfg.positive_label)  # a bad --positive-label fails first
+    elif cfg.optimize or cfg.positive_label:
+        raise FrostlineError(f"--optimize and --positive-label choose a class's threshold; a {task.kind} task has no "
+                             "positive class" + (" (its per-label thresholds are chosen on validation)"
+                                                  if task.kind == "multilabel" else ""))
     torch.manual_seed(cfg.seed)  # the new head's initial weights are part of the run's identity
     if loaded is None:
         with status(f"loading model {cfg.model}"):
@@ -165,7 +183,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model "
                              "(hf:<vision model folder> or package.module:function)")
     torch.manual_seed(cfg.seed)
-    loaded.head = replace_head(loaded.model, len(names), labels=names, dropout=cfg.dropout)
+    loaded.head = replace_head(loaded.model, task.outputs(names), labels=None if task.kind == "regression" else names,
+                               dropout=cfg.dropout, problem_type=task.problem_type)
     parts = model_parts(loaded.model)
     for spec in strategies if strategies is not None else [cfg.strategy]:
         checked = parse_strategy(spec, loaded.model)
@@ -184,7 +203,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     with status("hashing the data files"):
         hashes = data_hashes(_data_paths(cfg))
     return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped,
-                    data_hashes=hashes, base_hash=base_hash)
+                    data_hashes=hashes, base_hash=base_hash, task=task)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -203,7 +222,8 @@ def _identity(cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
 
 
 def _check_same_run(run: RunFolder, state: dict[str, Any], cfg: RunConfig) -> None:
-    diff = _differences(state.get("config", {}), cfg.identity())
+    recorded = {**RunConfig().identity(), **state.get("config", {})}  # options added since: their defaults
+    diff = _differences(recorded, cfg.identity())
     if diff:
         raise FrostlineError(f"{run.path} holds a different run (differs in: {', '.join(diff)}); "
                              "choose another --out or delete that folder")
@@ -266,7 +286,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     run.write_config(cfg.to_dict())
     head, model_info = _head_record(prepared), model_record(prepared.loaded)
     keeper = Checkpointer(run.path, model, prepared.initial_state, prepared.loaded.head.name,
-                          {"label_names": labels, "head": head}, run.log)
+                          {"label_names": labels, "head": head, "task": prepared.task.to_dict()}, run.log)
     resume, notes = keeper.resume()
     for note in notes:
         echo(f"note: {note}")
@@ -286,7 +306,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     # The best epoch is checkpointed to disk as it happens and loaded back from there: no copy held in memory.
     try:
         result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
-                     on_epoch_end=on_epoch_end, resume=resume, progress=progress, status=status)
+                     on_epoch_end=on_epoch_end, resume=resume, progress=progress, status=status, task=prepared.task)
     except NonFiniteLoss as exc:
         kept = f"the checkpoint of epoch {keeper.latest.epoch} is kept" if keeper.latest else "no epoch finished"
         run.log(f"stopped: {exc}")
@@ -304,21 +324,22 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         run.save_model(best_tensors, prepared.base_hash)
         run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
         run.write_metrics(metrics)
-        write_run_report(run.file("report.html"), metrics)
+        write_run_report(run.file("report.html"), metrics, test_pred.labels, test_pred.preds)
     frozen = trainable_state(model)
-    test, chosen = metrics["test"], metrics["threshold"].get("chosen")
+    test, th = metrics["test"], metrics.get("threshold") or {}
+    chosen = th.get("chosen")
     run.write_state({"complete": True, **identity, "epochs_run": len(result.history),
                      "best_epoch": result.best_epoch, "label_names": labels, "head": head, "model": model_info,
-                     "data_path": metrics["data"]["path"],
+                     "task": prepared.task.to_dict(), "data_path": metrics["data"]["path"],
                      "plan": {k: frozen[k] for k in ("trainable", "frozen", "total", "pinned", "bn")},
-                     "threshold": {"positive": metrics["threshold"]["positive"],
-                                   "chosen": chosen["threshold"] if chosen else None,
-                                   "objective": chosen["objective"] if chosen else None},
-                     "metrics": {"test": {k: test[k] for k in ("n", "loss", "accuracy")}
-                                 | {"f1_macro": test["f1"]["macro"]}},
+                     "threshold": {"positive": th.get("positive"), "chosen": chosen["threshold"] if chosen else None,
+                                   "objective": chosen["objective"] if chosen else None,
+                                   "labels": th.get("label_thresholds")},
+                     "metrics": {"test": {"n": test["n"], **headline(test)}
+                                 | ({"f1_macro": test["f1"]["macro"]} if "accuracy" in test else {})},
                      "files": run.hashes()})
     checkpoint.remove_all(run.path)
-    run.log(f"done: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']['macro']:.4f}")
+    run.log("done: test " + ", ".join(f"{k} {v:.4f}" for k, v in headline(test).items() if v is not None))
     return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
 
 

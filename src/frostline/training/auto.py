@@ -5,8 +5,8 @@
                                 the default, ``fisher`` or ``relevance``; :mod:`frostline.freezing.importance`),
                                 measured on the training data with the new head (:func:`score_budget`
                                 samples), plus the head
-``mask:fisher:P``               inside every weight matrix of the blocks, only the top P % of elements by
-                                diagonal Fisher information train (element masks), plus the head
+``mask:fisher:P``               of the blocks' weight-matrix elements, only the top P % by diagonal Fisher
+                                information (one ranking over all) train (element masks), plus the head
 ``auto-freeze[:I]``             full fine-tuning that freezes the converged prefix as it goes (AutoFreeze,
                                 Liu et al. 2021): every 1/I epoch (default 1/2), each trainable block's
                                 summed gradient is compared with the previous interval's; the leading

@@ -30,6 +30,7 @@ from ..data.batching import Batch, Encoded
 from ..evaluation.metrics import loss_se, paired_change, point_metrics
 from ..evaluation.predictions import Predictions
 from ..freezing.check import check_model
+from ..freezing.masks import trainable_count
 from ..freezing.plan import set_trainable
 from ..freezing.verify import Snapshot, snapshot, verify_frozen
 from ..models.blocks import discover_blocks
@@ -110,7 +111,7 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
     assert run.plan is not None
     return FitResult(run.history, run.best_epoch, run.ending == "early-stop", time.perf_counter() - run.t_start,
                      sum(p.numel() for p in model.parameters()),
-                     sum(model.get_parameter(n).numel() for n in run.plan.params),
+                     run.history[-1]["trainable"] if run.history else trainable_count(model, run.plan.params),
                      str(run.fabric.device), run.precision, run.best.state, run.ending == "converged")
 
 
@@ -168,7 +169,6 @@ class _Run:
 @dataclass
 class _Epoch:
     """One epoch's plan and what applying it did."""
-
     index: int  # counts from 0
     plan: EpochPlan
     added: list[str]
@@ -371,7 +371,7 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
             run.snap, run.snap_plan = None, None
     auto = run.strategy.end_epoch(epoch, config.epochs)
     record = EpochRecord(epoch + 1, ep.plan.note + (" (L-BFGS)" if ep.linear else ""),
-                         sum(run.model.get_parameter(n).numel() for n in ep.plan.params), ep.added, run.popt.lrs(),
+                         trainable_count(run.model, ep.plan.params), ep.added, run.popt.lrs(),
                          time.perf_counter() - ep.t0, train_metrics, val_metrics, verified, ep.cache_status,
                          clock.totals(), probe=ep.probe,
                          val_change=paired_change(val_pred.losses, run.prev_losses),

@@ -202,6 +202,6 @@ def parse_strategy(spec: str, model: nn.Module | None = None) -> Strategy:
         return Surgical(arg, model)
     raise FrostlineError(
         f"unknown strategy {spec!r}; expected one of linear-probe, partial:N, full, gradual, discriminative[:F], "
-        f"lp-ft[:K], surgical:SELECTOR, surgical:auto[:K[:SCORE]], auto-freeze, mask:fisher:P"
+        f"lp-ft[:K], surgical:SELECTOR, surgical:auto[:K[:SCORE]], auto-freeze[:I], mask:fisher:P"
         f"{did_you_mean(kind, STRATEGY_NAMES)}"
     )

@@ -1,0 +1,166 @@
+"""After a regression or multi-label run: per-label thresholds, leakage, and the findings of these tasks.
+
+Each finding carries its evidence and holds beyond the split's noise:
+
+* ``no-better-than-mean`` (regression): the model's squared errors are not below those of always predicting the
+  training mean, by a paired comparison on the test samples (mean difference and 1.96 standard errors); an error
+  when R^2 <= 0;
+* ``label-paradox`` (multilabel): Hamming accuracy looks high while labels with enough positives to show it are
+  missed (the upper end of the recall's 95 % Wilson interval below 50 %), beside the Hamming accuracy of predicting
+  no label at all;
+* ``overfitting``: the validation loss of the last epoch is above the best epoch's by more than two standard errors
+  of the paired per-sample change, while the training loss kept falling;
+* ``data-leakage``: the same sample on both sides of a split (shared with classification);
+* ``verdict``: good / fair / bad by R^2 (regression) or micro F1 (multilabel), with the thresholds of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..core.findings import Finding, by_severity
+from ..data.leakage import LeakageReport
+from .data_findings import leakage
+from .evidence import pct, wilson
+from .metrics import point_metrics
+from .predictions import Predictions
+
+
+def _rescored(pred: Predictions, labels: list[str], keep: np.ndarray, train_mean: float | None) -> dict[str, Any]:
+    losses = pred.losses[keep] if pred.losses is not None else None
+    return point_metrics(pred.kind, pred.labels[keep], pred.preds[keep], labels,
+                         float(losses.mean()) if losses is not None and len(losses) else None, train_mean)
+
+
+def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions, leak: LeakageReport | None,
+                   thresholds: Any, label_thresholds: np.ndarray | None = None) -> dict[str, Any]:
+    """Fill ``metrics`` (a regression or multi-label run's) with ``threshold``, ``leakage``, ``test_clean`` and
+    ``diagnoses``. A multi-label run's ``test`` is re-scored at ``label_thresholds`` (chosen on validation);
+    its scores at 0.5 stay in ``threshold.at_0.5``."""
+    labels, kind = metrics["labels"], test.kind
+    mean = metrics["task"]["mean"] if kind == "regression" else None
+    metrics["threshold"] = None
+    if kind == "multilabel" and label_thresholds is not None:
+        at_half = metrics["test"]
+        test.thresholds = label_thresholds
+        metrics["test"] = _rescored(test, labels, np.ones(len(test.labels), bool), None)
+        metrics["test"]["loss_se"] = at_half.get("loss_se")
+        metrics["threshold"] = {"label_thresholds": dict(zip(labels, map(float, label_thresholds), strict=True)),
+                                "chosen_on": "val", "objective": "f1 per label", "at_0.5": at_half}
+    metrics["leakage"] = leak.to_dict() if leak is not None else None
+    leaked = (leak.positions.get("test") if leak is not None else None) or []
+    metrics["test_clean"] = None
+    if leaked and len(test.labels) > len(leaked):
+        keep = np.ones(len(test.labels), bool)
+        keep[np.asarray(leaked, dtype=np.int64)] = False
+        metrics["test_clean"] = {**_rescored(test, labels, keep, mean), "excluded": int((~keep).sum())}
+    metrics["thresholds"] = thresholds.to_dict()
+    found = [*leakage(leak), *overfitting(metrics["history"])]
+    if kind == "regression":
+        found += no_better_than_mean(test, mean)
+    else:
+        found += label_paradox(metrics["test"])
+    judged = metrics["test_clean"] or metrics["test"]
+    errors = sum(f.severity == "error" for f in found)
+    found = [*by_severity(found), task_verdict(kind, judged, thresholds, errors)]
+    metrics["diagnoses"] = [f.to_dict() for f in found]
+    return metrics
+
+
+def no_better_than_mean(test: Predictions, train_mean: float | None) -> list[Finding]:
+    """The model against always predicting the training mean, paired per test sample."""
+    y = np.asarray(test.labels, np.float64)
+    if train_mean is None or len(y) < 3:
+        return []
+    model = (test.preds - y) ** 2
+    base = (train_mean - y) ** 2
+    d = model - base
+    diff, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1 - float(model.sum()) / ss_tot if ss_tot > 0 else None
+    numbers = {"mse": float(model.mean()), "mean_baseline_mse": float(base.mean()), "difference": diff, "se": se,
+               "r2": r2, "train_mean": train_mean, "n": len(y)}
+    text = (f"test MSE {model.mean():.4g} against {base.mean():.4g} for always predicting the training mean "
+            f"{train_mean:.4g} (paired difference {diff:+.4g} +/- {1.96 * se:.4g} at 95% on {len(y)} samples"
+            + (f"; R^2 {r2:.3f}" if r2 is not None else "") + ")")
+    fix = ("train longer or unfreeze more (partial:2, full), check that the target can be read from the text, "
+           "or try --loss huber when a few targets are extreme")
+    if r2 is not None and r2 <= 0:
+        return [Finding("no-better-than-mean", "error", f"{text}: the model is no better than the mean", fix, numbers)]
+    if diff + 1.96 * se >= 0:
+        return [Finding("no-better-than-mean", "warning", f"{text}: the gain over the mean is within the noise of "
+                        "this test split", fix, numbers)]
+    return []
+
+
+def label_paradox(m: dict[str, Any], high: float = 0.90, low_recall: float = 0.50) -> list[Finding]:
+    """High Hamming accuracy hiding labels the model misses (beyond noise)."""
+    if m["hamming_accuracy"] < high or not m["n"]:
+        return []
+    missed = []
+    for name, support in m["support"].items():
+        if support < 5:
+            continue  # too few positives to show a miss beyond noise
+        recall = m["recall"]["per_class"][name]
+        lo, hi = wilson(recall, support)
+        if hi < low_recall:
+            missed.append((name, support, recall, lo, hi))
+    if not missed:
+        return []
+    shown = "; ".join(f"{n!r} recall {pct(r)} ({pct(lo)}-{pct(hi)} on {s})" for n, s, r, lo, hi in missed[:6])
+    severe = any(r < 0.2 for _n, _s, r, _lo, _hi in missed)
+    return [Finding(
+        "label-paradox", "error" if severe else "warning",
+        f"Hamming accuracy {pct(m['hamming_accuracy'])} looks good, but predicting no label at all scores "
+        f"{pct(m['all_negative_hamming'])}: {len(missed)} label(s) are missed: {shown}. Micro F1 is "
+        f"{m['f1']['micro']:.3f}, macro F1 {m['f1']['macro']:.3f}.",
+        "judge by per-label recall / F1 and macro F1; more examples of the missed labels, more trainable layers, or "
+        "more epochs",
+        {"hamming_accuracy": m["hamming_accuracy"], "all_negative_hamming": m["all_negative_hamming"],
+         "missed": [{"label": n, "support": s, "recall": r, "recall_interval": [lo, hi]}
+                    for n, s, r, lo, hi in missed]})]
+
+
+def overfitting(history: list[dict[str, Any]]) -> list[Finding]:
+    """The validation loss rose beyond noise after its best epoch while the training loss kept falling."""
+    if len(history) < 2:
+        return []
+    best = min(range(len(history)), key=lambda i: history[i]["val"]["loss"])
+    last = history[-1]
+    change = last.get("val_vs_best")
+    if best == len(history) - 1 or not change or not change.get("se"):
+        return []
+    falling = last["train"]["loss"] < history[best]["train"]["loss"]
+    if not (falling and change["diff"] > 2 * change["se"]):
+        return []
+    return [Finding(
+        "overfitting", "warning",
+        f"validation loss rose from {history[best]['val']['loss']:.4g} (epoch {history[best]['epoch']}) to "
+        f"{last['val']['loss']:.4g} (epoch {last['epoch']}; paired change {change['diff']:+.4g} +/- "
+        f"{2 * change['se']:.4g}) while the training loss fell to {last['train']['loss']:.4g}",
+        "the run keeps the best epoch; fewer epochs, a lower --lr or fewer trainable layers would spend less",
+        {"best_epoch": history[best]["epoch"], "best_val_loss": history[best]["val"]["loss"],
+         "last_val_loss": last["val"]["loss"], "change": change})]
+
+
+def task_verdict(kind: str, m: dict[str, Any], thresholds: Any, errors: int) -> Finding:
+    """good / fair / bad for a regression (R^2) or multi-label (micro F1) run."""
+    if kind == "regression":
+        value, name, good = m.get("r2"), "R^2", thresholds.good_r2
+        bad = value is None or value <= 0
+        shown = f"R^2 {value:.3f}, RMSE {m['rmse']:.4g}, MAE {m['mae']:.4g}" if value is not None else "R^2 undefined"
+    else:
+        value, name, good = m["f1"]["micro"], "micro F1", thresholds.good_f1
+        bad = value < 0.3
+        shown = (f"micro F1 {value:.3f}, macro F1 {m['f1']['macro']:.3f}, subset accuracy "
+                 f"{pct(m['subset_accuracy'])}")
+    level = "bad" if bad or errors else "good" if value is not None and value >= good else "fair"
+    why = f"{name} at least {good}" if level == "good" else (
+        f"{errors} error finding(s) above" if errors else f"{name} below {good}" if level == "fair" else
+        f"{name} {'at or below 0' if kind == 'regression' else 'below 0.3'}")
+    return Finding(f"verdict-{level}", "info" if level == "good" else "warning",
+                   f"{level}: {shown} ({why})", "-" if level == "good" else "see the findings and per-label scores",
+                   {"level": level, name: value})
