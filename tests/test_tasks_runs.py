@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,7 +70,7 @@ def test_a_regression_run_end_to_end(tmp_path, tiny_hf_dir, strategy):
     assert codes[-1].startswith("verdict-") and "accuracy-paradox" not in codes
     runm = load_run(result.out)
     assert runm.model.config.problem_type == "regression"
-    texts = [line.split("\t")[0] for line in open(data).read().splitlines()[1:]]
+    texts = [line.split("\t")[0] for line in Path(data).read_text().splitlines()[1:]]
     again = runm.predict([texts[int(rows[0]["index"])]])
     assert again.predicted[0] == pytest.approx(float(rows[0]["predicted"]), abs=1e-4)
 
