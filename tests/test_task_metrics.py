@@ -120,3 +120,23 @@ def test_the_label_column_says_which_task():
         encode_targets(["z|x"], "multilabel", ["x", "y"], "val.tsv")
     with pytest.raises(FrostlineError, match=r"--task 'regresion' is not a task.*regression"):
         encode_targets(["1"], "regresion", None, "f")
+
+
+def test_the_ridge_probe_equals_sklearn_ridge_and_cross_validates_its_strength():
+    from sklearn.linear_model import Ridge
+
+    from frostline.training.probe_ridge import fit_ridge, fit_ridge_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 8))
+    z = x @ rng.normal(size=8) + rng.normal(0, 0.5, 120)
+    for alpha in (0.01, 1.0, 100.0):
+        w, b = fit_ridge(x, z, alpha)
+        ref = Ridge(alpha=alpha).fit(x, z)
+        np.testing.assert_allclose(w, ref.coef_, rtol=1e-8, atol=1e-10)
+        assert b == pytest.approx(ref.intercept_)
+    w, b, fit = fit_ridge_probe(x[:90], z[:90], x[90:], z[90:])
+    assert fit.solver == "ridge (closed form)" and fit.chosen_by == "5-fold cross-validation on train"
+    chosen = min(fit.grid, key=lambda g: g["cv_loss"])
+    assert chosen["C"] == fit.C and fit.grad_norm < 1e-8  # the normal equations hold at the solution
+    assert fit.val_loss < 0.5 * float(np.var(z[90:]))  # it learned the linear signal

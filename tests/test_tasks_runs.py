@@ -66,6 +66,8 @@ def test_a_regression_run_end_to_end(tmp_path, tiny_hf_dir, strategy):
     assert m["test"]["r2"] == pytest.approx(skm.r2_score(y, p))
     assert abs(m["task"]["mean"] - 2.0) < 0.5  # standardised with the training targets, reported in their units
     assert 0 < p.mean() < 4.5
+    if strategy == "linear-probe":  # a convex head on frozen features: solved exactly, once
+        assert m["history"][0]["plan"].endswith("(ridge)") and m["run"]["budget"]["probe"]["solver"].startswith("ridge")
     codes = [d["code"] for d in m["diagnoses"]]
     assert codes[-1].startswith("verdict-") and "accuracy-paradox" not in codes
     runm = load_run(result.out)

@@ -120,7 +120,8 @@ def budget_text(m: dict[str, Any]) -> str:
         return "-"
     probe = b.get("probe")
     if probe and b.get("converged"):
-        return f"L-BFGS, C={probe['C']:.3g}"
+        solver = "ridge" if probe.get("solver", "L-BFGS") != "L-BFGS" else "L-BFGS"
+        return f"{solver}, C={probe['C']:.3g}"
     rates = f"{_lr(b['lr'])}/{_lr(b['head_lr'])}"
     if probe:  # a converged probe epoch, then SGD epochs (skipped probe epochs are not run)
         return f"probe+{b['epochs_run'] - 1} ep, {rates}"

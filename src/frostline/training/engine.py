@@ -118,7 +118,6 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
 @dataclass
 class _Run:
     """What the loop carries from one epoch to the next."""
-
     model: nn.Module
     train: Encoded
     val: Encoded
@@ -269,10 +268,10 @@ def _enter_plan(run: _Run, epoch: int) -> _Epoch | None:
                                              run.fabric.device)
         log.info("epoch %d: %s", epoch + 1, cache_status)
     active = run.prefix.active() if run.prefix is not None else nullcontext()
-    convex = config.probe != "sgd" and run.task.kind == "classification"  # L-BFGS fits a softmax head
+    convex = config.probe != "sgd" and run.task.kind != "multilabel"  # softmax (L-BFGS) or ridge heads
     linear = probe_target(model, plan.params, run.prefix) if convex else ""
     if config.probe == "lbfgs" and not linear:
-        why = "the head is not one Linear on cached features" if convex else "L-BFGS fits softmax heads only"
+        why = "the head is not one Linear on cached features" if convex else "no convex fit for multilabel yet"
         cache_status += f"; linear probe trained by SGD: {why}"
     return _Epoch(epoch, plan, added, verified, cache_status, linear, active, t0)
 
@@ -323,11 +322,11 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
 
 
 def _probe_epoch(run: _Run, ep: _Epoch) -> tuple[np.ndarray, np.ndarray, float]:
-    """A head-only plan on cached features, fit to convergence as the convex problem it is (L-BFGS)."""
+    """A head-only plan on cached features, fit to convergence as the convex problem it is (L-BFGS / ridge)."""
     assert run.prefix is not None and run.clock is not None
-    with run.clock("probe"), run.status(f"epoch {ep.index + 1}: fitting the linear probe (L-BFGS)"):
+    with run.clock("probe"), run.status(f"epoch {ep.index + 1}: fitting the linear probe"):
         ep.probe, train_preds, train_loss, pfit = fit_probe_epoch(run.model, ep.linear, run.prefix,
-                                                                  run.train, run.val)
+                                                                  run.train, run.val, run.task)
     ep.cache_status += f"; {pfit.describe()}"
     return train_preds, run.train.ds.labels, train_loss
 
@@ -370,7 +369,8 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
             verified += verify_frozen(run.model, run.snap).checked
             run.snap, run.snap_plan = None, None
     auto = run.strategy.end_epoch(epoch, config.epochs)
-    record = EpochRecord(epoch + 1, ep.plan.note + (" (L-BFGS)" if ep.linear else ""),
+    solver = "ridge" if run.task.kind == "regression" else "L-BFGS"
+    record = EpochRecord(epoch + 1, ep.plan.note + (f" ({solver})" if ep.linear else ""),
                          trainable_count(run.model, ep.plan.params), ep.added, run.popt.lrs(),
                          time.perf_counter() - ep.t0, train_metrics, val_metrics, verified, ep.cache_status,
                          clock.totals(), probe=ep.probe,

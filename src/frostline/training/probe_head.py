@@ -9,10 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.task import Task
 from ..data.batching import Encoded
 from ..models.heads import find_head
 from .cache import PrefixCache
 from .probe import ProbeFit, fit_probe, log_loss, probs
+from .probe_ridge import fit_ridge_probe
 
 
 def probe_target(model: nn.Module, plan_params: set[str], prefix: PrefixCache | None) -> str:
@@ -26,11 +28,23 @@ def probe_target(model: nn.Module, plan_params: set[str], prefix: PrefixCache | 
     return linear if isinstance(module, nn.Linear) and plan_params == names else ""
 
 
-def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: Encoded, val: Encoded
-                    ) -> tuple[dict[str, Any], np.ndarray, float, ProbeFit]:
-    """Fit the head on the cached features to convergence; returns the probe record, train predictions and loss."""
+def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: Encoded, val: Encoded,
+                    task: Task | None = None) -> tuple[dict[str, Any], np.ndarray, float, ProbeFit]:
+    """Fit the head on the cached features to convergence (a regression: ridge in closed form); returns the probe
+    record, train predictions (classes, or values in the target's units) and the training loss."""
     x_train, x_val = prefix.features("train"), prefix.features("val")
     head = model.get_submodule(linear)
+    if task is not None and task.kind == "regression":
+        z, zv = ((np.asarray(d.ds.labels, np.float64) - task.mean) / task.std for d in (train, val))
+        w1, b1, rfit = fit_ridge_probe(x_train, z, x_val, zv)
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(w1[None, :]).to(head.weight))
+            if head.bias is not None:
+                head.bias.fill_(b1)
+        pred = np.asarray(x_train, np.float64) @ w1 + b1
+        loss = float(((pred - z) ** 2).mean()) if task.loss == "mse" else float(
+            torch.nn.functional.huber_loss(torch.from_numpy(pred), torch.from_numpy(z)))
+        return rfit.to_dict(), pred * task.std + task.mean, loss, rfit
     w, b, pfit = fit_probe(x_train, train.ds.labels, x_val, val.ds.labels, head.out_features)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(w).to(head.weight))
