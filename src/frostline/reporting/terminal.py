@@ -120,7 +120,7 @@ def budget_text(m: dict[str, Any]) -> str:
         return "-"
     probe = b.get("probe")
     if probe and b.get("converged"):
-        solver = "ridge" if probe.get("solver", "L-BFGS") != "L-BFGS" else "L-BFGS"
+        solver = "ridge" if probe.get("solver", "L-BFGS").startswith("ridge") else "L-BFGS"
         return f"{solver}, C={probe['C']:.3g}"
     rates = f"{_lr(b['lr'])}/{_lr(b['head_lr'])}"
     if probe:  # a converged probe epoch, then SGD epochs (skipped probe epochs are not run)

@@ -268,10 +268,10 @@ def _enter_plan(run: _Run, epoch: int) -> _Epoch | None:
                                              run.fabric.device)
         log.info("epoch %d: %s", epoch + 1, cache_status)
     active = run.prefix.active() if run.prefix is not None else nullcontext()
-    convex = config.probe != "sgd" and run.task.kind != "multilabel"  # softmax (L-BFGS) or ridge heads
+    convex = config.probe != "sgd"  # softmax / per-label logistic by L-BFGS, ridge in closed form
     linear = probe_target(model, plan.params, run.prefix) if convex else ""
     if config.probe == "lbfgs" and not linear:
-        why = "the head is not one Linear on cached features" if convex else "no convex fit for multilabel yet"
+        why = "the head is not one Linear on cached features"
         cache_status += f"; linear probe trained by SGD: {why}"
     return _Epoch(epoch, plan, added, verified, cache_status, linear, active, t0)
 

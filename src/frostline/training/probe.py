@@ -60,10 +60,10 @@ class ProbeFit:
     def describe(self) -> str:
         """One line for logs and the history table."""
         state = "converged" if self.converged else "NOT converged"
-        if self.solver != "L-BFGS":
+        if self.solver.startswith("ridge"):
             return (f"{self.solver}: C=1/alpha={self.C:.3g} chosen by {self.chosen_by} ({len(self.grid)} tried), "
                     f"gradient {self.grad_norm:.1e}, {self.seconds:.1f}s")
-        return (f"L-BFGS to convergence: C={self.C:.3g} chosen by {self.chosen_by} ({len(self.grid)} tried), "
+        return (f"{self.solver} to convergence: C={self.C:.3g} chosen by {self.chosen_by} ({len(self.grid)} tried), "
                 f"{self.iterations} iterations, gradient {self.grad_norm:.1e}, {state}, {self.seconds:.1f}s")
 
 

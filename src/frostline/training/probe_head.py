@@ -14,6 +14,7 @@ from ..data.batching import Encoded
 from ..models.heads import find_head
 from .cache import PrefixCache
 from .probe import ProbeFit, fit_probe, log_loss, probs
+from .probe_multilabel import bce, fit_multilabel_probe
 from .probe_ridge import fit_ridge_probe
 
 
@@ -45,6 +46,15 @@ def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: E
         loss = float(((pred - z) ** 2).mean()) if task.loss == "mse" else float(
             torch.nn.functional.huber_loss(torch.from_numpy(pred), torch.from_numpy(z)))
         return rfit.to_dict(), pred * task.std + task.mean, loss, rfit
+    if task is not None and task.kind == "multilabel":
+        y = np.asarray(train.ds.labels, np.float64)
+        w, b, mfit = fit_multilabel_probe(x_train, y, x_val, np.asarray(val.ds.labels, np.float64))
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(w).to(head.weight))
+            if head.bias is not None:
+                head.bias.copy_(torch.from_numpy(b).to(head.bias))
+        x = np.asarray(x_train, np.float64)
+        return mfit.to_dict(), (x @ w.T + b > 0).astype(np.uint8), bce(x, y, w, b), mfit
     w, b, pfit = fit_probe(x_train, train.ds.labels, x_val, val.ds.labels, head.out_features)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(w).to(head.weight))
