@@ -75,6 +75,20 @@ def test_a_regression_run_end_to_end(tmp_path, tiny_hf_dir, strategy):
     texts = [line.split("\t")[0] for line in Path(data).read_text().splitlines()[1:]]
     again = runm.predict([texts[int(rows[0]["index"])]])
     assert again.predicted[0] == pytest.approx(float(rows[0]["predicted"]), abs=1e-4)
+    if strategy == "partial:1":  # the export holds the target's scaling: plain transformers gives the value
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from frostline.runs.export import export_run
+
+        export_run(result.out, tmp_path / "exported")
+        exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "exported").eval()
+        tok = AutoTokenizer.from_pretrained(tmp_path / "exported")
+        import torch
+
+        with torch.no_grad():
+            value = exported(**tok([texts[int(rows[0]["index"])]], return_tensors="pt")).logits[0, 0].item()
+        assert value == pytest.approx(float(rows[0]["predicted"]), abs=1e-4)
+        assert exported.config.problem_type == "regression"
 
 
 @pytest.mark.parametrize("strategy", ["full", "linear-probe"])

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..core.atomic import umask_mode
 from ..core.errors import FrostlineError
+from ..models.heads import find_head
 from ..models.pooling import PooledTextClassifier
 from .folder import check_out
 from .inference import RunModel, load_run
@@ -88,7 +89,12 @@ def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
     """Write the export into ``tmp``; returns its kind and a function giving the reloaded model's logits."""
     model, labels = runm.model, runm.label_names
     meta: dict[str, Any] = {"labels": labels, "max_length": runm.max_length if runm.tokenizer else None,
-                            "run": str(runm.path), "threshold": runm.threshold}
+                            "run": str(runm.path), "threshold": runm.threshold, "task": runm.task.kind,
+                            "outputs": {"classification": "logits: softmax gives class probabilities",
+                                        "regression": "the value, in the target's units",
+                                        "multilabel": "logits: sigmoid gives each label's probability, compared "
+                                                      "with label_thresholds"}[runm.task.kind],
+                            "label_thresholds": runm.label_thresholds}
     if hasattr(model, "save_pretrained") and hasattr(model, "config"):
         from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
@@ -135,7 +141,18 @@ def export_run(run: str | Path, dest: str | Path, model: str | None = None, stat
     out = check_out(dest, "export")
     runm = load_run(run, model, status)
     x = _sample(runm)
+    task = runm.task
+    if task.kind == "regression":  # the head learned standardised targets: fold the scaling in, export user units
+        with torch.no_grad():
+            expected_units = task.transform(_logits(runm.model, x))
+            linear = runm.model.get_submodule(find_head(runm.model).linear)
+            linear.weight.mul_(task.std)
+            if linear.bias is not None:
+                linear.bias.mul_(task.std).add_(task.mean)
     expected = _logits(runm.model, x)
+    if task.kind == "regression" and not torch.allclose(expected, expected_units, atol=1e-4, rtol=1e-4):
+        raise FrostlineError("folding the target's mean and standard deviation into the head changed its outputs; "
+                             "export not written")  # pragma: no cover (a head that is not one Linear)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
