@@ -166,7 +166,9 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
             else r[judge] - base[judge]
         change = [] if base is None else ["" if gain is None else f"{gain:+.4f}"]
         t.add_row(*[cells[c] for c in cols], *change)
-    t.caption = ("budget: epochs run / planned, body / head learning rate; L-BFGS: linear probe fit to convergence, "
+    solver = "ridge: linear probe solved in closed form, C = 1/alpha" if kind == "regression" else \
+        "L-BFGS: linear probe fit to convergence"
+    t.caption = (f"budget: epochs run / planned, body / head learning rate; {solver}, "
                  "L2 strength C by cross-validation on train (probe+N ep: that probe, then N epochs). "
                  + ("" if compact else "val loss: best epoch; ")
                  + ("trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
