@@ -124,3 +124,42 @@ def test_task_options_are_checked(tmp_path):
     with pytest.raises(FrostlineError, match="a regression task has no positive class"):
         from frostline.runs.train import prepare
         prepare(RunConfig(data=data, label_column="score", optimize="f1", out=str(tmp_path / "o")))
+
+
+def test_label_columns_as_users_write_them(tmp_path):
+    from frostline.core.errors import FrostlineError
+    from frostline.data import read_table
+
+    csv_file = tmp_path / "m.csv"
+    csv_file.write_text("text,labels\nflood and rain,weather|water\nhello there,\nfire now,fire\n")
+    ds = read_table(csv_file, "text", "labels")  # an empty multi-label cell is a sample with no label, kept
+    assert ds.task == "multilabel" and len(ds) == 3 and ds.labels.tolist() == [[0, 1, 1], [0, 0, 0], [1, 0, 0]]
+    one = tmp_path / "one.tsv"
+    one.write_text("text\tlabel\n" + "".join(f"t{i}\t{i * 0.5}\n" for i in range(12)))
+    with pytest.raises(FrostlineError, match=r"no label in 'label' is a list.*--task regression"):
+        read_table(one, "text", "label", task="multilabel")
+    stray = tmp_path / "stray.tsv"
+    stray.write_text("text\tscore\n" + "".join(f"t{i}\t{i * 0.5 + 0.25}\n" for i in range(20)) + "t\tn/a\n")
+    with pytest.raises(FrostlineError, match=r"\(row 21\): target 'n/a' is not a finite number"):
+        read_table(stray, "text", "score")  # mostly numbers with fractions: a regression with one bad row
+
+
+def test_evaluate_and_predict_commands_on_a_regression_run(tmp_path, tiny_hf_dir):
+    from typer.testing import CliRunner
+
+    from frostline.cli import app
+
+    data = _regression_file(tmp_path / "r.tsv")
+    cfg = RunConfig(model=f"hf:{tiny_hf_dir}", data=data, label_column="score", strategy="linear-probe", epochs=1,
+                    batch_size=8, out=str(tmp_path / "run"))
+    train(cfg, echo=lambda _s: None)
+    other = _regression_file(tmp_path / "o.tsv", n=40, seed=5)
+    ev = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", other,
+                                  "--label-column", "score", "--out", str(tmp_path / "ev")])
+    assert ev.exit_code == 0, ev.output
+    assert "R^2" in ev.output and "verdict-" in ev.output
+    texts = tmp_path / "t.txt"
+    texts.write_text("free cash now\nsee you at lunch\n")
+    pr = CliRunner().invoke(app, ["predict", "--checkpoint", str(tmp_path / "run"), "--data", str(texts)])
+    assert pr.exit_code == 0, pr.output
+    assert "2 predicted (values" in pr.output

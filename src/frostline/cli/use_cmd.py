@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..reporting.terminal import class_table, confusion_table
+from ..reporting.terminal import class_table, confusion_table, task_table
 from ..runs.export import export_run
 from ..runs.inference import predict_file
 from ..runs.scoring import evaluate
@@ -43,6 +44,12 @@ def evaluate_command(
         print_json(result)
         return
     m, th = result["test"], result["threshold"]
+    if "accuracy" not in m:  # regression / multilabel: the task's table, then the findings
+        console.print(task_table(m, title=Path(data).name))
+        show_findings(result["diagnoses"])
+        if out:
+            console.print(f"written: {out}/predictions.csv, metrics.json")
+        return
     console.print(class_table(m, title=Path(data).name))
     console.print(confusion_table(m, result["labels"]))
     c = th.get("curves") or {}
@@ -58,6 +65,29 @@ def evaluate_command(
     show_findings(result["diagnoses"])
     if out:
         console.print(f"written: {out}/predictions.csv, metrics.json, report.html")
+
+
+def _task_predictions(result: Any, out: str | None, show: int) -> None:
+    """The terminal view of a regression's values or a multi-label run's label sets."""
+    predicted = result.predicted
+    if out is None:
+        t = Table(title=f"predictions; first {min(show, len(predicted))} of {len(predicted)}", header_style="bold")
+        t.add_column("input", overflow="fold", max_width=70)
+        t.add_column(escape(result.label_names[0]) if result.task == "regression" else "labels")
+        for i in range(min(show, len(predicted))):
+            value = predicted[i]
+            t.add_row(escape(result.names[i]), f"{value:.4g}" if result.task == "regression" else escape(value or "-"))
+        console.print(t)
+    if result.task == "regression":
+        v = np.asarray(predicted, dtype=float)
+        summary = f"values {v.min():.4g} .. {v.max():.4g}, mean {v.mean():.4g}"
+    else:
+        counts = Counter(n for row in predicted for n in row.split("|") if n)
+        summary = ", ".join(f"{n} {counts[n]}" for n in result.label_names if counts[n]) or "no label anywhere"
+        summary = "labels at the run's per-label thresholds: " + summary
+    console.print(f"{len(predicted)} predicted ({summary})" + (f"; written to {out}" if out else
+                                                               "; --out FILE writes them all"),
+                  highlight=False, markup=False)
 
 
 @app.command("predict")
@@ -78,6 +108,9 @@ def predict_command(
     result = predict_file(checkpoint, data, out, text_column, model, batch_size,
                           status=status_stderr if out == "-" else status)
     if out == "-":
+        return
+    if result.task != "classification":
+        _task_predictions(result, out, show)
         return
     counts = Counter(result.predicted_at_threshold or result.predicted)
     rule = (f"at the run's threshold {result.threshold['threshold']:.4f} for {result.threshold['positive']!r}"

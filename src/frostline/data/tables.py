@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.errors import FrostlineError, did_you_mean
 from .dataset import Dataset
-from .targets import encode_targets
+from .targets import detect_task, encode_targets
 from .unlabelled import column_index, json_lines, read_rows
 
 
@@ -52,6 +52,13 @@ def read_table(
         texts, raw, ids, skipped = _read_jsonl(p, str(text_column or "text"), str(label_column or "label"))
     else:
         texts, raw, ids, skipped = _read_delimited(p, text_column, label_column, header)
+    empty = [i for i, r in enumerate(raw) if not r]
+    if empty and (task or detect_task([r for r in raw if r])[0]) != "multilabel":
+        keep = [i for i, r in enumerate(raw) if r]
+        texts, raw, ids = [texts[i] for i in keep], [raw[i] for i in keep], [ids[i] for i in keep]
+        skipped += len(empty)
+    elif empty:
+        raw = [r or "[]" for r in raw]  # an empty multi-label cell: the sample has no label
     if not texts:
         raise FrostlineError(f"{p}: no usable rows (skipped {skipped})")
     column = str(label_column if label_column is not None else "label")
@@ -81,9 +88,9 @@ def _read_delimited(p: Path, text_column: str | int | None, label_column: str | 
             skipped += 1
             continue
         text, label = row[t_col], row[l_col].strip()  # text as written: exact duplicates stay exact
-        if not text.strip() or not label:
+        if not text.strip():
             skipped += 1
-            continue
+            continue  # an empty label stays for now: a multi-label sample with no label (else skipped below)
         texts.append(text)
         raw.append(label)
         ids.append(i)

@@ -40,6 +40,12 @@ def detect_task(raw: list[str], sep: str = LABEL_SEP) -> tuple[str, str]:
         return "multilabel", (f"{lists} of {len(raw)} labels are lists (JSON or joined by {sep!r}): multilabel; "
                               "pass --task to choose otherwise")
     numbers = [_number(r) for r in raw]
+    found = [v for v in numbers if v is not None]
+    if raw and len(found) >= 0.9 * len(raw) and len(found) < len(raw) and \
+            not all(float(v).is_integer() for v in found):
+        bad = next(r for r, v in zip(raw, numbers, strict=True) if v is None)
+        return "regression", (f"{len(found)} of {len(raw)} labels are numbers with fractions (one that is not: "
+                              f"{bad[:30]!r}): regression; pass --task classification to treat them as classes")
     if raw and all(v is not None for v in numbers):
         distinct = len(set(raw))
         if not all(float(v).is_integer() for v in numbers if v is not None):
@@ -87,6 +93,11 @@ def encode_targets(raw: list[str], task: str | None, names: list[str] | None, so
             raise FrostlineError(f"{source}{row}: target {raw[bad][:40]!r} is not a finite number; a regression needs "
                                  f"a number in every row of {column!r}")
         return np.array(values, dtype=np.float64), list(names or [column]), kind, note
+    if task == "multilabel" and not any(_is_list(r) or sep in r for r in raw):
+        raise FrostlineError(f"{source}: --task multilabel, but no label in {column!r} is a list (a JSON list, or "
+                             f"names joined by {sep!r}): every sample has one label, which is a classification"
+                             + ("; these are numbers: --task regression?" if all(_number(r) is not None for r in raw)
+                                else ""))
     sets = [label_list(r, sep, f"{source}: ") for r in raw]
     seen = sorted({n for s in sets for n in s})
     names = list(names) if names else label_order(seen)

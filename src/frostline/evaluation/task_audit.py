@@ -58,7 +58,7 @@ def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions,
         keep[np.asarray(leaked, dtype=np.int64)] = False
         metrics["test_clean"] = {**_rescored(test, labels, keep, mean), "excluded": int((~keep).sum())}
     metrics["thresholds"] = thresholds.to_dict()
-    found = [*leakage(leak), *overfitting(metrics["history"])]
+    found = [*_graded_leakage(leak, metrics["test"], metrics["test_clean"]), *overfitting(metrics["history"])]
     if kind == "regression":
         found += no_better_than_mean(test, mean)
     else:
@@ -68,6 +68,34 @@ def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions,
     found = [*by_severity(found), task_verdict(kind, judged, thresholds, errors)]
     metrics["diagnoses"] = [f.to_dict() for f in found]
     return metrics
+
+
+def _graded_leakage(leak: LeakageReport | None, test: dict[str, Any], clean: dict[str, Any] | None) -> list[Finding]:
+    """The leakage finding graded by its effect, as for classification: an error when at least 10 % of the test split
+    leaked or the headline score moves by 3 points or more without the leaked samples, else a warning with both
+    scores (R^2 for a regression, micro F1 for multilabel)."""
+    found = leakage(leak)
+    if not found or clean is None or not test.get("n"):
+        return found
+    share = clean["excluded"] / test["n"]
+    key, name = ("r2", "R^2") if "r2" in test else ("micro_f1", "micro F1")
+    value = (lambda m: m.get("r2")) if key == "r2" else (lambda m: m["f1"]["micro"])
+    a, b = value(test), value(clean)
+    moved = a is not None and b is not None and abs(a - b) >= 0.03
+    out = []
+    for f in found:
+        if f.code != "data-leakage":
+            out.append(f)
+            continue
+        effect = (f"{name} {a:.4f} on all {test['n']} test samples, {b:.4f} on the {clean['n']} unseen"
+                  if a is not None and b is not None else "")
+        message = f.message.replace(". Test scores are inflated by memorised samples", "")
+        severe = share >= 0.10 or moved
+        out.append(Finding(f.code, "error" if severe else "warning",
+                           f"{message}. {effect}" + ("" if severe else ": the leak barely moves the score (trust the "
+                                                     "unseen score; the verdict judges it)"),
+                           f.fix, {**f.numbers, "test_share": share, "score_all": a, "score_unseen": b}))
+    return out
 
 
 def no_better_than_mean(test: Predictions, train_mean: float | None) -> list[Finding]:

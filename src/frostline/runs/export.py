@@ -47,10 +47,18 @@ with torch.no_grad():
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     pooled = {{"mean": (hidden * mask).sum(1) / mask.sum(1).clamp(min=1), "cls": hidden[:, 0],
               "max": hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values}}[meta["pooling"]]
-    probs = torch.softmax(pooled @ head["weight"].T + head["bias"], dim=-1)
-print([meta["labels"][i] for i in probs.argmax(-1)])
+    logits = pooled @ head["weight"].T + head["bias"]
+{read}
 ```
 '''
+#: the last lines of the recipe, per task
+READ_OUTPUTS = {
+    "classification": 'probs = torch.softmax(logits, dim=-1)\nprint([meta["labels"][i] for i in probs.argmax(-1)])',
+    "regression": 'print(logits[:, 0].tolist())  # the value, in the target\'s units',
+    "multilabel": ('thresholds = torch.tensor(meta["label_thresholds"] or [0.5] * len(meta["labels"]))\n'
+                   'print([[n for n, on in zip(meta["labels"], row) if on] for row in torch.sigmoid(logits) >= '
+                   'thresholds])'),
+}
 
 
 def _sample(runm: RunModel) -> dict[str, torch.Tensor] | torch.Tensor:
@@ -113,7 +121,7 @@ def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
                    "bias": model.classifier.bias.detach().contiguous()}, str(tmp / "classifier.safetensors"))
         (tmp / "head.json").write_text(json.dumps({**meta, "pooling": model.pooling.mode}, indent=2),
                                        encoding="utf-8")
-        (tmp / "README.md").write_text(POOLED_USAGE.format(folder=final.resolve()),
+        (tmp / "README.md").write_text(POOLED_USAGE.format(folder=final.resolve(), read=READ_OUTPUTS[runm.task.kind]),
                                        encoding="utf-8")
         return "transformers encoder + head", lambda x: _pooled_logits(tmp, x)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
