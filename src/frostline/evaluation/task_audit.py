@@ -138,7 +138,8 @@ def label_paradox(m: dict[str, Any], high: float = 0.90, low_recall: float = 0.5
             missed.append((name, support, recall, lo, hi))
     if not missed:
         return []
-    shown = "; ".join(f"{n!r} recall {pct(r)} ({pct(lo)}-{pct(hi)} on {s})" for n, s, r, lo, hi in missed[:6])
+    shown = "; ".join(f"{n!r} recall {pct(r)} ({pct(lo)}-{pct(hi)} on {s})" for n, s, r, lo, hi in missed[:6]) + (
+        f"; and {len(missed) - 6} more (metrics.json)" if len(missed) > 6 else "")
     severe = any(r < 0.2 for _n, _s, r, _lo, _hi in missed)
     return [Finding(
         "label-paradox", "error" if severe else "warning",
