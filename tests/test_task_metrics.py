@@ -159,3 +159,16 @@ def test_the_multilabel_probe_equals_one_sklearn_logistic_regression_per_label()
     w, b, fit = fit_multilabel_probe(x[:110], y[:110], x[110:], y[110:])
     assert min(fit.grid, key=lambda g: g["cv_loss"])["C"] == fit.C and fit.solver == "L-BFGS per label"
     assert fit.val_loss < 0.5  # far below the 0.69 of knowing nothing
+
+
+def test_a_shifted_target_mean_is_not_called_no_better_than_the_mean():
+    from frostline.evaluation.predictions import Predictions
+    from frostline.evaluation.task_audit import no_better_than_mean
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(2.0, 1.0, 200)  # this data's mean is 2; the model trained where the mean was -1
+    shifted = Predictions((0.3 * (y - 2.0) + 0.5)[:, None], y, np.arange(200), 0.0, kind="regression")
+    found = no_better_than_mean(shifted, train_mean=-1.0)
+    assert [f.code for f in found] == ["target-shift"] and found[0].numbers["r2"] <= 0
+    noise = Predictions(rng.normal(2.0, 0.1, (200, 1)), y, np.arange(200), 0.0, kind="regression")
+    assert [f.code for f in no_better_than_mean(noise, train_mean=2.0)] == ["no-better-than-mean"]

@@ -116,6 +116,13 @@ def no_better_than_mean(test: Predictions, train_mean: float | None) -> list[Fin
             + (f"; R^2 {r2:.3f}" if r2 is not None else "") + ")")
     fix = ("train longer or unfreeze more (partial:2, full), check that the target can be read from the text, "
            "or try --loss huber when a few targets are extreme")
+    beats_train_mean = diff + 1.96 * se < 0
+    if r2 is not None and r2 <= 0 and beats_train_mean:  # R^2 judges against this data's own mean, not training's
+        return [Finding("target-shift", "warning",
+                        f"{text}: the model beats the training mean, yet R^2 is at or below 0 because this data's "
+                        f"mean target ({float(y.mean()):.4g}) differs from the training mean: the targets shifted",
+                        "check that this data's targets are on the training data's scale; fine-tune on some of it",
+                        numbers)]
     if r2 is not None and r2 <= 0:
         return [Finding("no-better-than-mean", "error", f"{text}: the model is no better than the mean", fix, numbers)]
     if diff + 1.96 * se >= 0:

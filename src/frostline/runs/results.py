@@ -102,9 +102,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     metrics["data"]["path"] = str(Path(cfg.data).resolve()) if cfg.data else None
     if task.kind != "classification":
         audit_task_run(metrics, val_pred, test_pred, prepared.leakage, cfg.thresholds(), label_thresholds)
-        if label_thresholds is not None:
-            test_pred.thresholds = label_thresholds
-        return metrics, test_pred, None
+        return metrics, test_pred, None  # test_pred now decides at the per-label thresholds (predictions.csv)
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())
     chosen = metrics["threshold"].get("chosen")

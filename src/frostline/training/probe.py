@@ -197,3 +197,21 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
 def probs(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Class probabilities of the fitted probe."""
     return _softmax(np.asarray(x, dtype=np.float64) @ w.T + b)
+
+
+def checked_features(x_train: np.ndarray, x_val: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation features as float64, or one clear error: too few samples, or values that are not
+    finite (``what`` names the probe)."""
+    if len(x_train) < 2 or len(x_val) == 0:
+        raise FrostlineError(f"the {what} needs at least 2 training samples and some validation samples")
+    if not (np.isfinite(x_train).all() and np.isfinite(x_val).all()):
+        raise FrostlineError(f"the frozen features hold NaN or infinite values: the {what} cannot be fit")
+    return np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
+
+
+def kfold(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled K-fold splits of ``n`` samples (fewer folds when ``n`` is small; none below 4 samples)."""
+    from sklearn.model_selection import KFold
+
+    k = min(folds, n // 2)
+    return list(KFold(k, shuffle=True, random_state=seed).split(np.zeros((n, 1)))) if k >= 2 else []

@@ -9,8 +9,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..core.errors import FrostlineError
-from .probe import DEFAULT_CS, ProbeFit
+from .probe import DEFAULT_CS, ProbeFit, checked_features, kfold
 
 
 def bce(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> float:
@@ -24,6 +23,7 @@ def fit_binary(x: np.ndarray, y: np.ndarray, C: float, init: np.ndarray | None =
     """Fit every label's ``sigmoid(w_j x + b_j)`` by L-BFGS at one ``C`` (scikit-learn's objective per label:
     ``sum_i BCE + ||w_j||^2 / (2 C)``); returns ``W (L x d)``, ``b (L,)`` and solver facts."""
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     n, d = x.shape
     k = y.shape[1]
@@ -32,7 +32,7 @@ def fit_binary(x: np.ndarray, y: np.ndarray, C: float, init: np.ndarray | None =
         w, b = theta[: k * d].reshape(k, d), theta[k * d :]
         z = x @ w.T + b
         loss = float((np.logaddexp(0, z) - y * z).sum()) + 0.5 / C * float((w * w).sum())
-        g = 1.0 / (1.0 + np.exp(-z)) - y
+        g = expit(z) - y  # no overflow warning for very negative z
         return loss / n, np.concatenate([(g.T @ x + w / C).ravel(), g.sum(axis=0)]) / n
 
     theta0 = np.zeros(k * d + k) if init is None else init
@@ -48,18 +48,11 @@ def fit_multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
                          ) -> tuple[np.ndarray, np.ndarray, ProbeFit]:
     """Fit the per-label logistic probe for every C (warm-started, strongest first) and keep the C with the lowest
     cross-validated binary cross-entropy on the training split; the validation split is reported, not used."""
-    from sklearn.model_selection import KFold
-
-    if len(x_train) < 2 or len(x_val) == 0:
-        raise FrostlineError("the multi-label probe needs at least 2 training samples and some validation samples")
-    if not (np.isfinite(x_train).all() and np.isfinite(x_val).all()):
-        raise FrostlineError("the frozen features hold NaN or infinite values: the probe cannot be fit")
     t0 = time.perf_counter()
-    x, xv = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
+    x, xv = checked_features(x_train, x_val, "multi-label probe")
     y, yv = np.asarray(y_train, np.float64), np.asarray(y_val, np.float64)
     grid_cs = sorted(float(c) for c in cs)
-    k = min(folds, len(y) // 2)
-    splits = list(KFold(k, shuffle=True, random_state=seed).split(x)) if k >= 2 else []
+    splits = kfold(len(y), folds, seed)
 
     def path(xs: np.ndarray, ys: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, dict]]:
         out, theta = [], None

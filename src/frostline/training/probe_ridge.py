@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 
-from ..core.errors import FrostlineError
-from .probe import ProbeFit
+from .probe import ProbeFit, checked_features, kfold
 
 #: ridge strengths tried: 1e-3 .. 1e4 in half decades
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))
@@ -44,17 +43,10 @@ def fit_ridge_probe(x_train: np.ndarray, z_train: np.ndarray, x_val: np.ndarray,
     Returns:
         ``w (d,)``, ``b`` and the :class:`ProbeFit` (``C`` is ``1 / alpha``; losses are MSE in standardised units).
     """
-    from sklearn.model_selection import KFold
-
-    if len(x_train) < 2 or len(x_val) == 0:
-        raise FrostlineError("the ridge probe needs at least 2 training samples and some validation samples")
-    if not (np.isfinite(x_train).all() and np.isfinite(x_val).all()):
-        raise FrostlineError("the frozen features hold NaN or infinite values: the ridge probe cannot be fit")
     t0 = time.perf_counter()
-    x, xv = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
+    x, xv = checked_features(x_train, x_val, "ridge probe")
     z, zv = np.asarray(z_train, np.float64), np.asarray(z_val, np.float64)
-    k = min(folds, len(z) // 2)
-    splits = list(KFold(k, shuffle=True, random_state=seed).split(x)) if k >= 2 else []
+    splits = kfold(len(z), folds, seed)
     cv = np.zeros(len(alphas))
     for tr, te in splits:
         for j, a in enumerate(alphas):
