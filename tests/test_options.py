@@ -187,3 +187,20 @@ def test_narrow_terminal_comparison_keeps_every_number_whole():
         console.print(compare_table([base, m], width=width))
         text = console.export_text()
         assert "…" not in text and "0.9604" in text and "+0.6049" in text and "22.6M" in text, text
+
+
+def test_multilabel_comparison_fits_120_columns_by_dropping_val_loss():
+    from rich.console import Console
+
+    from frostline.reporting.terminal import compare_table
+
+    m = {"strategy": "linear-probe", "budget": "3/3 ep, 1e-4/0.01", "trainable": 3850, "seconds": 18.3,
+         "val_loss": 0.3838, "task": "multilabel", "subset_accuracy": 0.1133, "micro_f1": 0.5760, "macro_f1": 0.5198,
+         "hamming_loss": 0.2287}
+    base = {**m, "strategy": "base model", "budget": "-", "trainable": 0, "micro_f1": 0.2866}
+    for width, val_loss in ((120, False), (140, True)):
+        console = Console(width=width, record=True)
+        console.print(compare_table([base, m], width=width))
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "0.2287" in text and "+0.2894" in text and ("0.3838" in text) == val_loss, text

@@ -161,6 +161,21 @@ def test_the_multilabel_probe_equals_one_sklearn_logistic_regression_per_label()
     assert fit.val_loss < 0.5  # far below the 0.69 of knowing nothing
 
 
+def test_the_multilabel_grid_stops_past_its_minimum_with_the_same_choice(monkeypatch):
+    from frostline.training import probe_multilabel as pm
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 8))
+    y = np.stack([x[:, 0] + rng.normal(0, 1.0, 200) > 0, x[:, 1] + rng.normal(0, 1.0, 200) > 0.5], 1).astype(float)
+    w, _, fit = pm.fit_multilabel_probe(x[:150], y[:150], x[150:], y[150:])
+    monkeypatch.setattr(pm, "PAST_MINIMUM", 99)
+    w_all, _, fit_all = pm.fit_multilabel_probe(x[:150], y[:150], x[150:], y[150:])
+    assert len(fit.grid) < len(fit_all.grid) == 13
+    tried = len(fit.grid)
+    assert fit.C == fit_all.C and [g["cv_loss"] for g in fit.grid] == [g["cv_loss"] for g in fit_all.grid[:tried]]
+    np.testing.assert_allclose(w, w_all)
+
+
 def test_a_shifted_target_mean_is_not_called_no_better_than_the_mean():
     from frostline.evaluation.predictions import Predictions
     from frostline.evaluation.task_audit import no_better_than_mean

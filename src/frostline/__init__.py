@@ -22,6 +22,7 @@ from .data import (
     read_image_folder,
     read_table,
     split,
+    write_bundled,
 )
 from .evaluation import Thresholds, classification_metrics, diagnose_run
 from .freezing import (
@@ -154,6 +155,7 @@ __all__ = [
     "trainable_state",
     "unfreeze",
     "verify_frozen",
+    "write_bundled",
 ]
 
 

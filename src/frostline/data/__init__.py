@@ -7,6 +7,7 @@ Knows nothing about models or training.
 from .._compat import old_names
 from .augment import Augment, parse_augment
 from .batching import Batch, Encoded
+from .bundled import split_half_ceiling, write_bundled
 from .dataset import Dataset, Splits
 from .images import from_tensors, image_tensor, read_image_folder
 from .leakage import LeakageReport, check_splits, dedup, label_conflicts
@@ -32,6 +33,8 @@ __all__ = [
     "read_table",
     "read_unlabelled",
     "split",
+    "split_half_ceiling",
+    "write_bundled",
 ]
 
 

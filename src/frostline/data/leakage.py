@@ -23,8 +23,15 @@ PAIRS = (("train", "val"), ("train", "test"), ("val", "test"))
 
 
 def normalize_text(text: str) -> str:
-    """Case, whitespace and punctuation-insensitive form of ``text`` (HTML entities decoded)."""
+    """Case, whitespace and punctuation-insensitive form of ``text`` (HTML entities decoded).
+
+    A text that is mostly punctuation and symbols (at most half of its characters letters or digits: emoticons such
+    as ``:-)`` and ``:(``, code, ``<3``) keeps them, as they are what tells it apart; only case and whitespace fold.
+    """
     folded = html.unescape(text).casefold()
+    visible = [ch for ch in folded if not ch.isspace()]
+    if 2 * sum(ch.isalnum() for ch in visible) <= len(visible):
+        return " ".join(folded.split())
     kept = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in folded)
     return " ".join(kept.split())
 
@@ -55,6 +62,7 @@ class LeakageReport:
         exact: ``"train-val"`` etc. -> samples of the second split whose exact key occurs in the first.
         near: Same with normalised keys (text only; equals ``exact`` for images and tensors).
         examples: A few leaked samples with their splits.
+        sizes: Samples per split (``train``, ``val``, ``test``).
     """
 
     copies: int = 0
@@ -67,6 +75,7 @@ class LeakageReport:
     positions: dict[str, list[int]] = field(default_factory=dict)
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
     conflicts_deduped: bool = False
+    sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def leaked(self) -> int:
@@ -126,6 +135,7 @@ def check_splits(splits: Splits, source: Dataset | None = None, max_examples: in
         report.copies, report.duplicated, report.near_copies, _ = within(source)
         report.conflicting, report.conflict_examples = label_conflicts(source)
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    report.sizes = {name: len(ds) for name, ds in parts.items()}
     keys = {name: sample_keys(ds) for name, ds in parts.items()}
     near = {name: sample_keys(ds, near=True) for name, ds in parts.items()}
     leaked: dict[str, set[int]] = {"val": set(), "test": set()}

@@ -29,6 +29,10 @@ def absent_classes(m: dict[str, Any], labels: list[str]) -> tuple[Finding | None
         {"absent": absent, "macro_present": macro, "predicted_as_absent": predicted}), macro
 
 
+#: share of the validation split that must have leaked (test clean) for a warning; below it, an info
+VAL_LEAK_WARN = 0.02
+
+
 def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
             clean: dict[str, Any] | None = None) -> list[Finding]:
     """Samples on both sides of a split, graded by share and effect; duplicates with conflicting labels.
@@ -79,13 +83,18 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
              "accuracy_unseen": clean["accuracy"], "f1_all": test["f1"]["macro"], "f1_unseen": clean["f1"]["macro"]},
         ))
     elif by_split.get("val"):
+        n_val = report.sizes.get("val", 0)
+        share = by_split["val"] / n_val if n_val else 1.0
+        minor = share < VAL_LEAK_WARN
         found.append(Finding(
-            "data-leakage", "warning",
-            f"{by_split['val']} validation samples also occur in training ({where});{example}. The test split is "
-            "clean, but validation loss (best epoch, early stopping, thresholds) is measured partly on memorised "
-            "samples",
+            "data-leakage", "info" if minor else "warning",
+            f"{by_split['val']} validation samples" + (f" of {n_val} ({pct(share)})" if n_val else "")
+            + f" also occur in training ({where});{example}. The test split is clean"
+            + ("; too few to move validation loss (best epoch, early stopping, thresholds)" if minor else
+               ", but validation loss (best epoch, early stopping, thresholds) is measured partly on memorised "
+               "samples"),
             "--dedup drops duplicates (after normalisation) before splitting",
-            report.to_dict(),
+            {**report.to_dict(), "val_share": share},
         ))
     if report.conflicting:
         shown = "; ".join(f"{e['sample']!r}: {', '.join(e['labels'])}" for e in report.conflict_examples[:3])

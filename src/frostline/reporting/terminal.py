@@ -137,6 +137,10 @@ def _test(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in h.items() if k != "loss"} | {"task": task_of(m)}
 
 
+#: columns the whole comparison table needs, per task (narrower: columns give way, never cut)
+FULL_WIDTH = {"classification": 112, "regression": 112, "multilabel": 128}
+
+
 def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison", width: int | None = None) -> Table:
     """The comparison table: one row per strategy.
 
@@ -154,6 +158,9 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
     if compact:
         key_cols = [first, scores[judge]] if kind != "classification" else [first, last]
         cols = ["strategy", "budget", "trainable", *key_cols] if width >= 80 else ["strategy", "trainable", *key_cols]
+    no_val_loss = not compact and width is not None and width < FULL_WIDTH.get(kind, 112)
+    if no_val_loss:  # four multi-label scores: the best epoch's validation loss gives way (compare.json has it)
+        cols.remove("val loss")
     for col in [*cols, *(["vs base"] if base else [])]:
         text = col in ("strategy", "budget")  # text wraps when the terminal is narrow; numbers never get cut
         t.add_column(col, justify="left" if text else "right", no_wrap=not text, overflow="fold" if text else "crop",
@@ -170,7 +177,7 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
         "L-BFGS: linear probe fit to convergence"
     t.caption = (f"budget: epochs run / planned, body / head learning rate; {solver}, "
                  "L2 strength C by cross-validation on train (probe+N ep: that probe, then N epochs). "
-                 + ("" if compact else "val loss: best epoch; ")
+                 + ("" if compact or no_val_loss else "val loss: best epoch; ")
                  + ("trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
                     if kind == "classification" else "trainable: parameters; scores: test split; ")
                  + ("narrow terminal: the other columns are in compare.json and report.html; "
