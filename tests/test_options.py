@@ -204,3 +204,15 @@ def test_multilabel_comparison_fits_120_columns_by_dropping_val_loss():
         text = console.export_text()
         assert max(len(line) for line in text.splitlines()) <= width
         assert "0.2287" in text and "+0.2894" in text and ("0.3838" in text) == val_loss, text
+
+
+def test_a_comparison_that_failed_before_any_run_does_not_block_its_folder(tmp_path, tiny_hf_dir, text_file):
+    out = tmp_path / "cmp"
+    cfg = fl.RunConfig(model=f"hf:{tiny_hf_dir}", data=text_file, text_column="1", label_column="9",
+                       epochs=1, out=str(out))
+    with pytest.raises(fl.FrostlineError, match="label"):
+        fl.compare(cfg, ["linear-probe"], echo=lambda _s: None)
+    assert (out / "compare.json").is_file()
+    fixed = fl.RunConfig(**{**cfg.to_dict(), "label_column": "0"})
+    result = fl.compare(fixed, ["linear-probe"], echo=lambda _s: None)
+    assert [r.strategy for r in result.runs] == ["linear-probe"]

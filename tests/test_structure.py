@@ -20,7 +20,7 @@ from frostline.cli import app
 
 SRC = Path(fl.__file__).parent
 #: the sub-packages in import order: each imports only those before it (docs/architecture.md)
-LAYERS = ["core", "data", "models", "freezing", "evaluation", "training", "reporting", "runs", "cli"]
+LAYERS = ["core", "data", "models", "freezing", "evaluation", "training", "reporting", "runs", "integrations", "cli"]
 #: the top-level API before the sub-packages (0.1): unchanged
 API = [
     "Blocks", "Dataset", "Finding", "FreezePlan", "FrostlineError", "FrozenChangedError", "FrozenCheck", "HeadInfo",

@@ -59,6 +59,10 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "patience": (int | None, typer.Option(help="Early stopping: epochs without a better validation loss.")),
     "seed": (int, typer.Option(help="Seed for splits, initialisation and data order.")),
     "accelerator": (str, typer.Option(help="auto | cpu | cuda.")),
+    "devices": (int, typer.Option(help="Processes (one per device) on this machine; >1 is a distributed run, "
+                                       "launched by frostline itself (CPU: the gloo backend).")),
+    "num_nodes": (int, typer.Option(help="Machines of a distributed run (start each with torchrun or fabric run).")),
+    "distributed": (str, typer.Option(help="auto | ddp | fsdp (CUDA only); auto is ddp when devices x nodes > 1.")),
     "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 on GPU).")),
     "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors when a plan starts, "
                                                              "verify when it ends.")),

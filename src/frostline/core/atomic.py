@@ -57,8 +57,27 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+_WRITES = True
+
+
+def set_writes(enabled: bool) -> None:
+    """Turn every write of this module (and of the run folder and checkpoints) on or off for this process.
+
+    Off on the ranks other than 0 of a distributed run: they train and read, and only rank 0 writes.
+    """
+    global _WRITES
+    _WRITES = enabled
+
+
+def writes() -> bool:
+    """Whether this process writes run folders (not on a distributed run's ranks other than 0)."""
+    return _WRITES
+
+
 def _atomic(path: str | os.PathLike[str], write: Callable[[str], None], label: str | None = None) -> Path:
     target = Path(path)
+    if not _WRITES:
+        return target
     label = label or target.name
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

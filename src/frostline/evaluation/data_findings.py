@@ -97,10 +97,12 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
             {**report.to_dict(), "val_share": share},
         ))
     if report.conflicting:
-        shown = "; ".join(f"{e['sample']!r}: {', '.join(e['labels'])}" for e in report.conflict_examples[:3])
+        shown = "; ".join(f"{e['sample']!r}: {', '.join(x if x else '(no label)' for x in e['labels'])}"
+                          for e in report.conflict_examples[:3])
         found.append(Finding(
             "conflicting-labels", "warning",
-            f"{report.conflicting} samples occur with more than one label" + (f", e.g. {shown}" if shown else "")
+            f"{report.conflicting} samples occur with more than one label (texts compared after normalising case, "
+            "whitespace and punctuation)" + (f", e.g. {shown}" if shown else "")
             + ("; --dedup kept the first label of each" if report.conflicts_deduped else ""),
             "check the labels of those samples (metrics.json leakage.conflict_examples)",
             {"conflicting": report.conflicting, "examples": report.conflict_examples},

@@ -201,5 +201,7 @@ def task_verdict(kind: str, m: dict[str, Any], thresholds: Any, errors: int) -> 
         f"{errors} error finding(s) above" if errors else f"{name} below {good}" if level == "fair" else
         f"{name} {'at or below 0' if kind == 'regression' else 'below 0.3'}")
     return Finding(f"verdict-{level}", "info" if level == "good" else "warning",
-                   f"{level}: {shown} ({why})", "-" if level == "good" else "see the findings and per-label scores",
+                   f"{level}: {shown} ({why})", "-" if level == "good" else
+                   "see the findings and the residual plot in report.html" if kind == "regression" else
+                   "see the findings and the per-label scores",
                    {"level": level, name: value})

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..core.atomic import fsync_dir, is_temp, point, strict_json, umask_mode
+from ..core.atomic import fsync_dir, is_temp, point, strict_json, umask_mode, writes
 from .identity import file_hash
 
 FOLDER = "checkpoints"
@@ -158,6 +158,8 @@ def verified(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def clean(run: Path) -> None:
     """Remove half-written checkpoint folders and temporary files of interrupted atomic writes."""
+    if not writes():  # another rank's (rank 0's) files
+        return
     root = run / FOLDER
     if root.is_dir():
         for p in root.iterdir():
@@ -178,11 +180,14 @@ def latest(run: Path) -> tuple[Checkpoint | None, list[str]]:
         if state is not None:
             return Checkpoint(path, state), notes
         notes.append(f"checkpoint {path.name} is damaged ({why}); falling back to the one before")
-        shutil.rmtree(path, ignore_errors=True)
+        if writes():
+            shutil.rmtree(path, ignore_errors=True)
     return None, notes
 
 
 def remove_all(run: Path) -> None:
     """Drop the checkpoints once the run is complete."""
+    if not writes():
+        return
     shutil.rmtree(run / FOLDER, ignore_errors=True)
     point("checkpoints:removed")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.atomic import writes
 from ..evaluation.metrics import headline
 from ..training.records import EpochRecord, Resume
 from ..training.schedule import PlanOptimizer
@@ -70,6 +71,8 @@ class Checkpointer:
         state = {"step": step, "history": self.history, "best_epoch": best["epoch"],
                  "best_val_loss": best["val"]["loss"], "ending": ending, "frozen_snapshot": record.frozen_snapshot,
                  **self.extra_state}
+        if not writes():  # a distributed run's other ranks: rank 0 writes, they read it back (load_best)
+            return
         self.latest = checkpoint.write(self.run, record.epoch, last, last if is_best else None, extra, state,
                                        self.latest)
         score = ", ".join(f"val {k} {v:.4f}" for k, v in headline(record.val).items() if k != "loss" and v is not None)
@@ -79,6 +82,8 @@ class Checkpointer:
 
     def load_best(self) -> dict[str, torch.Tensor]:
         """Put the best epoch's weights in the model; returns its changed tensors (for model.safetensors)."""
+        if not writes():  # rank 0 wrote the checkpoints (the caller waited for it)
+            self.latest, _ = checkpoint.latest(self.run)
         assert self.latest is not None, "no checkpoint: training ran no epoch"
         best = self.latest.tensors("best")
         self.model.load_state_dict(self.initial)

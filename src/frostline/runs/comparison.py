@@ -24,7 +24,7 @@ from ..core.errors import FrostlineError, did_you_mean
 from ..reporting.html import write_compare_report
 from .config import RunConfig
 from .folder import check_out, check_run_out
-from .train import Progress, RunResult, Status, no_status, prepare, train
+from .train import Progress, RunResult, Status, no_status, prepare, start_processes, train
 
 BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
                                 "weight_decay": float, "warmup": float, "schedule": str, "patience": int,
@@ -132,6 +132,7 @@ def compare(cfg: RunConfig, strategies: list[str] | list[Any] | str, progress: P
     """
     items = parse_strategies(strategies if isinstance(strategies, str | list) else list(strategies))
     configs = [run_config(cfg, item, Path(cfg.out)) for item in items]  # every option checked before anything loads
+    start_processes(cfg)  # a distributed comparison: the other processes start now, not after the data is read
     out = _own_folder(cfg, configs)
     # strategies resolve against the model as soon as it loads: a bad one fails before hours of training
     prepared = prepare(cfg, status=status, echo=echo, strategies=[item.spec for item in items])
@@ -177,6 +178,12 @@ def _own_folder(cfg: RunConfig, configs: list[RunConfig]) -> Path:
         if not isinstance(recorded, dict) or recorded.get("schema") != COMPARE_SCHEMA:
             raise FrostlineError(f"{summary} is not a frostline comparison summary; choose a new --out")
         diff = sorted(k for k, v in _identity(cfg).items() if (recorded.get("config") or {}).get(k) != v)
+        started = recorded.get("complete") or recorded.get("runs") or any(p.name != summary.name
+                                                                           for p in out.iterdir())
+        if recorded.get("config") is not None and diff and not started:  # failed before any run began:
+            atomic.write_json(summary, {"schema": COMPARE_SCHEMA, "complete": False,  # nothing to keep
+                                        "config": _identity(cfg), "runs": []})
+            return out
         if recorded.get("config") is not None and diff:
             raise FrostlineError(f"--out {out} holds a comparison with other settings (differs in: "
                                  f"{', '.join(diff)}); choose a new folder")

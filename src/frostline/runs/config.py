@@ -67,6 +67,9 @@ class RunConfig:
     seed: int = 0
     accelerator: str = "auto"
     precision: str | None = None
+    devices: int = 1
+    num_nodes: int = 1
+    distributed: str = "auto"
     verify: bool = True
     cache: bool = True
     cache_budget: float = 2048.0
@@ -110,6 +113,10 @@ class RunConfig:
             raise FrostlineError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
                                  f"{did_you_mean(self.accelerator, ACCELERATORS)}")
         on_gpu = _check_device(self.accelerator)
+        from ..training.distributed import check as check_distributed
+
+        check_distributed(self.devices, self.num_nodes, self.distributed,
+                          "cpu" if self.accelerator == "auto" and not on_gpu else self.accelerator)
         if self.precision is not None and self.precision not in PRECISIONS:
             alias = PRECISION_ALIASES.get(self.precision.lower())
             hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
@@ -167,8 +174,14 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The keys that must match for a run folder to be resumed (everything but where it is written)."""
         d = self.to_dict()
-        d.pop("out")
+        for key in ("out", *PROCESS_KEYS):
+            d.pop(key)
         return d
+
+
+#: how many processes run it: not part of a run's identity (the same global batch gives the same run, and an
+#: interrupted run may resume on another number of processes)
+PROCESS_KEYS = ("devices", "num_nodes", "distributed")
 
 
 def _check_task(task: str | None, loss: str | None) -> None:

@@ -93,6 +93,15 @@ def _pooled_logits(folder: Path, x: dict[str, torch.Tensor]) -> torch.Tensor:
         return pooled @ head["weight"].T + head["bias"]
 
 
+def _encoder_only(config: Path) -> None:
+    """The encoder's config says nothing of a head it does not hold (its head is classifier.safetensors on frostline's
+    pooling): no problem_type or labels that would make AutoModelForSequenceClassification look like the way in."""
+    d = json.loads(config.read_text(encoding="utf-8"))
+    for key in ("problem_type", "id2label", "label2id", "num_labels"):
+        d.pop(key, None)
+    config.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
+
+
 def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
     """Write the export into ``tmp``; returns its kind and a function giving the reloaded model's logits."""
     model, labels = runm.model, runm.label_names
@@ -116,6 +125,7 @@ def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
         return "transformers", lambda x: _logits(auto.from_pretrained(tmp).eval(), x)
     if isinstance(model, PooledTextClassifier) and model.pooling.mode != "pooler":
         model.encoder.save_pretrained(tmp, safe_serialization=True)
+        _encoder_only(tmp / "config.json")
         runm.tokenizer.save_pretrained(tmp)
         save_file({"weight": model.classifier.weight.detach().contiguous(),
                    "bias": model.classifier.bias.detach().contiguous()}, str(tmp / "classifier.safetensors"))

@@ -121,6 +121,8 @@ class RunFolder:
 
     def log(self, line: str) -> None:
         """Append a timestamped line to train.log."""
+        if not atomic.writes():
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.file("train.log"), "a", encoding="utf-8") as fh:
             fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")

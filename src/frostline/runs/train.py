@@ -28,7 +28,9 @@ from ..models.heads import replace_head
 from ..models.load import LoadedModel, load_model
 from ..models.parts import model_parts
 from ..reporting.html import write_run_report
+from ..training.distributed import Dist, launch
 from ..training.engine import fit
+from ..training.fabric import resolve_device
 from ..training.prediction import predict
 from ..training.records import EpochRecord, NonFiniteLoss
 from ..training.schedule import PlanOptimizer
@@ -256,8 +258,13 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     an error (nothing is overwritten).
     """
     cfg.validate()
+    dist = start_processes(cfg)
+    if dist is not None and not dist.main:  # rank 0 reports
+        echo, progress, status = (lambda _s: None), None, no_status
     run = RunFolder(check_run_out(cfg.out))
     state = run.state() if run.exists() else None
+    if dist is not None:
+        dist.barrier()  # every rank has read the folder before rank 0 writes to it
     if state is not None:
         _check_same_run(run, state, cfg)
         if state.get("complete"):
@@ -287,7 +294,11 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     head, model_info = _head_record(prepared), model_record(prepared.loaded)
     keeper = Checkpointer(run.path, model, prepared.initial_state, prepared.loaded.head.name,
                           {"label_names": labels, "head": head, "task": prepared.task.to_dict()}, run.log)
+    if dist is not None and not dist.main:
+        dist.barrier()  # rank 0 has cleaned the folder of half-written checkpoints
     resume, notes = keeper.resume()
+    if dist is not None and dist.main:
+        dist.barrier()
     for note in notes:
         echo(f"note: {note}")
         run.log(note)
@@ -313,6 +324,11 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         raise NonFiniteLoss(f"{exc}. In {run.path}, {kept}; a new --lr needs a new --out") from None
     finally:
         strategy.teardown(model)
+    if dist is not None:
+        dist.barrier()  # rank 0 has written the last checkpoint
+        if not dist.main:
+            dist.barrier()  # ... and the results: every rank returns what it wrote
+            return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
     if result.converged and len(result.history) < cfg.epochs:
         done = result.history[-1]["epoch"]
         rest = f"epoch {cfg.epochs}" if done + 1 == cfg.epochs else f"epochs {done + 1}-{cfg.epochs}"
@@ -340,7 +356,19 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
                      "files": run.hashes()})
     checkpoint.remove_all(run.path)
     run.log("done: test " + ", ".join(f"{k} {v:.4f}" for k, v in headline(test).items() if v is not None))
+    if dist is not None:
+        dist.barrier()
     return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
+
+
+def start_processes(cfg: RunConfig) -> Dist | None:
+    """Launch (or join) the processes of a distributed run (``cfg.devices`` x ``cfg.num_nodes``); ``None`` for one.
+
+    Local processes are started here, by running the same command again; under ``torchrun`` / ``fabric run``
+    every process is started by them and joins.
+    """
+    accelerator, precision = resolve_device(cfg.accelerator, cfg.precision)
+    return launch(accelerator, cfg.devices, cfg.num_nodes, cfg.distributed, precision)
 
 
 def _data_paths(cfg: RunConfig) -> dict[str, str | None]:

@@ -39,10 +39,12 @@ from ..models.outputs import logits_of
 from ..models.parts import Part, model_parts
 from .bestweights import BestState
 from .cache import PrefixCache
-from .fabric import make_fabric
+from .distributed import Dist, current, gather_epoch, shard
+from .fabric import make_fabric, rewrap
 from .prediction import predict
 from .probe_head import fit_probe_epoch, probe_target
 from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, Status, TrainConfig, non_finite
+from .restore import restore_run
 from .schedule import LRSchedule, PlanOptimizer
 from .strategies import EpochPlan, Strategy
 from .timing import Clock
@@ -151,12 +153,19 @@ class _Run:
     clock: Clock | None = None
     t_start: float = 0.0
     params: dict[str, nn.Parameter] = field(default_factory=dict)  # by name, before any cache surgery
+    dist: Dist | None = None  # a distributed run: this rank, the world, the gathering
+    wrapped: tuple[str, ...] | None = None  # the plan DDP registered its parameters for
 
     def plan_at(self, epoch: int) -> EpochPlan:
         return self.strategy.plan(epoch, self.parts, self.config.lr, self.config.head_lr)
 
     def forward(self, inputs: dict[str, torch.Tensor] | torch.Tensor) -> Any:
-        return self.fmodel(**inputs) if isinstance(inputs, dict) else self.fmodel(inputs)
+        module = self.fmodel
+        if self.dist is not None and not self.model.training:  # no DDP collective in evaluation: ranks get
+            module = self.fmodel.module                         # different numbers of validation batches
+            with self.fabric.autocast():
+                return module(**inputs) if isinstance(inputs, dict) else module(inputs)
+        return module(**inputs) if isinstance(inputs, dict) else module(inputs)
 
     def logits(self, batch: Batch, split: str) -> torch.Tensor:
         """The model's logits for ``batch``, through the frozen-prefix cache when there is one."""
@@ -195,14 +204,15 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
         with status(f"{strategy}: scoring the model on the training data"):
             strategy.setup(model, train, config.seed)
     if resume is not None:
-        _restore(run, resume)
+        restore_run(run, resume)
     run.plan = run.plan_at(run.start)
     set_trainable(model, run.plan.params)
     for finding in check_model(model):
         log.warning("%s", finding)
     run.first_added = popt.apply(run.plan, run.step)
     assert popt.optimizer is not None
-    run.fmodel = fabric.setup_module(model)
+    run.dist = current()
+    run.fmodel, run.wrapped = fabric.setup_module(model), run.plan.params
     run.fopt = fabric.setup_optimizers(popt.optimizer)
     model.zero_grad(set_to_none=True)  # a gradient left by an earlier loop must not leak into the first step
     head = find_head(model).name
@@ -213,32 +223,6 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     run.t_start = time.perf_counter()
     run.clock = Clock(fabric.device)
     return run
-
-
-def _restore(run: _Run, resume: Resume) -> None:
-    """Continue an interrupted run: history, step, optimizer and RNG state, the plan running at the crash."""
-    config = run.config
-    run.history, run.best_epoch, run.best_loss = list(resume.history), resume.best_epoch, resume.best_loss
-    run.step, run.start = resume.step, resume.next_epoch
-    run.strategy.restore(run.history)  # decisions of an automatic strategy, before its plans are replayed
-    for e in range(run.start):  # replay plans so the optimizer's groups come back in the same order
-        run.popt.apply(run.plan_at(e), e * run.steps_per_epoch)
-    if run.popt.optimizer is not None and resume.optimizer_state is not None:
-        run.popt.optimizer.load_state_dict(resume.optimizer_state)
-    if resume.rng_state is not None:
-        torch.set_rng_state(resume.rng_state)
-    if run.history and run.history[-1].get("probe"):
-        run.probe_done = run.plan_at(int(run.history[-1]["epoch"]) - 1).params
-    run.ending = resume.ending
-    if resume.ending is not None:  # training had finished; only the final scoring was left
-        run.start = config.epochs
-    if run.history:
-        losses = [h["val"]["loss"] for h in run.history]
-        run.bad_epochs = len(losses) - 1 - int(np.argmin(losses))
-    if resume.frozen_snapshot:  # the plan running at the crash: its checksums still hold
-        run.snap = Snapshot(dict(resume.frozen_snapshot["digests"]), int(resume.frozen_snapshot["elements"]))
-        run.snap_plan = tuple(resume.frozen_snapshot["plan"])
-    run.best_losses, run.prev_losses = resume.best_losses, resume.prev_losses
 
 
 def _enter_plan(run: _Run, epoch: int) -> _Epoch | None:
@@ -253,6 +237,8 @@ def _enter_plan(run: _Run, epoch: int) -> _Epoch | None:
         log.info("epoch %d: skipped, the linear probe has converged", epoch + 1)
         return None
     set_trainable(model, plan.params)
+    if run.dist is not None and plan.params != run.wrapped:  # DDP registers what trains when it wraps
+        run.fmodel, run.wrapped = rewrap(run.fabric, run.fmodel, model), plan.params
     run.best.extend(model)
     added = run.popt.apply(plan, run.step) + (run.first_added if epoch == run.start else [])
     verified = 0
@@ -292,11 +278,16 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
             if batch is None:
                 break
             batch = batch.to(fabric.device)
+            weight = 1.0
+            if run.dist is not None:  # this rank's slice of the global batch
+                batch, weight = shard(batch, run.dist)
         popt.set_lr(run.step)
         with clock("forward"):
             logits = run.logits(batch, "train").float()
             loss = run.task.loss_fn(logits, batch.labels)
             loss_value = loss.item()
+            if weight != 1.0:  # DDP averages over ranks: this makes it the global batch's mean
+                loss = loss * weight
         if not math.isfinite(loss_value):
             raise NonFiniteLoss(non_finite("training loss", loss_value, ep.index, run.step, popt))
         with clock("backward"):  # gradients are None here: cleared at the start and after each step
@@ -311,14 +302,18 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
             run.fopt.step()
             run.fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
         run.step += 1
-        loss_sum += loss_value * len(batch.labels)
-        seen += len(batch.labels)
-        preds.append(run.task.transform(logits.detach()).cpu().numpy())
-        truth.append(batch.positions)
+        if weight > 0:  # a rank's stand-in sample (weight 0) is not counted
+            loss_sum += loss_value * len(batch.labels)
+            seen += len(batch.labels)
+            preds.append(run.task.transform(logits.detach()).cpu().numpy())
+            truth.append(batch.positions)
         if advance:
-            advance(loss_sum / seen)  # the epoch's running mean, not one batch's noise
-    outputs = Predictions(np.concatenate(preds), np.zeros(0), np.zeros(0), 0.0, kind=run.task.kind)
-    return outputs.preds, np.asarray(run.train.ds.labels)[np.concatenate(truth)], loss_sum / len(run.train)
+            advance(loss_sum / max(seen, 1))  # the epoch's running mean, not one batch's noise
+    out = Predictions(np.concatenate(preds), np.zeros(0), np.zeros(0), 0.0, kind=run.task.kind).preds
+    positions = np.concatenate(truth)
+    if run.dist is not None:
+        out, positions, loss_sum, seen = gather_epoch(run.dist, out, positions, loss_sum, seen)
+    return out, np.asarray(run.train.ds.labels)[positions], loss_sum / len(run.train)
 
 
 def _probe_epoch(run: _Run, ep: _Epoch) -> tuple[np.ndarray, np.ndarray, float]:
@@ -328,6 +323,8 @@ def _probe_epoch(run: _Run, ep: _Epoch) -> tuple[np.ndarray, np.ndarray, float]:
         ep.probe, train_preds, train_loss, pfit = fit_probe_epoch(run.model, ep.linear, run.prefix,
                                                                   run.train, run.val, run.task)
     ep.cache_status += f"; {pfit.describe()}"
+    if run.task.loss == "huber":  # the closed form is least squares: say so rather than record a loss it did not use
+        ep.cache_status += "; the ridge probe minimises squared error (--loss huber applies to epochs trained by SGD)"
     return train_preds, run.train.ds.labels, train_loss
 
 
@@ -336,7 +333,7 @@ def _evaluate(run: _Run, ep: _Epoch) -> Predictions:
     assert run.clock is not None
     with run.clock("eval"):
         val_pred = predict(run.fmodel, run.val, run.config.eval_batch_size, run.fabric,
-                           lambda b: run.logits(b, "val"), run.task)
+                           lambda b: run.logits(b, "val"), run.task, dist=run.dist)
     if not math.isfinite(val_pred.loss):
         raise NonFiniteLoss(non_finite("validation loss", val_pred.loss, ep.index, run.step, run.popt))
     if ep.linear:
@@ -368,6 +365,7 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
         with clock("verify"):
             verified += verify_frozen(run.model, run.snap).checked
             run.snap, run.snap_plan = None, None
+    ranks = run.dist.gather(verified) if run.dist is not None else None  # every rank checks its own copy
     auto = run.strategy.end_epoch(epoch, config.epochs)
     solver = "ridge" if run.task.kind == "regression" else "L-BFGS"
     record = EpochRecord(epoch + 1, ep.plan.note + (f" ({solver})" if ep.linear else ""),
@@ -378,7 +376,7 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
                          val_vs_best=paired_change(val_pred.losses, run.best_losses), val_losses=val_pred.losses,
                          frozen_snapshot={"digests": run.snap.digests, "elements": run.snap.elements,
                                           "plan": list(run.snap_plan or ())} if run.snap is not None else None,
-                         auto=auto, parts=[g.name for g in ep.plan.groups])
+                         auto=auto, parts=[g.name for g in ep.plan.groups], verified_ranks=ranks)
     run.history.append(record.to_dict())
     run.prev_losses = val_pred.losses
     if is_best:

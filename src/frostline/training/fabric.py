@@ -11,10 +11,28 @@ from ..core.errors import FrostlineError
 
 
 def make_fabric(accelerator: str = "auto", precision: str | None = None, seed: int = 0) -> tuple[Any, str]:
-    """A single-device Fabric and its precision: GPU with bf16-mixed when available, else CPU in 32-bit."""
+    """A single-device Fabric and its precision: GPU with bf16-mixed when available, else CPU in 32-bit.
+
+    In a distributed run (:func:`frostline.training.distributed.launch`) it is that run's Fabric.
+    """
     from lightning_fabric import Fabric
 
+    from .distributed import current
+
+    dist = current()
+    if dist is not None:
+        dist.fabric.seed_everything(seed, verbose=False)
+        return dist.fabric, dist.key[-1]
+
     logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    accelerator, precision = resolve_device(accelerator, precision)
+    fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)  # type: ignore[arg-type]
+    fabric.seed_everything(seed, verbose=False)
+    return fabric, precision
+
+
+def resolve_device(accelerator: str, precision: str | None) -> tuple[str, str]:
+    """The accelerator and precision a run gets for ``auto`` / ``None``: CUDA with bf16-mixed when it has it."""
     if accelerator not in ("auto", "cpu", "cuda", "gpu", "mps"):
         raise FrostlineError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
     if accelerator == "auto":
@@ -23,9 +41,7 @@ def make_fabric(accelerator: str = "auto", precision: str | None = None, seed: i
     if precision is None:
         bf16 = accelerator in ("cuda", "gpu") and torch.cuda.is_bf16_supported()
         precision = "bf16-mixed" if bf16 else "32-true"
-    fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)  # type: ignore[arg-type]
-    fabric.seed_everything(seed, verbose=False)
-    return fabric, precision
+    return accelerator, precision
 
 
 def check_precision(accelerator: str, precision: str | None) -> None:
@@ -33,3 +49,17 @@ def check_precision(accelerator: str, precision: str | None) -> None:
     if accelerator == "cpu" and precision in ("16-mixed", "16-true"):
         raise FrostlineError(f"--precision {precision} needs a CUDA GPU and this run is on the CPU; use bf16-mixed "
                              "(fast on CPUs with AVX-512 BF16 / AMX) or 32-true")
+
+
+def rewrap(fabric: Any, fmodel: Any, model: torch.nn.Module) -> Any:
+    """Wrap ``model`` again for the parameters that train now (a plan changed in a distributed run).
+
+    DDP registers the parameters that require a gradient when it wraps, and all-reduces only theirs; a plan that
+    unfreezes more (gradual, LP-FT, auto-freeze's opposite) needs a new wrapper, not ``find_unused_parameters`` on
+    every step. The old wrapper's gradient hooks are removed first.
+    """
+    inner = getattr(fmodel, "_forward_module", None)
+    remove = getattr(inner, "_remove_autograd_hooks", None)
+    if callable(remove):
+        remove()
+    return fabric.setup_module(model)

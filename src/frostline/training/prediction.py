@@ -35,18 +35,23 @@ def default_task(data: Encoded, task: Task | None) -> Task:
 
 @torch.no_grad()
 def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any = None,
-            forward_fn: Callable[[Batch], torch.Tensor] | None = None, task: Task | None = None) -> Predictions:
+            forward_fn: Callable[[Batch], torch.Tensor] | None = None, task: Task | None = None,
+            dist: Any = None) -> Predictions:
     """Outputs for every sample of ``data`` in eval mode (order of the dataset): class probabilities, values or
     per-label probabilities as ``task`` says (default: classification).
 
-    ``forward_fn(batch)`` replaces the plain forward pass (the engine passes the cached path).
+    ``forward_fn(batch)`` replaces the plain forward pass (the engine passes the cached path). With ``dist`` (a
+    :class:`frostline.training.distributed.Dist`), batch ``i`` runs on rank ``i % world`` and every rank gets
+    all predictions back, gathered: the same as one process predicting all of them.
     """
     task = default_task(data, task)
     was_training = model.training
     model.eval()
     device = fabric.device if fabric is not None else next(model.parameters()).device
     probs, labels, positions, losses = [], [], [], []
-    for batch in data.batches(batch_size):
+    for i, batch in enumerate(data.batches(batch_size)):
+        if dist is not None and i % dist.world != dist.rank:
+            continue
         batch = batch.to(device)
         logits = (forward_fn(batch) if forward_fn is not None else forward(model, batch.inputs)).float()
         losses.append(task.loss_fn(logits, batch.labels, reduction="none").cpu().numpy())
@@ -54,6 +59,9 @@ def predict(model: nn.Module, data: Encoded, batch_size: int = 128, fabric: Any 
         labels.append(np.asarray(data.ds.labels)[batch.positions])  # as read: float64 values, uint8 sets
         positions.append(batch.positions)
     model.train(was_training)
+    if dist is not None:
+        parts = dist.gather((probs, labels, positions, losses))
+        probs, labels, positions, losses = ([x for p in parts for x in p[j]] for j in range(4))
     if not probs:
         k = task.outputs(data.ds.label_names)
         return Predictions(np.zeros((0, k)), np.asarray(data.ds.labels)[:0], np.zeros(0, np.int64), 0.0,

@@ -91,6 +91,8 @@ class EpochRecord:
     auto: dict[str, Any] | None = None
     #: the parts that trained in this epoch (names of the plan's groups)
     parts: list[str] = field(default_factory=list)
+    #: a distributed run: frozen tensors checked on each rank, in rank order (every rank checks its own copy)
+    verified_ranks: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
