@@ -90,8 +90,11 @@ def encode_targets(raw: list[str], task: str | None, names: list[str] | None, so
         bad = next((i for i, v in enumerate(values) if v is None), None)
         if bad is not None:
             row = f" (row {rows[bad] + 1})" if rows else ""
+            lists = sum(_is_list(r) for r in raw)
+            held = f"; {lists} of {len(raw)} cells of {column!r} are lists of labels: --task multilabel reads them" \
+                if lists > len(raw) // 2 else ""
             raise FrostlineError(f"{source}{row}: target {raw[bad][:40]!r} is not a finite number; a regression needs "
-                                 f"a number in every row of {column!r}")
+                                 f"a number in every row of {column!r}{held}")
         return np.array(values, dtype=np.float64), list(names or [column]), kind, note
     if task == "multilabel" and not any(_is_list(r) or sep in r for r in raw):
         raise FrostlineError(f"{source}: --task multilabel, but no label in {column!r} is a list (a JSON list, or "
