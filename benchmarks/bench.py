@@ -184,8 +184,9 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
     trainable = parse_strategy(strategy, model).plan(0, model_parts(model), args.lr, args.lr).params
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                       lr=args.lr, head_lr=args.lr, weight_decay=0.0, schedule="constant", warmup=0.0, clip=None,
-                      patience=None, seed=args.seed, accelerator="cpu", restore_best=False,
-                      probe="sgd")  # the same SGD epochs as the textbook loop (the convex probe: probe_reference.py)
+                      patience=None, seed=args.seed, accelerator="cpu", restore_best=False, precision=args.precision,
+                      # the probe as a user gets it: one frozen forward and a convex fit (the textbook: SGD epochs)
+                      probe="auto" if strategy == "linear-probe" else "sgd")
     tb: dict[str, Any] = {}
     fr: dict[str, Any] = {}
     result = None
@@ -209,6 +210,17 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
     fr_pred = predict(model, val, args.eval_batch_size)
     floor = min((measure_floor(model, state, train, val, strategy, args.epochs, args.batch_size,
                                args.eval_batch_size, args.lr) for _ in range(args.repeats)), key=lambda f: f["floor"])
+    peers: dict[str, Any] = {}
+    if getattr(train, "tokenizer", None) is not None and not args.no_peers:
+        from peers import run_peers
+
+        head = fl.find_head(model).linear
+        peers = run_peers(model, train.tokenizer, state, train, val, strategy, trainable, head, args, peak_memory,
+                          result.precision.startswith("bf16"))
+        for res in peers.values():
+            if "probs" in res:
+                m = classification_metrics(val.ds.labels, res.pop("probs").argmax(1), labels)
+                res.update(val_accuracy=m["accuracy"], val_f1=m["f1"]["macro"])
     tb_m = classification_metrics(val.ds.labels, tb["probs"].argmax(1), labels)
     fr_m = classification_metrics(val.ds.labels, fr_pred.preds, labels)
     breakdown: dict[str, float] = {}
@@ -228,6 +240,8 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
                       "peak_mib": fr["peak_mib"], "val_accuracy": fr_m["accuracy"], "val_f1": fr_m["f1"]["macro"],
                       "breakdown": breakdown},
         "floor": floor,
+        "precision": result.precision,
+        "peers": peers,
         "speedup": tb_total / fr_total,
         "vs_floor": fr_total / floor["floor"],
         "equal_predictions": bool(np.array_equal(tb["probs"].argmax(1), fr_pred.preds)),
@@ -251,6 +265,7 @@ def text_case(args: Any) -> tuple[str, nn.Module, Encoded, Encoded]:
     torch.manual_seed(args.seed)
     fl.replace_head(loaded.model, 2, labels=splits.label_names)
     enc = [Encoded(s, loaded.tokenizer, 128) for s in (splits.train, splits.val)]
+    enc[0].tokenizer = loaded.tokenizer  # type: ignore[attr-defined]  (for the HF Trainer peer's collator)
     return f"all-MiniLM-L6-v2 on {source}: train {len(enc[0])}, val {len(enc[1])}", loaded.model, *enc
 
 
@@ -295,6 +310,20 @@ def report(title: str, rows: list[dict], epochs: int) -> None:
               f"{tb['peak_mib']:.0f} | {fr['peak_mib']:.0f} | {tb['val_accuracy']:.4f} | {fr['val_accuracy']:.4f} | "
               f"{tb['val_f1']:.4f} | {fr['val_f1']:.4f} | {r['same_predictions']}/{r['n_val']} "
               f"(max dp {r['max_prob_diff']:.1e}) |")
+    if any(r.get("peers") for r in rows):
+        print("\npeers, same data, split, seed, epochs, batch and learning rate (seconds: training and validation):")
+        print("| strategy | tool | seconds | tool / frostline time | peak MiB | val acc | val F1 |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            fr = r["frostline"]
+            print(f"| {r['strategy']} | frostline ({r['precision']}) | {fr['total']:.1f} | 1.00x | "
+                  f"{fr['peak_mib']:.0f} | {fr['val_accuracy']:.4f} | {fr['val_f1']:.4f} |")
+            for name, p in r["peers"].items():
+                if "skipped" in p:
+                    print(f"| {r['strategy']} | {name} | skipped: {p['skipped']} | | | | |")
+                else:
+                    print(f"| {r['strategy']} | {name} | {p['seconds']:.1f} | {p['seconds'] / fr['total']:.2f}x | "
+                          f"{p['peak_mib']:.0f} | {p['val_accuracy']:.4f} | {p['val_f1']:.4f} |")
     print("\nwhere frostline's time goes (seconds over all epochs; cache = the frozen forward pass):")
     for r in rows:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["frostline"]["breakdown"].items(), key=lambda kv: -kv[1]))
@@ -303,27 +332,32 @@ def report(title: str, rows: list[dict], epochs: int) -> None:
 
 
 def targets(rows: list[dict], case: str) -> list[str]:
-    """The issue's targets, checked against the measurements (the partial:2 ones are set for MiniLM only)."""
+    """The issue's targets (11/11), checked against the measurements (speed and memory targets are MiniLM's)."""
     by = {r["strategy"]: r for r in rows}
-    checks = [(f"{r['strategy']}: frostline within 1.15x of its floor", r["vs_floor"] <= 1.15, f"{r['vs_floor']:.2f}x")
-              for r in rows]
-    if "linear-probe" in by:
-        checks.append(("linear-probe: >= 4x faster than textbook", by["linear-probe"]["speedup"] >= 4,
-                       f"{by['linear-probe']['speedup']:.2f}x"))
+    text = case == "text"
+    checks: list[tuple[str, bool | None, str]] = []
+    for strategy, need in (("full", 1.4), ("partial:2", 2.0), ("linear-probe", 5.0)):
+        if strategy in by:
+            r = by[strategy]
+            checks.append((f"{strategy}: >= {need}x faster than the textbook fp32 loop",
+                           r["speedup"] >= need if text else None, f"{r['speedup']:.2f}x ({r['precision']})"))
+            gap = 100 * (r["frostline"]["val_f1"] - r["textbook"]["val_f1"])
+            checks.append((f"{strategy}: macro F1 within 0.5 point of fp32", gap >= -0.5, f"{gap:+.2f} points"))
+            for name, p in r.get("peers", {}).items():
+                if "skipped" in p or name.startswith("encode once"):
+                    continue
+                ok = r["frostline"]["total"] < p["seconds"] and r["frostline"]["val_f1"] >= p["val_f1"] - 1e-9
+                checks.append((f"{strategy}: faster than {name} at equal or better macro F1", ok,
+                               f"{p['seconds'] / r['frostline']['total']:.2f}x, F1 {r['frostline']['val_f1']:.4f} "
+                               f"vs {p['val_f1']:.4f}"))
     if "partial:2" in by:
         r = by["partial:2"]
-        ok_speed, ok_mem = r["speedup"] >= 1.3, r["frostline"]["peak_mib"] <= r["textbook"]["peak_mib"] * 1.05
-        if case != "text":  # the issue sets these for MiniLM (frozen part about 2/3 of the forward)
-            ok_speed = ok_mem = None
-        checks.append(("partial:2: >= 1.3x faster than textbook", ok_speed, f"{r['speedup']:.2f}x"))
+        bf16 = "bf16" in r["cache"]
+        checks.append(("partial:2: cache stored in bf16 (half of fp32's bytes)", bf16 if text else None,
+                       f"{r['cache_mib']:.1f} MiB: {r['cache'][:90]}"))
         checks.append(("partial:2: peak memory not above textbook (5% allowed: repeated identical runs differ by "
-                       "up to 4%)", ok_mem, f"{r['frostline']['peak_mib']:.0f} vs {r['textbook']['peak_mib']:.0f} "
-                       f"MiB, of which the cache {r['cache_mib']:.1f} MiB"))
-    if "full" in by:
-        checks.append(("full: no slower than textbook (within 5%)", by["full"]["speedup"] >= 0.95,
-                       f"{by['full']['speedup']:.2f}x"))
-    checks += [(f"{r['strategy']}: equal validation predictions", r["equal_predictions"],
-                f"max prob diff {r['max_prob_diff']:.1e}") for r in rows]
+                       "up to 4%)", r["frostline"]["peak_mib"] <= r["textbook"]["peak_mib"] * 1.05 if text else None,
+                       f"{r['frostline']['peak_mib']:.0f} vs {r['textbook']['peak_mib']:.0f} MiB"))
     word = {True: "PASS", False: "MISS", None: "info"}
     return [f"{word[ok]}  {name}: {value}" for name, ok, value in checks]
 
@@ -341,6 +375,9 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--repeats", type=int, default=2, help="runs of each loop; the fastest is reported")
     parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--precision", default=None, help="frostline's precision (default: auto, bf16-mixed on a CPU "
+                                                          "with AVX-512 BF16 / AMX); the textbook loop stays fp32")
+    parser.add_argument("--no-peers", action="store_true", help="skip the HF Trainer / encode-once / fastai peers")
     args = parser.parse_args()
     import logging
 

@@ -20,6 +20,14 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _fp32_unless_asked(request, monkeypatch) -> None:
+    """Runs in the suite keep float32 (their values are pinned in float32, and CI's CPU may lack bfloat16): the
+    auto choice of bf16 on a capable CPU is tested where a test asks for it (``@pytest.mark.bf16``)."""
+    if request.node.get_closest_marker("bf16") is None:
+        monkeypatch.setattr("frostline.training.fabric.cpu_bf16", lambda: None)
+
+
 @pytest.fixture
 def resnet() -> models.TinyResNet:
     return models.TinyResNet()

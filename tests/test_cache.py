@@ -150,8 +150,8 @@ def test_plan_cache_not_a_prefix():
 
 
 def test_activation_store_variable_length_and_memmap():
-    for budget in (10**9, 0):
-        store = ActivationStore(3, budget)
+    for budget, rows in ((10**9, None), (0, None), (10**9, 7), (0, 7)):  # rows unknown: the store grows
+        store = ActivationStore(3, budget, rows)
         acts = torch.arange(3 * 4 * 2, dtype=torch.float32).view(3, 4, 2)
         store.put(np.array([2, 0, 1]), acts, np.array([4, 1, 2]))
         store.finish()
@@ -162,3 +162,13 @@ def test_activation_store_variable_length_and_memmap():
         assert torch.all(batch[0, 1] == 0)  # padded
         torch.testing.assert_close(batch[1], acts[2, :2])
         store.close()
+
+
+def test_activation_store_keeps_bf16_in_half_the_memory():
+    acts = torch.randn(3, 4, 8).to(torch.bfloat16)
+    store = ActivationStore(3, 10**9, rows=3 * 4)
+    store.put(np.array([0, 1, 2]), acts, np.array([4, 4, 4]))
+    store.finish()
+    assert store.nbytes == 3 * 4 * 8 * 2 and store.data.dtype == np.uint16  # 2 bytes per value
+    out = store.gather(np.array([1, 2]))
+    assert out.dtype == torch.bfloat16 and torch.equal(out, acts[1:])

@@ -36,7 +36,8 @@ def no_dropout_model(tmp_path_factory) -> str:
 
 
 def _train(args: list[str], devices: int, out: Path) -> subprocess.CompletedProcess:
-    cmd = [FROSTLINE, "train", *args, "--devices", str(devices), "--accelerator", "cpu", "--out", str(out)]
+    cmd = [FROSTLINE, "train", *args, "--devices", str(devices), "--accelerator", "cpu", "--precision", "32-true",
+           "--out", str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
@@ -112,7 +113,8 @@ def test_an_interrupted_two_process_run_resumes_exactly(tmp_path, no_dropout_mod
     args = ["--model", f"hf:{no_dropout_model}", "--data", data, "--text-column", "1", "--label-column", "0",
             "--strategy", "gradual", "--epochs", "4", "--batch-size", "4", "--lr", "3e-3", "--patience", "9"]
     out = tmp_path / "two"
-    cmd = [FROSTLINE, "train", *args, "--devices", "2", "--accelerator", "cpu", "--out", str(out)]
+    cmd = [FROSTLINE, "train", *args, "--devices", "2", "--accelerator", "cpu", "--precision", "32-true",
+           "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not (out / "checkpoints" / "epoch-0001").is_dir():

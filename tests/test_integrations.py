@@ -103,3 +103,34 @@ def test_hf_callback_freezes_before_the_optimizer_and_unfreezes_into_it(tmp_path
     assert len(groups) > 2 and groups[-1]["initial_lr"] == pytest.approx(1e-3)
     changed = [n for n in before if not torch.equal(before[n], model.state_dict()[n])]
     assert "bert.embeddings.word_embeddings.weight" in changed  # trained after the probe epoch
+
+
+@pytest.mark.skipif(not HAS_PL, reason="pytorch-lightning absent")
+def test_lightning_callback_says_when_configure_optimizers_passed_frozen_parameters(tmp_path):
+    from pytorch_lightning import LightningModule, Trainer
+
+    from frostline.integrations.lightning import FrostlineFinetuning
+
+    class AllParams(LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = models.tiny_bert().eval()  # as from_pretrained leaves it
+
+        def training_step(self, batch, _i):
+            ids, mask, y = batch
+            return nn.functional.cross_entropy(self.model(input_ids=ids, attention_mask=mask).logits, y)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-2)  # frozen ones too
+
+    ids, mask, y = _batches()
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids, mask, y), batch_size=8)
+    module = AllParams()
+    callback = FrostlineFinetuning("gradual", attr="model", lr=1e-3)
+    Trainer(max_epochs=2, limit_train_batches=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, accelerator="cpu", callbacks=[callback],
+            default_root_dir=str(tmp_path)).fit(module, data)
+    second = callback.report["epochs"][1]
+    assert second["added"] == [] and second["already_in_optimizer"]  # nothing was added: it says so
+    assert any("optimizer" in f["message"] for f in callback.report["findings"])  # the audit saw the optimizer
+    assert module.model.classifier.training  # put in train mode; frozen parts stay pinned

@@ -146,7 +146,11 @@ def friendly(fn: F) -> F:
             message = (os_error_line(exc) if isinstance(exc, OSError) else None) or write_failure_line(exc, out)
             if message is None:
                 raise
-        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        from ..training.distributed import current
+
+        dist = current()
+        if dist is None or dist.main:  # a distributed run's other ranks fail the same way: rank 0 says it once
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -52,32 +52,40 @@ class FrostlineCallback(TrainerCallback):
         self.driver = PlanDriver(model, self.strategy, self.freeze, self.except_, lr,
                                  self.head_lr if self.head_lr is not None else lr, self.verify)
         for finding in self.driver.start():
-            log.warning("frostline: %s", finding)
+            log.warning("%s", finding)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None,
                        **kwargs: Any) -> None:
         """Apply the epoch's plan; what it unfreezes joins the optimizer and the schedule."""
         assert self.driver is not None
         epoch = round(state.epoch or 0)
+        added: list[str] = []
         for group in self.driver.enter(epoch):
             have = {id(p) for g in optimizer.param_groups for p in g["params"]}
             params = [p for p in self.driver.parameters(group) if id(p) not in have]
             if not params:
                 continue
-            optimizer.add_param_group({"params": params, "lr": group.lr, "initial_lr": group.lr,
-                                       "weight_decay": args.weight_decay})
-            if lr_scheduler is not None and hasattr(lr_scheduler, "lr_lambdas"):  # LambdaLR: the same schedule
-                lr_scheduler.lr_lambdas.append(lr_scheduler.lr_lambdas[-1])
-                lr_scheduler.base_lrs.append(group.lr)
-                factor = lr_scheduler.lr_lambdas[-1](lr_scheduler.last_epoch)
-                optimizer.param_groups[-1]["lr"] = group.lr * factor
-            log.info("frostline: epoch %d: %s trains at lr %g (%d parameters)", epoch + 1, group.name, group.lr,
+            # as the Trainer's own groups: weight decay on matrices only, none on biases and norms
+            for decay, chosen in ((args.weight_decay, [p for p in params if p.dim() >= 2]),
+                                  (0.0, [p for p in params if p.dim() < 2])):
+                if not chosen:
+                    continue
+                optimizer.add_param_group({"params": chosen, "lr": group.lr, "initial_lr": group.lr,
+                                           "weight_decay": decay})
+                if lr_scheduler is not None and hasattr(lr_scheduler, "lr_lambdas"):  # LambdaLR: same schedule
+                    lr_scheduler.lr_lambdas.append(lr_scheduler.lr_lambdas[-1])
+                    lr_scheduler.base_lrs.append(group.lr)
+                    optimizer.param_groups[-1]["lr"] = group.lr * lr_scheduler.lr_lambdas[-1](lr_scheduler.last_epoch)
+            added.append(group.name)
+            log.info("epoch %d: %s trains at lr %g (%d parameters)", epoch + 1, group.name, group.lr,
                      sum(p.numel() for p in params))
+        if self.driver.epochs:
+            self.driver.epochs[-1]["added"] = added
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Verify the last plan's frozen tensors and keep the report."""
         if self.driver is not None:
             self.report = self.driver.finish()
             verified = sum(e["verified"] for e in self.report["epochs"])
-            log.info("frostline: %d frozen tensors verified unchanged; %d audit findings", verified,
+            log.info("%d frozen tensors verified unchanged; %d audit findings", verified,
                      len(self.report["findings"]))

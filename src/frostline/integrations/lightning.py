@@ -69,20 +69,49 @@ class FrostlineFinetuning(BaseFinetuning):
 
     def freeze_before_training(self, pl_module: Any) -> None:
         """Freeze for the first epoch and run the freezing audit (Lightning calls this in ``setup``)."""
-        self.driver = PlanDriver(self._model(pl_module), self.strategy, self.freeze_selectors, self.except_,
-                                 self.lr, self.head_lr, self.verify)
+        model = self._model(pl_module)
+        if not model.training:  # from_pretrained leaves a model in eval mode, and Lightning keeps submodule modes
+            model.train()
+            pl_module.print("frostline: the model was in eval mode (as from_pretrained leaves it): set to train mode; "
+                            "its frozen parts stay pinned in eval mode")
+        self.driver = PlanDriver(model, self.strategy, self.freeze_selectors, self.except_, self.lr, self.head_lr,
+                                 self.verify)
         for finding in self.driver.start():
             pl_module.print(f"frostline: {finding}")
 
     def finetune_function(self, pl_module: Any, epoch: int, optimizer: Any) -> None:
         """Apply the epoch's plan; newly trainable parameters join the optimizer at the plan's learning rate."""
         assert self.driver is not None
+        added, already = [], []
         for group in self.driver.enter(epoch):
             params = [p for p in self.driver.parameters(group) if not _in_optimizer(optimizer, p)]
             if params:
                 optimizer.add_param_group({"params": params, "lr": group.lr, "initial_lr": group.lr})
+                added.append(group.name)
                 pl_module.print(f"frostline: epoch {epoch + 1}: {group.name} trains at lr {group.lr:g} "
                                 f"({sum(p.numel() for p in params):,} parameters)")
+            else:
+                already.append(group.name)
+        if self.driver.epochs:
+            self.driver.epochs[-1].update(added=added, already_in_optimizer=already)
+        if already:
+            pl_module.print(f"frostline: epoch {epoch + 1}: {', '.join(already)} unfroze, but its parameters were "
+                            "already in the optimizer (configure_optimizers passed frozen parameters): they train at "
+                            "that group's learning rate, not the plan's; pass only parameters that require a "
+                            "gradient")
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """The freezing audit again, now with the optimizer (frozen parameters in it, missing trainable ones)."""
+        super().on_train_start(trainer, pl_module)
+        if self.driver is None or not trainer.optimizers:
+            return
+        from ..freezing.check import check_model
+
+        known = {f.message for f in self.driver.findings}
+        for finding in check_model(self.driver.model, trainer.optimizers[0]):
+            if finding.message not in known:
+                self.driver.findings.append(finding)
+                pl_module.print(f"frostline: {finding}")
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """Verify the last plan's frozen tensors and keep the report."""

@@ -40,6 +40,8 @@ from .checkpointer import Checkpointer
 from .config import RunConfig, flag
 from .folder import RunFolder, check_run_out
 from .identity import data_hashes, state_hash
+from .precision import choose_precision
+from .precision import describe as describe_precision
 from .results import score_run, split_metrics
 
 Progress = Callable[[str, int], Callable[[float], None]]
@@ -67,6 +69,8 @@ class Prepared:
     data_hashes: dict[str, str] = field(default_factory=dict)
     base_hash: str | None = None
     task: Task = field(default_factory=Task)
+    precision: dict[str, Any] | None = None  # what the runs train in and why (:mod:`frostline.runs.precision`)
+    base_val: Any = None  # the base model's validation predictions in float32 (the precision check reuses them)
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
@@ -78,8 +82,8 @@ class Prepared:
             self.reset()
             labels, model = self.splits.label_names, self.loaded.model
             with status(f"scoring the base model on {len(self.val) + len(self.test)} validation and test samples"):
-                self.base = {"val": split_metrics(predict(model, self.val, batch_size, task=self.task), labels,
-                                                  self.task),
+                self.base_val = predict(model, self.val, batch_size, task=self.task)
+                self.base = {"val": split_metrics(self.base_val, labels, self.task),
                              "test": split_metrics(predict(model, self.test, batch_size, task=self.task), labels,
                                                    self.task),
                              "params": {"total": sum(p.numel() for p in model.parameters()), "trainable": 0}}
@@ -286,6 +290,11 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     else:
         run.write_state({"complete": False, **identity})
     base = prepared.base_metrics(cfg.eval_batch_size, status)
+    if prepared.precision is None:  # once per prepared data (a comparison's runs share it)
+        with status("checking reduced precision on the validation split"):
+            prepared.precision = choose_precision(prepared, cfg.accelerator, cfg.precision, cfg.eval_batch_size,
+                                                  check=dist is None)
+        echo(describe_precision(prepared.precision))
     prepared.reset()
     if strategy.needs_data:  # scored on the starting weights, also when resuming: the choice repeats exactly
         with status(f"{strategy}: scoring the model on the training data"):
@@ -316,12 +325,20 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
 
     # The best epoch is checkpointed to disk as it happens and loaded back from there: no copy held in memory.
     try:
-        result = fit(model, prepared.train, prepared.val, strategy, replace(cfg.train_config(), restore_best=False),
+        result = fit(model, prepared.train, prepared.val, strategy,
+                     replace(cfg.train_config(), restore_best=False, precision=prepared.precision["ran"]),
                      on_epoch_end=on_epoch_end, resume=resume, progress=progress, status=status, task=prepared.task)
     except NonFiniteLoss as exc:
         kept = f"the checkpoint of epoch {keeper.latest.epoch} is kept" if keeper.latest else "no epoch finished"
         run.log(f"stopped: {exc}")
         raise NonFiniteLoss(f"{exc}. In {run.path}, {kept}; a new --lr needs a new --out") from None
+    except RuntimeError as exc:
+        if dist is None or not any(w in str(exc) for w in ("gloo", "NCCL", "Connection", "closed by peer")):
+            raise
+        run.log(f"stopped: another process of the distributed run stopped ({str(exc)[:200]})")
+        raise FrostlineError(f"another process of this distributed run stopped (rank {dist.rank} of {dist.world} saw: "
+                             f"{str(exc).splitlines()[0][:160]}); {run.path} keeps its newest complete checkpoint: "
+                             "run the same command again to resume") from None
     finally:
         strategy.teardown(model)
     if dist is not None:
@@ -336,6 +353,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     best_tensors = keeper.load_best()
     metrics, test_pred, at = score_run(cfg, prepared, strategy, result, resume, started, head, model_info, base,
                                        status)
+    metrics["run"]["precision_choice"] = prepared.precision
     with status("writing predictions, metrics.json and report.html"):
         run.save_model(best_tensors, prepared.base_hash)
         run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)

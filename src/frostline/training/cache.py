@@ -135,76 +135,107 @@ def _stack_edit(model: nn.Module, layout: Blocks, boundary: str, after_stack: bo
 
 
 class ActivationStore:
-    """Per-sample activations, padded back into batches on demand; memory-mapped beyond a budget."""
+    """Per-sample activations, padded back into batches on demand; memory-mapped beyond a budget.
 
-    def __init__(self, n: int, budget_bytes: int) -> None:
+    Stored in the dtype they were computed in: bfloat16 under bf16 autocast (half of float32's memory; kept as its
+    raw 16 bits, as NumPy has no bfloat16), else float32. The array is allocated once, at its final size, when the
+    first batch gives the feature shape (``rows``: the total of every sample's length, known from tokenising), so
+    building never holds two copies.
+    """
+
+    def __init__(self, n: int, budget_bytes: int, rows: int | None = None) -> None:
         self.n = n
         self.budget = budget_bytes
+        self.capacity = rows if rows is not None else n
         self.start = np.zeros(n, dtype=np.int64)
         self.length = np.zeros(n, dtype=np.int64)
         self.variable = False
         self.feature: tuple[int, ...] = ()
-        self.chunks: list[np.ndarray] = []
         self.rows = 0
         self.nbytes = 0
         self.dir: Path | None = None
-        self.file: Any = None
         self.data: np.ndarray | None = None
+        self.dtype = torch.float32
+
+    def _allocate(self, feature: tuple[int, ...], dtype: torch.dtype) -> None:
+        self.feature, self.dtype = feature, dtype
+        np_dtype = np.uint16 if dtype == torch.bfloat16 else np.float32
+        shape = (self.capacity, *feature)
+        size = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
+        if size > self.budget:
+            self.dir = Path(tempfile.mkdtemp(prefix="frostline-cache-"))
+            self.data = np.memmap(self.dir / "activations.bin", dtype=np_dtype, mode="w+", shape=shape)
+        else:
+            self.data = np.empty(shape, dtype=np_dtype)
 
     def put(self, positions: np.ndarray, acts: torch.Tensor, lengths: np.ndarray | None) -> None:
         """Store ``acts`` (batch first) of the samples at ``positions``; ``lengths`` cut padded sequences."""
-        arr = acts.detach().float().cpu().numpy()
+        acts = acts.detach()
+        dtype = torch.bfloat16 if acts.dtype == torch.bfloat16 else torch.float32
+        raw = acts.cpu().view(torch.uint16).numpy() if dtype == torch.bfloat16 else acts.float().cpu().numpy()
         self.variable = lengths is not None
-        self.feature = tuple(arr.shape[2:] if self.variable else arr.shape[1:])
+        if self.data is None:
+            self._allocate(tuple(raw.shape[2:] if self.variable else raw.shape[1:]), dtype)
+        assert self.data is not None
         for i, pos in enumerate(positions):
-            rows = arr[i, : lengths[i]] if lengths is not None else arr[i][None]
+            rows = raw[i, : lengths[i]] if lengths is not None else raw[i][None]
+            if self.rows + len(rows) > len(self.data):  # more rows than counted (no lengths given): grow
+                self._grow(max(self.rows + len(rows), 2 * len(self.data)))
             self.start[pos], self.length[pos] = self.rows, len(rows)
-            self._write(np.ascontiguousarray(rows))
+            self.data[self.rows : self.rows + len(rows)] = rows
+            self.rows += len(rows)
+            self.nbytes += rows.nbytes
 
-    def _write(self, rows: np.ndarray) -> None:
-        self.rows += len(rows)
-        self.nbytes += rows.nbytes
-        if self.file is None and self.nbytes > self.budget:
-            self.dir = Path(tempfile.mkdtemp(prefix="frostline-cache-"))
-            self.file = open(self.dir / "activations.f32", "wb")  # noqa: SIM115 (closed in finish)
-            for chunk in self.chunks:
-                self.file.write(chunk.tobytes())
-            self.chunks = []
-        if self.file is not None:
-            self.file.write(rows.tobytes())
+    def _grow(self, capacity: int) -> None:
+        assert self.data is not None
+        old, self.capacity = self.data, capacity
+        path = self.dir / "activations.bin" if self.dir is not None else None
+        if path is not None:
+            old.flush()  # type: ignore[attr-defined]
+            path.rename(path.with_suffix(".old"))
+            old = np.memmap(path.with_suffix(".old"), dtype=old.dtype, mode="r", shape=old.shape)
+            self.data = np.memmap(path, dtype=old.dtype, mode="w+", shape=(capacity, *self.feature))
         else:
-            self.chunks.append(rows)
+            self.data = np.empty((capacity, *self.feature), dtype=old.dtype)
+        self.data[: len(old)] = old
+        if path is not None:
+            del old
+            path.with_suffix(".old").unlink()
 
     def finish(self) -> None:
-        """Seal the store: one array in memory, or a read-only memory map of the file."""
-        if self.file is not None:
-            self.file.close()
-            self.data = np.memmap(self.dir / "activations.f32", dtype=np.float32, mode="r",
+        """Seal the store (a memory map is flushed and reopened read-only)."""
+        if self.data is None:
+            self.data = np.zeros((0, *self.feature), np.float32)
+        elif self.dir is not None:
+            self.data.flush()  # type: ignore[attr-defined]
+            self.data = np.memmap(self.dir / "activations.bin", dtype=self.data.dtype, mode="r",
                                   shape=(self.rows, *self.feature))
         else:
-            self.data = np.concatenate(self.chunks) if self.chunks else np.zeros((0, *self.feature), np.float32)
-            self.chunks = []
+            self.data = self.data[: self.rows]
 
     @property
     def on_disk(self) -> bool:
         """True when memory-mapped from a file."""
         return self.dir is not None
 
+    def _tensor(self, arr: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(arr)
+        return t.view(torch.bfloat16) if self.dtype == torch.bfloat16 else t
+
     def gather(self, positions: np.ndarray) -> torch.Tensor:
-        """The activations of ``positions`` as one batch (sequences zero-padded to the longest)."""
+        """The activations of ``positions`` as one batch (sequences zero-padded to the longest), in their dtype."""
         assert self.data is not None
         if not self.variable:
-            return torch.from_numpy(np.stack([self.data[self.start[p]] for p in positions]))
+            return self._tensor(np.stack([self.data[self.start[p]] for p in positions]))
         width = int(self.length[positions].max())
-        out = np.zeros((len(positions), width, *self.feature), dtype=np.float32)
+        out = np.zeros((len(positions), width, *self.feature), dtype=self.data.dtype)
         for i, p in enumerate(positions):
             out[i, : self.length[p]] = self.data[self.start[p] : self.start[p] + self.length[p]]
-        return torch.from_numpy(out)
+        return self._tensor(out)
 
     def close(self) -> None:
         """Drop the data and its temporary file."""
         self.data = None
-        self.chunks = []
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
@@ -231,10 +262,13 @@ class PrefixCache:
     """Owns the cache of a run: builds it when the plan allows, rebuilds when the boundary moves, runs batches."""
 
     def __init__(self, model: nn.Module, parts: list[Part], layout: Blocks, head: str, budget_mb: float = 2048,
-                 autocast: Callable[[], Any] = nullcontext) -> None:
+                 autocast: Callable[[], Any] = nullcontext, precision: str = "32-true") -> None:
         self.model, self.parts, self.layout, self.head = model, parts, layout, head
         self.budget = int(budget_mb * 2**20)
         self.autocast = autocast
+        #: under bf16 autocast the cache holds bfloat16 (what the trainable part computes in) and its self-check
+        #: allows bfloat16's rounding
+        self.low = precision.startswith("bf16")
         self._stub: Stub | None = None
         self.plan: CachePlan | None = None
         self.stores: dict[str, ActivationStore] = {}
@@ -271,14 +305,16 @@ class PrefixCache:
             self._drop()
             self.status = f"plain loop: {problem}"
             return self.status
-        size = sum(s.nbytes for s in self.stores.values()) / 2**20
+        size = sum(st.nbytes for st in self.stores.values()) / 2**20
+        kind = "bf16" if any(st.dtype == torch.bfloat16 for st in self.stores.values()) else "fp32"
         where = "memory-mapped on disk" if any(s.on_disk for s in self.stores.values()) else "in memory"
-        self.status = f"cache built in {self.build_seconds:.1f}s: {plan.describe()}, {size:.1f} MiB {where}"
+        self.status = f"cache built in {self.build_seconds:.1f}s: {plan.describe()}, {size:.1f} MiB {kind} {where}"
         return self.status
 
     def _build(self, plan: CachePlan, enc: Encoded, fwd: Callable[[Any], Any], batch_size: int,
                device: torch.device) -> ActivationStore:
-        store = ActivationStore(len(enc), self.budget)
+        rows = int(enc.lengths.sum()) if enc.lengths is not None else None
+        store = ActivationStore(len(enc), self.budget, rows)
         boundary = self.model.get_submodule(plan.boundary)
         captured: dict[str, torch.Tensor] = {}
 
@@ -296,6 +332,8 @@ class PrefixCache:
                     with suppress(_Stop):
                         fwd(batch.inputs)
                     acts = captured.pop("x")
+                    if self.low and acts.is_floating_point():
+                        acts = acts.to(torch.bfloat16)
                     store.put(batch.positions, acts, _lengths(batch, acts))
         finally:
             handle.remove()
@@ -321,7 +359,7 @@ class PrefixCache:
         if cached.shape != full.shape:
             return f"the cached path gives logits of shape {tuple(cached.shape)}, not {tuple(full.shape)}"
         err = (full - cached).abs().max().item()
-        tol = 1e-4 * max(1.0, full.abs().max().item())
+        tol = (3e-2 if self.low else 1e-4) * max(1.0, full.abs().max().item())  # bf16 keeps 8 bits of mantissa
         if not err <= tol:
             return f"the cached path does not reproduce the model's output (max difference {err:.2e})"
         return None
@@ -365,7 +403,7 @@ class PrefixCache:
         store = self.stores.get(split)
         if self.plan is None or self.plan.kind != "head" or store is None:
             raise RuntimeError(f"no cached head features for split {split!r}")
-        return store.gather(np.arange(store.n)).numpy()
+        return store.gather(np.arange(store.n)).float().numpy()
 
     def _drop(self) -> None:
         for store in self.stores.values():

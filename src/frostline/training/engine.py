@@ -218,7 +218,7 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     head = find_head(model).name
     if config.cache:
         run.prefix = PrefixCache(model, parts, discover_blocks(model, head), head, config.cache_budget,
-                                 fabric.autocast)
+                                 fabric.autocast, precision)
     run.best = BestState(resume.best_state if resume is not None else None)
     run.t_start = time.perf_counter()
     run.clock = Clock(fabric.device)

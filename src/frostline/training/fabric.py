@@ -31,17 +31,52 @@ def make_fabric(accelerator: str = "auto", precision: str | None = None, seed: i
     return fabric, precision
 
 
+def cpu_bf16() -> str | None:
+    """Why this CPU runs bfloat16 fast (its AVX-512 BF16 / AMX units, detected), or ``None`` when it does not."""
+    cpu = getattr(torch, "cpu", None)
+    found = []
+    for name, label in (("_is_amx_tile_supported", "AMX"), ("_is_avx512_bf16_supported", "AVX-512 BF16")):
+        check = getattr(cpu, name, None)
+        try:
+            if callable(check) and check():
+                found.append(label)
+        except RuntimeError:  # pragma: no cover - a build without the probe
+            pass
+    if not found:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+                flags = set(fh.read().split())
+        except OSError:
+            flags = set()
+        found = [label for flag, label in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16")) if flag in flags]
+    return f"this CPU has {' and '.join(found)}" if found else None
+
+
+def precision_reason(accelerator: str, precision: str | None) -> tuple[str, str]:
+    """The precision a run gets and why: as set, or for ``None`` (auto) bf16-mixed where the device runs it fast
+    (a GPU that supports it; a CPU with AVX-512 BF16 or AMX), else 32-true."""
+    if precision is not None:
+        return precision, "set by --precision"
+    if accelerator in ("cuda", "gpu"):
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", "auto: this GPU supports bfloat16"
+        return "32-true", "auto: this GPU has no bfloat16"
+    if accelerator == "cpu":
+        why = cpu_bf16()
+        if why is not None:
+            return "bf16-mixed", f"auto: {why}"
+        return "32-true", "auto: this CPU has no AVX-512 BF16 or AMX (bfloat16 would be emulated, slower)"
+    return "32-true", "auto"
+
+
 def resolve_device(accelerator: str, precision: str | None) -> tuple[str, str]:
-    """The accelerator and precision a run gets for ``auto`` / ``None``: CUDA with bf16-mixed when it has it."""
+    """The accelerator and precision a run gets for ``auto`` / ``None`` (:func:`precision_reason`)."""
     if accelerator not in ("auto", "cpu", "cuda", "gpu", "mps"):
         raise FrostlineError(f"accelerator must be auto, cpu, cuda, gpu or mps, got {accelerator!r}")
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
     check_precision(accelerator, precision)
-    if precision is None:
-        bf16 = accelerator in ("cuda", "gpu") and torch.cuda.is_bf16_supported()
-        precision = "bf16-mixed" if bf16 else "32-true"
-    return accelerator, precision
+    return accelerator, precision_reason(accelerator, precision)[0]
 
 
 def check_precision(accelerator: str, precision: str | None) -> None:
