@@ -295,6 +295,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
             prepared.precision = choose_precision(prepared, cfg.accelerator, cfg.precision, cfg.eval_batch_size,
                                                   check=dist is None)
         echo(describe_precision(prepared.precision))
+    run.log(describe_precision(prepared.precision))
     prepared.reset()
     if strategy.needs_data:  # scored on the starting weights, also when resuming: the choice repeats exactly
         with status(f"{strategy}: scoring the model on the training data"):

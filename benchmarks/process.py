@@ -1,0 +1,98 @@
+"""The whole process, as a user times it: ``frostline train`` against a textbook script doing the same job.
+
+    .venv/bin/python benchmarks/process.py                       # linear-probe, 700 SMS messages, 5 epochs
+    .venv/bin/python benchmarks/process.py --strategy partial:2
+
+Both are timed from process start to exit (imports, model load, tokenising, training, scoring, writing):
+
+* ``frostline train --strategy S`` on the demo SMS data (duplicates dropped, a stratified sample), which also
+  scores the base model, checks bf16, verifies frozen tensors, checkpoints, writes metrics, predictions and the
+  HTML report; its loop time is ``metrics.json`` ``seconds.total``;
+* ``--textbook``: this file run as a script: the same sample and split, MiniLM with a new head, the textbook loop
+  (benchmarks/textbook.py, fp32), test accuracy, ``model.safetensors`` saved; nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FROSTLINE = str(Path(sys.executable).parent / "frostline")
+
+
+def textbook(args: argparse.Namespace, out: Path) -> None:
+    """The textbook job in this process (run with --textbook)."""
+    t0 = time.perf_counter()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch
+    from safetensors.torch import save_file
+    from textbook import textbook_fit
+
+    import frostline as fl
+    from frostline.data.batching import Encoded
+    from frostline.models.parts import model_parts
+    from frostline.runs.demo import demo_data_path
+    from frostline.training import parse_strategy
+
+    ds, _ = fl.dedup(fl.read_table(demo_data_path(), "1", "0", header=False))
+    splits = fl.split(fl.data.limit(ds, args.max_samples, 0), 0.15, 0.15, seed=0)
+    loaded = fl.load_model("minilm")
+    fl.replace_head(loaded.model, 2, labels=splits.label_names)
+    model = loaded.model
+    enc = [Encoded(s, loaded.tokenizer, 128) for s in (splits.train, splits.val, splits.test)]
+    trainable = parse_strategy(args.strategy, model).plan(0, model_parts(model), 1e-4, 1e-2).params
+    t1 = time.perf_counter()
+    run = textbook_fit(model, enc[0], enc[1], trainable, args.epochs, 16, 128, 1e-4, 0)
+    loop = time.perf_counter() - t1
+    model.eval()
+    with torch.no_grad():
+        hits = sum(int((model(**b.inputs).logits.argmax(-1) == b.labels).sum()) for b in enc[2].batches(128))
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    (out / "result.json").write_text(json.dumps({"loop": loop, "in_process": time.perf_counter() - t0,
+                                                 "test_accuracy": hits / len(enc[2]), "epochs": run["seconds"]}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--strategy", default="linear-probe")
+    ap.add_argument("--max-samples", type=int, default=700)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--textbook", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.textbook:
+        textbook(args, Path(args.textbook))
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="frostline-process-"))
+    from frostline.runs.demo import demo_data_path
+
+    rows = []
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--strategy", args.strategy, "--max-samples", str(args.max_samples),
+                    "--epochs", str(args.epochs), "--textbook", str(tmp / "tb")], check=True)
+    tb_wall = time.perf_counter() - t0
+    tb = json.loads((tmp / "tb" / "result.json").read_text())
+    rows.append(("textbook script (fp32)", tb_wall, tb["loop"], tb["test_accuracy"]))
+    t0 = time.perf_counter()
+    subprocess.run([FROSTLINE, "train", "--data", str(demo_data_path()), "--text-column", "1", "--label-column", "0",
+                    "--no-header", "--dedup", "--max-samples", str(args.max_samples), "--epochs", str(args.epochs),
+                    "--batch-size", "16", "--strategy", args.strategy, "--out", str(tmp / "fl")], check=True,
+                   capture_output=True)
+    fl_wall = time.perf_counter() - t0
+    m = json.loads((tmp / "fl" / "metrics.json").read_text())
+    rows.append((f"frostline train ({m['run']['precision']})", fl_wall, m["seconds"]["total"], m["test"]["accuracy"]))
+    print(f"{args.strategy}, {args.max_samples} SMS messages, {args.epochs} epochs, batch 16, 2 CPU threads")
+    print("| job | process wall s | loop s | process / loop | test accuracy |\n|---|---|---|---|---|")
+    for name, wall, loop, acc in rows:
+        print(f"| {name} | {wall:.1f} | {loop:.1f} | {wall / loop:.2f}x | {acc:.4f} |")
+    print(f"process-level textbook / frostline: {tb_wall / fl_wall:.2f}x; loop-level: {tb['loop'] / rows[1][2]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
