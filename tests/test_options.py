@@ -216,3 +216,17 @@ def test_a_comparison_that_failed_before_any_run_does_not_block_its_folder(tmp_p
     fixed = fl.RunConfig(**{**cfg.to_dict(), "label_column": "0"})
     result = fl.compare(fixed, ["linear-probe"], echo=lambda _s: None)
     assert [r.strategy for r in result.runs] == ["linear-probe"]
+
+
+def test_ctrl_c_says_the_run_resumes(monkeypatch, tmp_path, text_file):
+    import frostline.cli.train_cmd as train_cmd
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cmd, "train", interrupted)
+    out = str(tmp_path / "r")
+    result = CliRunner().invoke(app, ["train", "--data", text_file, "--text-column", "1", "--label-column", "0",
+                                      "--out", out])
+    assert result.exit_code == 130
+    assert "interrupted:" in result.output and "run the same command again to resume" in result.output

@@ -139,6 +139,15 @@ def friendly(fn: F) -> F:
                 return fn(*args, **kwargs)
         except FrostlineError as exc:
             message: str | None = str(exc)
+        except KeyboardInterrupt:
+            out = kwargs.get("out") or getattr(kwargs.get("cfg"), "out", None)
+            where = f"{out} keeps its newest complete checkpoint (writes are atomic): " if out else ""
+            from ..training.distributed import current
+
+            if current() is None or current().main:  # type: ignore[union-attr]
+                err_console.print(f"[bold yellow]interrupted:[/] {escape(where)}run the same command again to "
+                                  "resume", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
