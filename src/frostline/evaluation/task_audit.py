@@ -74,10 +74,7 @@ def _graded_leakage(leak: LeakageReport | None, test: dict[str, Any], clean: dic
     """The leakage finding graded by its effect, as for classification: an error when at least 10 % of the test split
     leaked or the headline score moves by 3 points or more without the leaked samples, else a warning with both
     scores (R^2 for a regression, micro F1 for multilabel)."""
-    found = [f if f.code != "conflicting-labels" or "r2" not in test else
-             Finding(f.code, "info", f.message.replace("with more than one label", "with different target values"),
-                     f.fix, f.numbers)  # a regression's repeated samples with scattered values are its noise
-             for f in leakage(leak)]
+    found = leakage(leak, values="r2" in test)
     if not found or clean is None or not test.get("n") or not clean.get("excluded"):
         return found  # nothing of the test split leaked: the validation-only finding stands as graded
     share = clean["excluded"] / test["n"]

@@ -180,8 +180,9 @@ def compare_table(rows: list[dict[str, Any]], title: str = "strategy comparison"
                  + ("" if compact or no_val_loss else "val loss: best epoch; ")
                  + ("trainable: parameters; accuracy, precision, recall, F1: test split, macro averages; "
                     if kind == "classification" else
-                    "trainable: parameters; scores: test split at per-label thresholds chosen on validation (at 0.5: "
-                    "metrics.json threshold.at_0.5); " if kind == "multilabel" else
+                    "trainable: parameters; scores: test split at per-label thresholds chosen on validation (0.5 for "
+                    "labels with under 10 validation positives; all at 0.5: metrics.json threshold.at_0.5); "
+                    if kind == "multilabel" else
                     "trainable: parameters; scores: test split; ")
                  + ("narrow terminal: the other columns are in compare.json and report.html; "
                     if compact else "seconds: training and validation; ")

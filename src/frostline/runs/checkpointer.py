@@ -82,8 +82,6 @@ class Checkpointer:
 
     def load_best(self) -> dict[str, torch.Tensor]:
         """Put the best epoch's weights in the model; returns its changed tensors (for model.safetensors)."""
-        if not writes():  # rank 0 wrote the checkpoints (the caller waited for it)
-            self.latest, _ = checkpoint.latest(self.run)
         assert self.latest is not None, "no checkpoint: training ran no epoch"
         best = self.latest.tensors("best")
         self.model.load_state_dict(self.initial)
