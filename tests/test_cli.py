@@ -81,3 +81,24 @@ def test_check_clean_and_nothing_trainable():
     assert _run("check", RESNET, "--freeze", "all").exit_code == 0
     result = _run("check", RESNET, "--freeze", "all", "--freeze", "head")
     assert result.exit_code == 1 and "nothing-trainable" in result.output
+
+
+def test_the_process_ends_fast_but_runs_exit_handlers_and_flushes(tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "atexit.txt"
+    script = ("import atexit, sys, threading\n"
+              "from frostline.cli.application import end_process\n"
+              f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+              "sys.stdout.write('no newline yet'); sys.stderr.write('err too')\n"
+              "if sys.argv[1] == 'thread':\n"
+              "    threading.Thread(target=lambda: __import__('time').sleep(0.5)).start()\n"
+              "end_process(int(sys.argv[2]))\n")
+    for mode, code in (("plain", 3), ("thread", 0)):
+        marker.unlink(missing_ok=True)
+        done = subprocess.run([sys.executable, "-c", script, mode, str(code)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == code, done.stderr
+        assert done.stdout == "no newline yet" and done.stderr == "err too"
+        assert marker.read_text() == "ran"  # exit handlers ran (train.log closed, temporary files removed)

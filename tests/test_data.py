@@ -10,7 +10,7 @@ import torch
 
 import frostline as fl
 from frostline.data import from_tensors, limit, read_image_folder, read_table, split
-from frostline.data.batching import Encoded
+from frostline.data.batching import SNUG_GROWTH, SNUG_SLACK, Encoded, snug_batches
 from tests.conftest import make_image_folder, make_text_file
 
 
@@ -121,3 +121,16 @@ def test_dynamic_padding_and_bucketing(tiny_hf_dir, tmp_path):
     assert sorted(np.concatenate(shuffled).tolist()) == list(range(64))
     assert [x.tolist() for x in shuffled] == [x.tolist() for x in enc.plan_batches(8, True, 1, 0)]
     assert [x.tolist() for x in shuffled] != [x.tolist() for x in enc.plan_batches(8, True, 1, 1)]
+
+
+def test_snug_batches_pad_little_and_keep_every_sample():
+    lengths = np.array([3, 60, 5, 4, 30, 61, 6, 100, 3, 29])
+    order = np.argsort(lengths, kind="stable")
+    batches = snug_batches(lengths, order, batch_size=4)
+    assert np.array_equal(np.concatenate(batches), order)  # every sample once, in length order
+    # a batch pads to at most 1.5x its shortest + 8 tokens, and holds at most batch_size samples
+    assert [lengths[b].tolist() for b in batches] == [[3, 3, 4, 5], [6], [29, 30], [60, 61], [100]]
+    assert all(lengths[b].max() <= SNUG_GROWTH * lengths[b].min() + SNUG_SLACK and len(b) <= 4 for b in batches)
+    assert snug_batches(np.zeros(0, int), np.zeros(0, int), 4) == []
+    one = snug_batches(np.array([7] * 10), np.arange(10), 4)
+    assert [len(b) for b in one] == [4, 4, 2]  # equal lengths: only the batch size cuts

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import shutil
+import unicodedata
 
 import numpy as np
 import pytest
@@ -26,6 +28,23 @@ def test_normalize_text():
     # emoticons and other mostly-symbol texts keep their symbols: ':-)' and ':(' are not the same sample
     assert normalize_text(":-)") == ":-)" != normalize_text(":(") and normalize_text("0:-3") == "0:-3"
     assert normalize_text("&LT;3") == "<3" != normalize_text("3")
+
+
+def _per_character(text):  # the rule as written, one character at a time (the ASCII fast path must equal it)
+    folded = html.unescape(text).casefold()
+    visible = [ch for ch in folded if not ch.isspace()]
+    if 2 * sum(ch.isalnum() for ch in visible) <= len(visible):
+        return " ".join(folded.split())
+    return " ".join("".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in folded).split())
+
+
+def test_normalize_text_fast_path_equals_the_rule():
+    texts = ["Ok...", "Ok... C ya...\n", "a_b c-d", "x\x1c\x1dab", "a\x1fb!!", "$100 + 50% = win", "ÀB c—d!",
+             "naïve café :)", "\u00a0hi\u2003there", "", "   ", "&amp; you &lt;3", "1:2", "...", "A&B"]
+    rng = np.random.default_rng(0)
+    alphabet = [*"ab1 ._-!?:)(<3&;\t\n\x0b\x1c", "é", "—", "\u00a0"]
+    texts += ["".join(rng.choice(alphabet, size=int(rng.integers(0, 12)))) for _ in range(2000)]
+    assert [normalize_text(t) for t in texts] == [_per_character(t) for t in texts]
 
 
 def test_exact_and_near_across_splits():

@@ -10,7 +10,7 @@ import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import typer
@@ -171,5 +171,32 @@ def print_json(data: Any) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the command, then end the process at once (see :func:`end_process`)."""
+    try:
+        app()
+        code: Any = 0
+    except SystemExit as done:
+        code = done.code
+    end_process(code)
+
+
+def end_process(code: Any) -> None:
+    """Exit with ``code`` without tearing down the interpreter's modules: after torch, transformers and Fabric that
+    teardown took 1.2-1.6 s of a 16 s linear-probe run, with every result written and closed already.
+
+    The exit handlers still run (logs flushed and closed, temporary files removed) and the output streams are
+    flushed; a distributed process, a live non-daemon thread or a non-integer code exits the ordinary way.
+    """
+    import atexit
+    import threading
+
+    from ..training.distributed import current
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not isinstance(code, int) or current() is not None or others:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(Exception):
+            stream.flush()
+    os._exit(code)

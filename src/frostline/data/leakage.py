@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import string
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -28,12 +29,23 @@ def normalize_text(text: str) -> str:
     A text that is mostly punctuation and symbols (at most half of its characters letters or digits: emoticons such
     as ``:-)`` and ``:(``, code, ``<3``) keeps them, as they are what tells it apart; only case and whitespace fold.
     """
-    folded = html.unescape(text).casefold()
-    visible = [ch for ch in folded if not ch.isspace()]
-    if 2 * sum(ch.isalnum() for ch in visible) <= len(visible):
+    folded = html.unescape(text).casefold() if "&" in text else text.casefold()
+    if folded.isascii():  # the common case, in C: ASCII's punctuation and symbols are exactly string.punctuation
+        visible = len(folded.translate(_ASCII_SPACE))
+        alnum = len(folded) - len(folded.translate(_ASCII_ALNUM))
+        if 2 * alnum <= visible:
+            return " ".join(folded.split())
+        return " ".join(folded.translate(_ASCII_PS).split())
+    chars = [ch for ch in folded if not ch.isspace()]
+    if 2 * sum(ch.isalnum() for ch in chars) <= len(chars):
         return " ".join(folded.split())
     kept = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in folded)
     return " ".join(kept.split())
+
+
+_ASCII_SPACE = dict.fromkeys(i for i in range(128) if chr(i).isspace())  # deleted: the visible ones are left
+_ASCII_ALNUM = dict.fromkeys(map(ord, string.ascii_letters + string.digits))
+_ASCII_PS = dict.fromkeys(map(ord, string.punctuation), " ")
 
 
 def _digest(data: bytes) -> str:

@@ -29,6 +29,11 @@ def _digests(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
         return dict(zip(tensors, pool.map(_digest, tensors.values()), strict=True))
 
 
+def checksums(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    """CRC-32 (with dtype and shape) of each tensor, by name, hashed on all cores."""
+    return _digests(tensors)
+
+
 def _frozen_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for name, p in model.named_parameters():

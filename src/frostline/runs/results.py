@@ -54,8 +54,9 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     """
     model, labels, task = prepared.loaded.model, prepared.splits.label_names, prepared.task
     with status(f"scoring the best epoch ({result.best_epoch}) on validation and test"):
-        test_pred = predict(model, prepared.test, cfg.eval_batch_size, task=task)
-        val_pred = predict(model, prepared.val, cfg.eval_batch_size, task=task)
+        reuse = prepared.head_inputs  # after a linear probe the body is the base model's: its head inputs hold
+        test_pred = predict(model, prepared.test, cfg.eval_batch_size, task=task, reuse=reuse)
+        val_pred = predict(model, prepared.val, cfg.eval_batch_size, task=task, reuse=reuse)
     label_thresholds = None
     if task.kind == "multilabel":  # per-label thresholds chosen on validation, applied to test
         label_thresholds = choose_label_thresholds(val_pred.probs, val_pred.labels)
@@ -65,7 +66,8 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     if kept is not None and _gap(kept["train"], kept["val"]):
         # a gap measured with dropout on and weights moving: re-score the kept weights on train before claiming it
         with status(f"scoring the best epoch on {len(prepared.train)} training samples (overfitting evidence)"):
-            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size, task=task), labels, task)
+            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size, task=task, reuse=reuse),
+                                       labels, task)
     parts = model_parts(model)
     last_epoch = result.history[-1]["epoch"] if result.history else 1
     final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params

@@ -24,13 +24,14 @@ from ..data.leakage import LeakageReport, check_splits, dedup, label_conflicts
 from ..evaluation.metrics import headline
 from ..evaluation.threshold import choose_positive
 from ..freezing.plan import trainable_state
-from ..models.heads import replace_head
+from ..models.heads import find_head, replace_head
 from ..models.load import LoadedModel, load_model
 from ..models.parts import model_parts
 from ..reporting.html import write_run_report
 from ..training.distributed import Dist, launch
 from ..training.engine import fit
 from ..training.fabric import resolve_device
+from ..training.head_inputs import HeadInputs
 from ..training.prediction import predict
 from ..training.records import EpochRecord, NonFiniteLoss
 from ..training.schedule import PlanOptimizer
@@ -71,6 +72,7 @@ class Prepared:
     task: Task = field(default_factory=Task)
     precision: dict[str, Any] | None = None  # what the runs train in and why (:mod:`frostline.runs.precision`)
     base_val: Any = None  # the base model's validation predictions in float32 (the precision check reuses them)
+    head_inputs: HeadInputs | None = field(default=None, repr=False)  # shared by the scoring passes of this data
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
@@ -82,10 +84,11 @@ class Prepared:
             self.reset()
             labels, model = self.splits.label_names, self.loaded.model
             with status(f"scoring the base model on {len(self.val) + len(self.test)} validation and test samples"):
-                self.base_val = predict(model, self.val, batch_size, task=self.task)
+                reuse = self.head_inputs
+                self.base_val = predict(model, self.val, batch_size, task=self.task, reuse=reuse)
                 self.base = {"val": split_metrics(self.base_val, labels, self.task),
-                             "test": split_metrics(predict(model, self.test, batch_size, task=self.task), labels,
-                                                   self.task),
+                             "test": split_metrics(predict(model, self.test, batch_size, task=self.task,
+                                                           reuse=reuse), labels, self.task),
                              "params": {"total": sum(p.numel() for p in model.parameters()), "trainable": 0}}
         return self.base
 
@@ -209,7 +212,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     with status("hashing the data files"):
         hashes = data_hashes(_data_paths(cfg))
     return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped,
-                    data_hashes=hashes, base_hash=base_hash, task=task)
+                    data_hashes=hashes, base_hash=base_hash, task=task,
+                    head_inputs=HeadInputs(loaded.model, find_head(loaded.model).name))
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -218,7 +218,7 @@ class PrefixCache:
         self.model.eval()
         try:
             with torch.inference_mode():
-                for batch in enc.batches(batch_size):
+                for batch in enc.batches(batch_size, snug=True):
                     batch = batch.to(device)
                     with suppress(_Stop):
                         fwd(batch.inputs)
