@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.frostline-installed
 
-.PHONY: test demo install lint clean browser
+.PHONY: test demo install lint clean browser bench-peers
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
@@ -47,5 +47,14 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests $(wildcard benchmarks)
 
+# Benchmark peers only (benchmarks/peers.py), kept out of the venv: fastai and its pure-Python requirements, pinned,
+# with --no-deps (its wheel asks for torchvision, a CUDA build on the registry; only fastai.vision imports it).
+PEERS := .bench-peers
+bench-peers: $(STAMP)
+	$(PIP) install -q --disable-pip-version-check --no-deps --target $(PEERS) fastai==2.8.12 fastcore==2.2.41 \
+		fasttransform==0.0.5 fastprogress==1.0.3 fastdownload==0.0.8 plum-dispatch==2.9.0 beartype==0.23.1 \
+		pandas==3.1.1 python-dateutil==4.0.0 tzdata==2026.6 requests==2.34.2 urllib3==2.8.0 idna==3.20 \
+		charset-normalizer==3.5.3 certifi==2026.10.19.post1
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache src/*.egg-info

@@ -4,9 +4,10 @@
   the same constant learning rate, no weight decay, no warm-up; evaluation once per epoch on validation);
 * "encode once, fit LogisticRegression" (SetFit-style, for the linear probe): the frozen model's pooled features
   of train and validation computed once under ``inference_mode``, then scikit-learn's ``LogisticRegression()``;
-* fastai ``fine_tune``: only where fastai installs without CUDA and without changing the project's dependencies;
-  it needs torchvision (a CUDA build on the registry that does not import with CPU torch) and spacy, so it is
-  skipped with that reason unless it imports.
+* fastai ``fine_tune`` / ``fit_one_cycle`` (see :func:`fastai_fine_tune`): fastai's wheel requires torchvision, a CUDA
+  build on the registry, but only ``fastai.vision`` imports it; ``make bench-peers`` installs fastai and its
+  pure-Python requirements with ``--no-deps`` (torch untouched), and the peer is skipped with the reason where it
+  does not import.
 
 Each returns seconds (training and validation), validation probabilities and its own name; peers that cannot run
 return ``{"skipped": reason}``.
@@ -15,8 +16,10 @@ return ``{"skipped": reason}``.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,9 @@ from torch import nn
 
 from frostline.data.batching import Encoded
 from frostline.models.outputs import logits_of
+
+#: where `make bench-peers` installs fastai and its pure-Python requirements
+PEERS = Path(__file__).resolve().parent.parent / ".bench-peers"
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -109,15 +115,86 @@ def encode_once(model: nn.Module, head: str, train: Encoded, val: Encoded, batch
     return {"seconds": time.perf_counter() - t0, "probs": probs}
 
 
-def fastai_fine_tune(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
-    """fastai's ``fine_tune``, where it imports."""
+class _Logits(nn.Module):
+    """The HF model as fastai calls it: ``model(input_ids, attention_mask)`` returns logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(input_ids=ids, attention_mask=mask))
+
+
+def _loader(enc: Encoded, batch_size: int, shuffle: bool, seed: int) -> torch.utils.data.DataLoader:
+    """(ids, mask, label) batches padded to their own longest, like the HF collator."""
+    def collate(rows: list[int]) -> tuple[torch.Tensor, ...]:
+        b = enc.batch(np.asarray(rows))
+        return b.inputs["input_ids"], b.inputs["attention_mask"], b.labels
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(range(len(enc)), batch_size=batch_size, shuffle=shuffle, generator=g,
+                                       collate_fn=collate)
+
+
+def fastai_fine_tune(model: nn.Module, train: Encoded, val: Encoded, strategy: str, trainable: set[str],
+                     head: str, epochs: int, batch_size: int, eval_batch_size: int, lr: float, seed: int,
+                     bf16: bool) -> dict[str, Any]:
+    """fastai's recipe on a splitter over the HF model: parameter groups [frozen, trainable] (``full``: [body,
+    head]); ``learn.freeze()`` + ``fit_one_cycle(epochs, lr)`` for a frozen model, ``fine_tune(epochs - 1,
+    base_lr=lr)`` (one frozen epoch, then all with discriminative rates) for ``full``. Its optimizer (Adam, weight
+    decay 0.01) and schedules are its own. ``train_bn=False``: fastai would otherwise train every LayerNorm of the
+    frozen part too (its ``norm_types`` include LayerNorm), not the frozen set frostline and the others use. fastai's
+    ``to_bf16`` autocasts on CUDA only, so on a CPU bf16 is a callback here entering ``torch.autocast("cpu")``."""
+    if PEERS.is_dir() and str(PEERS) not in sys.path:
+        sys.path.append(str(PEERS))  # after the venv: nothing the project installed is replaced
     try:
-        import fastai  # noqa: F401
-    except Exception as exc:  # ImportError, or its torchvision failing against CPU torch
-        return {"skipped": f"fastai does not import here ({type(exc).__name__}): it needs torchvision, whose "
-                           "registry build is for CUDA, and spacy; installing it would change the project's torch"}
-    return {"skipped": "fastai imported, but its text pipeline needs its own tokenizer (not the HF model's); "
-                       "not wired"}  # pragma: no cover - not installed here
+        from fastai.callback.core import Callback
+        from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner)
+        from fastai.data.core import DataLoaders
+        from fastai.learner import Learner
+    except Exception as exc:  # not installed (make bench-peers), or an import that fails against CPU torch
+        return {"skipped": f"fastai does not import here ({type(exc).__name__}: {str(exc)[:80]}); `make "
+                           "bench-peers` installs it without its CUDA torchvision"}
+
+    class CPUAutocast(Callback):
+        order = 10
+
+        def before_batch(self) -> None:
+            self.ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+            self.ctx.__enter__()
+
+        def after_pred(self) -> None:
+            self.learn.pred = self.pred.float()
+
+        def after_loss(self) -> None:
+            self.ctx.__exit__(None, None, None)
+
+    torch.manual_seed(seed)
+    wrapped = _Logits(model)
+    names = dict(wrapped.named_parameters())
+    if strategy == "full":
+        groups = [[p for n, p in names.items() if not n.startswith(f"model.{head}")],
+                  [p for n, p in names.items() if n.startswith(f"model.{head}")]]
+    else:
+        groups = [[p for n, p in names.items() if n.removeprefix("model.") not in trainable],
+                  [p for n, p in names.items() if n.removeprefix("model.") in trainable]]
+    dls = DataLoaders(_loader(train, batch_size, True, seed), _loader(val, eval_batch_size, False, seed),
+                      device=torch.device("cpu"))
+    learn = Learner(dls, wrapped, loss_func=nn.CrossEntropyLoss(), splitter=lambda _m: groups, train_bn=False,
+                    cbs=[CPUAutocast()] if bf16 else [])
+    t0 = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        if strategy == "full":
+            learn.fine_tune(epochs - 1, base_lr=lr, freeze_epochs=1)
+        else:
+            learn.freeze()
+            learn.fit_one_cycle(epochs, lr)
+    total = time.perf_counter() - t0
+    with learn.no_bar():
+        probs, _ = learn.get_preds(dl=dls.valid)
+    return {"seconds": total, "probs": torch.softmax(probs.float(), -1).numpy()
+            if probs.min() < 0 or probs.max() > 1 else probs.float().numpy()}
 
 
 def run_peers(model: nn.Module, tok: Any, state: dict, train: Encoded, val: Encoded, strategy: str,
@@ -128,7 +205,9 @@ def run_peers(model: nn.Module, tok: Any, state: dict, train: Encoded, val: Enco
     out: dict[str, dict[str, Any]] = {}
     jobs = [("HF Trainer", lambda: hf_trainer(model, tok, train, val, trainable, args.epochs, args.batch_size,
                                               args.eval_batch_size, args.lr, args.seed, bf16)),
-            ("fastai fine_tune", fastai_fine_tune)]
+            ("fastai fine_tune", lambda: fastai_fine_tune(model, train, val, strategy, trainable, head.split(".")[0],
+                                                          args.epochs, args.batch_size, args.eval_batch_size,
+                                                          args.lr, args.seed, bf16))]
     if strategy == "linear-probe":
         jobs.append(("encode once + LogisticRegression", lambda: encode_once(model, head, train, val,
                                                                              args.eval_batch_size)))
