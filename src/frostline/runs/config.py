@@ -73,6 +73,7 @@ class RunConfig:
     verify: bool = True
     cache: bool = True
     cache_budget: float = 2048.0
+    dropout_masks: str = "fast"
     dedup: bool = False
     optimize: str | None = None
     positive_label: str | None = None

@@ -40,6 +40,7 @@ from ..models.parts import Part, model_parts
 from .bestweights import BestState
 from .cache import PrefixCache
 from .distributed import Dist, current, gather_epoch, shard
+from .dropout import FastDropout
 from .fabric import make_fabric, rewrap
 from .prediction import predict
 from .probe_head import fit_probe_epoch, probe_target
@@ -81,10 +82,9 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
             learning rates); the step is not applied.
 
     Returns:
-        A :class:`FitResult`; epochs count from 1 (``history[].epoch``, ``best_epoch``). With
-        ``config.restore_best`` the best epoch's weights are loaded back into ``model`` and ``best_state`` holds
-        the best epoch's values of every tensor training could change; without it the model keeps the last
-        epoch's weights and no copy is held.
+        A :class:`FitResult`; epochs count from 1 (``history[].epoch``, ``best_epoch``). With ``config.restore_best``
+        the best epoch's weights are loaded back into ``model`` and ``best_state`` holds the best epoch's values of
+        every tensor training could change; without it the model keeps the last epoch's weights, no copy held.
     """
     config.validate()
     owns_setup = strategy.needs_data and not strategy.ready  # scored here, on the weights it is given
@@ -220,8 +220,7 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
         run.prefix = PrefixCache(model, parts, discover_blocks(model, head), head, config.cache_budget,
                                  fabric.autocast, precision)
     run.best = BestState(resume.best_state if resume is not None else None)
-    run.t_start = time.perf_counter()
-    run.clock = Clock(fabric.device)
+    run.t_start, run.clock = time.perf_counter(), Clock(fabric.device)
     return run
 
 
@@ -272,43 +271,46 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
     loss_sum, seen, preds, truth, index = 0.0, 0, [], [], 0
     watch = run.strategy.watches_gradients
     batches = run.train.batches(config.batch_size, shuffle=True, seed=config.seed, epoch=ep.index)
-    while True:
-        with clock("data"):
-            batch = next(batches, None)
-            if batch is None:
-                break
-            batch = batch.to(fabric.device)
-            weight = 1.0
-            if run.dist is not None:  # this rank's slice of the global batch
-                batch, weight = shard(batch, run.dist)
-        popt.set_lr(run.step)
-        with clock("forward"):
-            logits = run.logits(batch, "train").float()
-            loss = run.task.loss_fn(logits, batch.labels)
-            loss_value = loss.item()
-            if weight != 1.0:  # DDP averages over ranks: this makes it the global batch's mean
-                loss = loss * weight
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(non_finite("training loss", loss_value, ep.index, run.step, popt))
-        with clock("backward"):  # gradients are None here: cleared at the start and after each step
-            fabric.backward(loss)
-        if watch:  # an automatic strategy sees the raw gradients (auto-freeze: per-part norms)
-            with clock("observe"):
-                run.strategy.observe(run.params, index, run.steps_per_epoch)
-        index += 1
-        with clock("optimizer"):
-            if config.clip is not None:
-                fabric.clip_gradients(run.fmodel, run.fopt, max_norm=config.clip, error_if_nonfinite=False)
-            run.fopt.step()
-            run.fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
-        run.step += 1
-        if weight > 0:  # a rank's stand-in sample (weight 0) is not counted
-            loss_sum += loss_value * len(batch.labels)
-            seen += len(batch.labels)
-            preds.append(run.task.transform(logits.detach()).cpu().numpy())
-            truth.append(batch.positions)
-        if advance:
-            advance(loss_sum / max(seen, 1))  # the epoch's running mean, not one batch's noise
+    drops = FastDropout(run.model, config.seed, run.dist.rank if run.dist else 0, config.dropout_masks)
+    with drops.active(ep.index):
+        while True:
+            with clock("data"):
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                batch = batch.to(fabric.device)
+                weight = 1.0
+                if run.dist is not None:  # this rank's slice of the global batch
+                    batch, weight = shard(batch, run.dist)
+            popt.set_lr(run.step)
+            drops.at(run.step)
+            with clock("forward"):
+                logits = run.logits(batch, "train").float()
+                loss = run.task.loss_fn(logits, batch.labels)
+                loss_value = loss.item()
+                if weight != 1.0:  # DDP averages over ranks: this makes it the global batch's mean
+                    loss = loss * weight
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(non_finite("training loss", loss_value, ep.index, run.step, popt))
+            with clock("backward"):  # gradients are None here: cleared at the start and after each step
+                fabric.backward(loss)
+            if watch:  # an automatic strategy sees the raw gradients (auto-freeze: per-part norms)
+                with clock("observe"):
+                    run.strategy.observe(run.params, index, run.steps_per_epoch)
+            index += 1
+            with clock("optimizer"):
+                if config.clip is not None:
+                    fabric.clip_gradients(run.fmodel, run.fopt, max_norm=config.clip, error_if_nonfinite=False)
+                run.fopt.step()
+                run.fopt.zero_grad(set_to_none=True)  # gradients are not held through the next forward
+            run.step += 1
+            if weight > 0:  # a rank's stand-in sample (weight 0) is not counted
+                loss_sum += loss_value * len(batch.labels)
+                seen += len(batch.labels)
+                preds.append(run.task.transform(logits.detach()).cpu().numpy())
+                truth.append(batch.positions)
+            if advance:
+                advance(loss_sum / max(seen, 1))  # the epoch's running mean, not one batch's noise
     out = Predictions(np.concatenate(preds), np.zeros(0), np.zeros(0), 0.0, kind=run.task.kind).preds
     positions = np.concatenate(truth)
     if run.dist is not None:

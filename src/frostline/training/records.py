@@ -42,9 +42,13 @@ class TrainConfig:
     cache_budget: float = 2048.0
     restore_best: bool = True
     probe: str = "auto"
+    dropout_masks: str = "fast"  # "fast": CPU dropout masks from a counter-based stream (training/dropout.py)
 
     def validate(self) -> None:
         """Raise a clear error for values out of range."""
+        if self.dropout_masks not in ("fast", "torch"):
+            raise FrostlineError(f"dropout_masks must be fast or torch, got {self.dropout_masks!r}"
+                                 f"{did_you_mean(str(self.dropout_masks), ('fast', 'torch'))}")
         if self.probe not in PROBE_SOLVERS:
             raise FrostlineError(f"probe must be one of {', '.join(PROBE_SOLVERS)}, got {self.probe!r}"
                                  f"{did_you_mean(str(self.probe), PROBE_SOLVERS)}")
