@@ -170,7 +170,7 @@ def measure_floor(model: nn.Module, state: dict, train: Encoded, val: Encoded, s
     cache.close()
     model.load_state_dict(state)
     return {"frozen_forward": frozen, "trainable_epoch": trainable_seconds / epochs,
-            "floor": frozen + trainable_seconds}
+            "floor": frozen + trainable_seconds, "cache": status}
 
 
 def _cache_mib(history: list[dict]) -> float:
@@ -329,7 +329,8 @@ def report(title: str, rows: list[dict], epochs: int) -> None:
     for r in rows:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["frostline"]["breakdown"].items(), key=lambda kv: -kv[1]))
         print(f"- {r['strategy']}: {parts}; floor: frozen forward {r['floor']['frozen_forward']:.2f} + "
-              f"{epochs} trainable epochs {r['floor']['floor'] - r['floor']['frozen_forward']:.2f}")
+              f"{epochs} trainable epochs {r['floor']['floor'] - r['floor']['frozen_forward']:.2f}"
+              + ("" if r["floor"]["cache"].startswith("cache built") else f" ({r['floor']['cache']})"))
 
 
 def targets(rows: list[dict], case: str) -> list[str]:
