@@ -51,6 +51,7 @@ class HeadInputs:
         self.entries: dict[tuple[int, str], _Entry] = {}
         self.usable = True
         self.hits = 0
+        self._digest: tuple[tuple[str, str], ...] | None = None  # the body's, taken by the last lookup
 
     def body_digest(self) -> tuple[tuple[str, str], ...]:
         """Checksums of every parameter and buffer outside the head."""
@@ -60,8 +61,12 @@ class HeadInputs:
 
     def lookup(self, data: Encoded) -> torch.Tensor | None:
         """The kept head inputs of ``data`` if the body has not changed since they were captured."""
+        self._digest = None
         entry = self.entries.get((id(data), autocast_key()))
-        if not self.usable or entry is None or entry.data() is not data or entry.digest != self.body_digest():
+        if not self.usable or entry is None or entry.data() is not data:
+            return None
+        self._digest = self.body_digest()  # one checksum per pass: :meth:`keep` reuses it after a miss
+        if entry.digest != self._digest:
             return None
         self.hits += 1
         return entry.inputs
@@ -87,7 +92,8 @@ class HeadInputs:
         if x.numel() * x.element_size() > BUDGET_MB * 2**20:
             return
         self.entries = {k: e for k, e in self.entries.items() if e.data() is not None}
-        self.entries[(id(data), autocast_key())] = _Entry(weakref.ref(data), self.body_digest(), x)
+        digest = self._digest if self._digest is not None else self.body_digest()
+        self.entries[(id(data), autocast_key())] = _Entry(weakref.ref(data), digest, x)
 
 
 class Capture:
