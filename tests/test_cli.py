@@ -102,3 +102,24 @@ def test_the_process_ends_fast_but_runs_exit_handlers_and_flushes(tmp_path):
         assert done.returncode == code, done.stderr
         assert done.stdout == "no newline yet" and done.stderr == "err too"
         assert marker.read_text() == "ran"  # exit handlers ran (train.log closed, temporary files removed)
+
+
+def test_a_closed_output_pipe_does_not_stop_the_run(tmp_path, tiny_hf_dir):
+    """`frostline train ... | head -3`: the reader goes away, the run still finishes and writes its folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import make_text_file
+
+    data = make_text_file(tmp_path / "d.tsv", n=60)
+    out = tmp_path / "run"
+    exe = Path(sys.executable).parent / "frostline"
+    p = subprocess.Popen([str(exe), "train", "--model", f"hf:{tiny_hf_dir}", "--data", str(data), "--text-column",
+                          "1", "--label-column", "0", "--epochs", "2", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # nobody reads standard output any more: every write to it is a broken pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0, err
+    assert (out / "metrics.json").is_file() and '"complete": true' in (out / "state.json").read_text()

@@ -178,6 +178,21 @@ def test_underfitting_loss_not_moving_and_flat_validation():
     assert _codes(underfitting(history, None, {"trainable": 0, "total": 10}, MINILM_PARTS)) == ["nothing-trainable"]
     moving = [_epoch(1, 0.69, 0.6, 0.5, 0.6), _epoch(2, 0.4, 0.45, 0.8, 0.8)]
     assert underfitting(moving, None, {"trainable": 10, "total": 100}, MINILM_PARTS) == []
+    with_majority = [{**h, "val": {**h["val"], "majority_baseline": 0.5}} for h in history]
+    (flat,) = [f for f in underfitting(with_majority, None, {"trainable": 10, "total": 10**6}, MINILM_PARTS)
+               if f.code == "validation-flat"]
+    assert "majority class scores 50.0%" in flat.message and "between 0.6930 and 0.6931" in flat.message
+
+
+def test_a_model_that_learned_then_levelled_off_is_not_flat():
+    # Rotten Tomatoes, partial:2 (independent tester): 70% on a balanced validation split from the first epoch on,
+    # loss below the prior's, training loss falling: it learned (and overfits), it is not "not learning"
+    history = [_epoch(1, 0.58, 0.6535, 0.75, 0.7067, n_val=225), _epoch(2, 0.45, 0.6525, 0.82, 0.7067, n_val=225),
+               _epoch(3, 0.31, 0.6475, 0.88, 0.7022, n_val=225)]
+    history = [{**h, "val": {**h["val"], "majority_baseline": 0.5}} for h in history]
+    codes = _codes(underfitting(history, None, {"trainable": 3_550_000, "total": 22_700_000}, MINILM_PARTS,
+                                {"fresh": 525, "rotten": 525}))
+    assert "validation-flat" not in codes
 
 
 def _leak(test_positions, val_positions=()):

@@ -194,3 +194,11 @@ def test_temporary_files_of_a_write_killed_inside_safetensors_are_cleaned(tmp_pa
     (run / ".model.safetensors.f4czuzih.tmp").write_bytes(b"half a tensor file")
     done = train(cfg, echo=lambda _s: None)
     assert done.resumed_from == 3 and not [p.name for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_a_resumed_runs_total_seconds_count_its_earlier_epochs(tmp_path, monkeypatch):
+    cfg = _fail_at(tmp_path, monkeypatch, "epoch-0002:renamed", KeyboardInterrupt())
+    done = train(cfg, echo=lambda _s: None)
+    seconds = done.metrics["seconds"]
+    assert done.resumed_from is not None and len(seconds["per_epoch"]) == cfg.epochs
+    assert seconds["total"] >= sum(seconds["per_epoch"]) - 1e-3  # not only the resumed session's epochs

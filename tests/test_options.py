@@ -230,3 +230,18 @@ def test_ctrl_c_says_the_run_resumes(monkeypatch, tmp_path, text_file):
                                       "--out", out])
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "run the same command again to resume" in result.output
+
+
+def test_ctrl_c_in_predict_does_not_promise_a_resume(monkeypatch, tmp_path):
+    import frostline.cli.use_cmd as use_cmd
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(use_cmd, "predict_file", interrupted)
+    out = str(tmp_path / "p.csv")
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "x.txt"),
+                                      "--out", out])
+    assert result.exit_code == 130, result.output
+    assert f"interrupted: {out} holds no half-written file" in result.output and "resume" not in result.output
+

@@ -3,6 +3,7 @@ before training, with a fall-back to fp32; the cache in bf16 under autocast."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import frostline as fl
@@ -32,6 +33,9 @@ def test_auto_bf16_is_checked_on_validation_and_kept_when_scores_hold(tmp_path, 
     check = choice["check"]
     assert abs(check["loss_bf16"] - check["loss_fp32"]) <= prec.HOLDS_WITHIN_SE * check["loss_se"]
     assert check["n"] > 0
+    fitted = check["fitted_head"]  # the decision: a head fit to the validation features, not the random new head
+    assert abs(fitted["loss_bf16"] - fitted["loss_fp32"]) <= prec.HOLDS_WITHIN_SE * fitted["loss_se"]
+    assert "a head fit to the validation features" in prec.describe(choice)
     assert "bf16" in m["history"][0]["cache"]  # the frozen prefix's activations are kept in bfloat16
 
 
@@ -58,3 +62,16 @@ def test_this_machine_detects_its_own_bf16_units(tmp_path, tiny_hf_dir, text_fil
         pytest.skip("this CPU has no AVX-512 BF16 or AMX")
     m = _run(tmp_path, tiny_hf_dir, text_file, "real")
     assert m["run"]["precision_choice"]["why"].startswith(f"auto: {why}")
+
+
+def test_the_fitted_head_check_sees_a_body_that_rounds_too_much():
+    import torch
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    x = torch.as_tensor(rng.normal(size=(120, 16)) + 1.5 * y[:, None], dtype=torch.float32)
+    same = prec.fitted_head_check(x, x.bfloat16().float(), y, 2)  # bf16's rounding of good features: holds
+    assert same["loss_fp32"] < 0.3 and abs(same["loss_bf16"] - same["loss_fp32"]) < 0.5 * same["loss_se"]
+    noisy = prec.fitted_head_check(x, x + torch.as_tensor(rng.normal(size=(120, 16)), dtype=torch.float32), y, 2)
+    assert noisy["loss_bf16"] - noisy["loss_fp32"] > 0.5 * noisy["loss_se"]  # a body this far off: falls back
+

@@ -127,6 +127,10 @@ def warnings_as_lines() -> Iterator[None]:
         yield
 
 
+#: commands whose run folders keep a checkpoint per epoch: an interrupted one resumes when run again
+RESUMABLE = ("train_command", "compare_command", "demo_command")
+
+
 def friendly(fn: F) -> F:
     """Turn :class:`FrostlineError` and errors about the user's files (no permission, a file where a folder is
     needed, disk full, read-only file system) into one red line on stderr and exit status 2; any other exception
@@ -141,12 +145,16 @@ def friendly(fn: F) -> F:
             message: str | None = str(exc)
         except KeyboardInterrupt:
             out = kwargs.get("out") or getattr(kwargs.get("cfg"), "out", None)
-            where = f"{out} keeps its newest complete checkpoint (writes are atomic): " if out else ""
+            if fn.__name__ in RESUMABLE:
+                where = f"{out} keeps its newest complete checkpoint (writes are atomic): " if out else ""
+                line = f"{where}run the same command again to resume"
+            else:  # evaluate, predict, export, importance: nothing to resume, and no half-written file
+                line = (f"{out} holds no half-written file (writes are atomic); run the command again" if out
+                        else "stopped; run the command again")
             from ..training.distributed import current
 
             if current() is None or current().main:  # type: ignore[union-attr]
-                err_console.print(f"[bold yellow]interrupted:[/] {escape(where)}run the same command again to "
-                                  "resume", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold yellow]interrupted:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -170,8 +178,43 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+class PipeSafe:
+    """Standard output that goes quiet when its reader closes the pipe (``frostline train ... | head -3``): the run
+    finishes and writes its folder instead of stopping at the next progress line (click exits 1, silently, on a
+    broken pipe)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self._closed = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._quiet()
+
+    def _quiet(self) -> None:
+        self._closed = True
+        with suppress(Exception):  # what is still buffered goes to /dev/null, so no later flush fails
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """Console-script entry point: run the command, then end the process at once (see :func:`end_process`)."""
+    sys.stdout = PipeSafe(sys.stdout)  # type: ignore[assignment]
     try:
         app()
         code: Any = 0

@@ -63,7 +63,8 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
                                        "launched by frostline itself (CPU: the gloo backend).")),
     "num_nodes": (int, typer.Option(help="Machines of a distributed run (start each with torchrun or fabric run).")),
     "distributed": (str, typer.Option(help="auto | ddp | fsdp (CUDA only); auto is ddp when devices x nodes > 1.")),
-    "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 on GPU).")),
+    "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 where fast: "
+                                                "a bf16 GPU, a CPU with AVX-512 BF16 / AMX; checked on validation).")),
     "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors when a plan starts, "
                                                              "verify when it ends.")),
     "cache": (bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's output (when valid).")),

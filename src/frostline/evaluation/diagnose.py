@@ -252,13 +252,22 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
                 f"raise --lr / --head-lr, or {unfreeze}",
                 {"first_train_loss": first, "last_train_loss": last, "trainable_share": share},
             ))
+        last_val = sgd[-1]["val"]
+        n_val, majority = last_val.get("n") or 0, last_val.get("majority_baseline")
+        # flat and no better than always predicting the majority class: a model that learned in its first epoch
+        # and then levelled off (70% on a balanced set, loss below the prior's) is not "not learning"
+        learned = majority is not None and n_val > 0 and \
+            vals[-1] - majority > 2 * math.sqrt(max(majority * (1 - majority), 1e-12) / n_val)
         if max(vals) - min(vals) < 0.005 and abs(vloss[0] - vloss[-1]) < 0.02 * max(abs(vloss[0]), 1e-12) \
-                and stuck(vloss[-1]):
+                and stuck(vloss[-1]) and not learned:
+            held = pct(vals[-1]) if pct(min(vals)) == pct(max(vals)) else f"{pct(min(vals))}-{pct(max(vals))}"
             found.append(Finding(
                 "validation-flat", "warning",
-                f"validation accuracy stayed at {pct(vals[-1])} and loss at {vloss[-1]:.4f} for {len(sgd)} "
-                "epochs", f"the model is not learning: {unfreeze}, a higher learning rate, more epochs",
-                {"val_accuracy": vals, "val_loss": vloss},
+                f"validation accuracy stayed at {held} (always predicting the majority class scores "
+                f"{pct(majority) if majority is not None else 'n/a'}) and loss between {min(vloss):.4f} and "
+                f"{max(vloss):.4f} for {len(sgd)} epochs",
+                f"the model is not learning: {unfreeze}, a higher learning rate, more epochs",
+                {"val_accuracy": vals, "val_loss": vloss, "majority_baseline": majority},
             ))
     if test is not None and test["n"]:
         predicted = [sum(col) for col in zip(*test["confusion_matrix"], strict=True)]

@@ -2,10 +2,13 @@
 
 ``--precision`` unset (auto) picks bf16-mixed where the device runs it fast (:func:`~frostline.training.fabric.
 precision_reason`). On a CPU that choice is checked before training: the base model (pretrained body, new head)
-scores the validation split in float32 and under bf16 autocast, and bf16 is kept only if the validation loss moves
-by less than half its standard error over the split (the noise any score on this split carries anyway); otherwise
-the run falls back to 32-true, and says so. Accuracy is recorded beside it but does not decide: the new head is
-random, its probabilities sit near a tie, and bf16's rounding can flip such arg-maxes without meaning anything.
+runs the validation split in float32 and under bf16 autocast. The new head is random: its logits sit near zero and
+its loss near ln k whatever the body computes, so for classification the decision is made on a head fit to the
+validation split's fp32 head inputs (logistic, L2 with C=1 on standardised features), scored on the fp32 and on the
+bf16 inputs: bf16 is kept only if that loss moves by less than half its standard error over the split (the noise
+any score on this split carries anyway); otherwise the run falls back to 32-true, and says so. Where the head's
+inputs cannot be kept (:mod:`frostline.training.head_inputs`) and for the other tasks, the base model's own loss
+decides. Accuracy is recorded beside it but does not decide (near-tie arg-maxes flip under any rounding).
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ def choose_precision(prepared: Any, accelerator: str, precision: str | None, bat
         record["why"] = f"{why}; not checked against fp32 in a distributed run (--precision 32-true to train in fp32)"
         return record
     prepared.reset()
-    model, task = prepared.loaded.model, prepared.task
+    model, task, reuse = prepared.loaded.model, prepared.task, prepared.head_inputs
     fp32 = prepared.base_val if prepared.base_val is not None else predict(model, prepared.val, batch_size,
-                                                                           task=task)
+                                                                           task=task, reuse=reuse)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = predict(model, prepared.val, batch_size, task=task)
+        low = predict(model, prepared.val, batch_size, task=task, reuse=reuse)
+        x16 = reuse.lookup(prepared.val, count=False) if reuse is not None else None
+    x32 = reuse.lookup(prepared.val, count=False) if reuse is not None else None
     n = len(fp32.losses)
     se_loss = float(np.std(fp32.losses, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
     check: dict[str, Any] = {"n": n, "loss_fp32": fp32.loss, "loss_bf16": low.loss, "loss_se": se_loss}
@@ -53,6 +58,12 @@ def choose_precision(prepared: Any, accelerator: str, precision: str | None, bat
         acc16 = float((low.preds == low.labels).mean())
         se_acc = math.sqrt(max(acc32 * (1 - acc32), 1e-12) / n)
         check.update(accuracy_fp32=acc32, accuracy_bf16=acc16, accuracy_se=se_acc)
+    if task.kind == "classification" and x16 is not None and x32 is not None and n > 1:
+        # a fresh head's logits sit near zero (its loss near ln k whatever the body computes): decide on a head fit
+        # to the validation features instead, where bf16's rounding of the body would show
+        fitted = fitted_head_check(x32, x16, np.asarray(prepared.val.ds.labels), len(prepared.splits.label_names))
+        check["fitted_head"] = fitted
+        moved = abs(fitted["loss_bf16"] - fitted["loss_fp32"]) > HOLDS_WITHIN_SE * fitted["loss_se"]
     record["check"] = check
     if moved:
         record.update(ran="32-true", why=f"{why}, but bf16 moved the base model's validation loss by more than "
@@ -60,10 +71,37 @@ def choose_precision(prepared: Any, accelerator: str, precision: str | None, bat
     return record
 
 
+def fitted_head_check(x32: torch.Tensor, x16: torch.Tensor, y: np.ndarray, k: int) -> dict[str, float]:
+    """Validation loss and accuracy of one logistic head (L2, C=1, on standardised features) fit to the fp32 head
+    inputs, on the fp32 and on the bf16 inputs: how far bf16's body moves a trained head's predictions."""
+    from ..training.probe import fit_logistic
+
+    a = x32.double().numpy().reshape(len(y), -1)
+    b = x16.double().numpy().reshape(len(y), -1)
+    mean, std = a.mean(axis=0), a.std(axis=0) + 1e-12
+    labels = y.astype(np.int64)
+    w, bias, _ = fit_logistic((a - mean) / std, labels, k, C=1.0, max_iter=500)
+
+    def losses(x: np.ndarray) -> tuple[np.ndarray, float]:
+        z = (x - mean) / std @ w.T + bias
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -logp[np.arange(len(labels)), labels], float((z.argmax(axis=1) == labels).mean())
+
+    (l32, acc32), (l16, acc16) = losses(a), losses(b)
+    return {"loss_fp32": float(l32.mean()), "loss_bf16": float(l16.mean()),
+            "loss_se": float(l32.std(ddof=1) / math.sqrt(len(l32))), "accuracy_fp32": acc32, "accuracy_bf16": acc16}
+
+
 def describe(record: dict[str, Any]) -> str:
     """One line for the terminal and train.log."""
     check = record.get("check")
     if not check:
         return f"precision {record['ran']} ({record['why']})"
+    fitted = check.get("fitted_head")
+    if fitted:
+        return (f"precision {record['ran']} ({record['why']}; a head fit to the validation features: loss "
+                f"{fitted['loss_bf16']:.4f} in bf16 vs {fitted['loss_fp32']:.4f} in fp32, standard error "
+                f"{fitted['loss_se']:.4f})")
     return (f"precision {record['ran']} ({record['why']}; base model's validation loss {check['loss_bf16']:.4f} in "
             f"bf16 vs {check['loss_fp32']:.4f} in fp32, standard error {check['loss_se']:.4f})")

@@ -63,7 +63,9 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     test = split_metrics(test_pred, labels, task)
     train_eval = None
     kept = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
-    if kept is not None and _gap(kept["train"], kept["val"]):
+    if kept is not None and kept.get("probe"):
+        train_eval = kept["train"]  # the convex fit's own scores on train: eval mode, the kept weights already
+    elif kept is not None and _gap(kept["train"], kept["val"]):
         # a gap measured with dropout on and weights moving: re-score the kept weights on train before claiming it
         with status(f"scoring the best epoch on {len(prepared.train)} training samples (overfitting evidence)"):
             train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size, task=task, reuse=reuse),

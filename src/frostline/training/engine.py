@@ -220,7 +220,7 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
         run.prefix = PrefixCache(model, parts, discover_blocks(model, head), head, config.cache_budget,
                                  fabric.autocast, precision)
     run.best = BestState(resume.best_state if resume is not None else None)
-    run.t_start, run.clock = time.perf_counter(), Clock(fabric.device)
+    run.t_start, run.clock = time.perf_counter() - sum(h["seconds"] for h in run.history), Clock(fabric.device)
     return run
 
 

@@ -59,8 +59,9 @@ class HeadInputs:
                    if not is_within(n, self.head)}
         return tuple(sorted(checksums(tensors).items()))
 
-    def lookup(self, data: Encoded) -> torch.Tensor | None:
-        """The kept head inputs of ``data`` if the body has not changed since they were captured."""
+    def lookup(self, data: Encoded, count: bool = True) -> torch.Tensor | None:
+        """The kept head inputs of ``data`` if the body has not changed since they were captured (``count``: a
+        scoring pass that reuses them, counted in :attr:`hits`)."""
         self._digest = None
         entry = self.entries.get((id(data), autocast_key()))
         if not self.usable or entry is None or entry.data() is not data:
@@ -68,7 +69,7 @@ class HeadInputs:
         self._digest = self.body_digest()  # one checksum per pass: :meth:`keep` reuses it after a miss
         if entry.digest != self._digest:
             return None
-        self.hits += 1
+        self.hits += int(count)
         return entry.inputs
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -132,7 +132,7 @@ class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int
     stopped_early: bool
-    seconds: float
+    seconds: float  # training and validation; a resumed run's includes its earlier sessions' epochs
     total_params: int
     trainable_params: int
     device: str
