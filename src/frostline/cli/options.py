@@ -70,7 +70,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "cache": (bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's output (when valid).")),
     "cache_budget": (float, typer.Option(help="MiB of cached activations kept in memory; beyond, memory-mapped.")),
     "dropout_masks": (str, typer.Option(help="fast | torch: on a CPU, fast draws nn.Dropout masks from a "
-                                             "counter-based stream (3x faster than torch's, same Bernoulli).")),
+                                             "counter-based stream (same Bernoulli; a third of torch's time).")),
     "dedup": (bool, typer.Option("--dedup/--no-dedup", help="Drop duplicates (after normalising) before splitting.")),
     "optimize": (str | None, typer.Option(help="Choose a threshold on validation: f1, recall@precision>=0.95, "
                                                "precision@recall>=0.90.")),
