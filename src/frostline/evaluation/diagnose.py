@@ -263,9 +263,9 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
             held = pct(vals[-1]) if pct(min(vals)) == pct(max(vals)) else f"{pct(min(vals))}-{pct(max(vals))}"
             found.append(Finding(
                 "validation-flat", "warning",
-                f"validation accuracy stayed at {held} (always predicting the majority class scores "
-                f"{pct(majority) if majority is not None else 'n/a'}) and loss between {min(vloss):.4f} and "
-                f"{max(vloss):.4f} for {len(sgd)} epochs",
+                f"validation accuracy stayed at {held}"
+                + (f" (always predicting the majority class scores {pct(majority)})" if majority is not None else "")
+                + f" and loss between {min(vloss):.4f} and {max(vloss):.4f} for {len(sgd)} epochs",
                 f"the model is not learning: {unfreeze}, a higher learning rate, more epochs",
                 {"val_accuracy": vals, "val_loss": vloss, "majority_baseline": majority},
             ))

@@ -66,7 +66,8 @@ def choose_precision(prepared: Any, accelerator: str, precision: str | None, bat
         moved = abs(fitted["loss_bf16"] - fitted["loss_fp32"]) > HOLDS_WITHIN_SE * fitted["loss_se"]
     record["check"] = check
     if moved:
-        record.update(ran="32-true", why=f"{why}, but bf16 moved the base model's validation loss by more than "
+        what = "a head fit to the validation features" if "fitted_head" in check else "the base model"
+        record.update(ran="32-true", why=f"{why}, but bf16 moved the validation loss of {what} by more than "
                                          f"{HOLDS_WITHIN_SE} standard error: fell back to 32-true")
     return record
 

@@ -68,8 +68,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     elif kept is not None and _gap(kept["train"], kept["val"]):
         # a gap measured with dropout on and weights moving: re-score the kept weights on train before claiming it
         with status(f"scoring the best epoch on {len(prepared.train)} training samples (overfitting evidence)"):
-            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size, task=task, reuse=reuse),
-                                       labels, task)
+            train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size, task=task), labels, task)
     parts = model_parts(model)
     last_epoch = result.history[-1]["epoch"] if result.history else 1
     final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params

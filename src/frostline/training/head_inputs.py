@@ -74,8 +74,7 @@ class HeadInputs:
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The head alone on kept inputs."""
-        out = self.model.get_submodule(self.head)(inputs)
-        return out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
+        return self.model.get_submodule(self.head)(inputs)  # a tensor: only such heads' inputs are kept
 
     def capture(self) -> Capture:
         """A context that records the head's inputs and outputs of a full pass (see :meth:`keep`)."""
@@ -90,8 +89,6 @@ class HeadInputs:
             return
         order = np.argsort(np.concatenate(capture.positions))
         x = torch.cat(capture.inputs)[torch.as_tensor(order)]
-        if x.numel() * x.element_size() > BUDGET_MB * 2**20:
-            return
         self.entries = {k: e for k, e in self.entries.items() if e.data() is not None}
         digest = self._digest if self._digest is not None else self.body_digest()
         self.entries[(id(data), autocast_key())] = _Entry(weakref.ref(data), digest, x)
@@ -105,6 +102,7 @@ class Capture:
         self.inputs: list[torch.Tensor] | None = []
         self.positions: list[np.ndarray] = []
         self.faithful = True
+        self.nbytes = 0
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         self._handles: list[Any] = []
 
@@ -134,5 +132,9 @@ class Capture:
             return
         if not torch.equal(last[1].float(), logits.float()):
             self.faithful = False
+        self.nbytes += last[0].numel() * last[0].element_size()
+        if self.nbytes > BUDGET_MB * 2**20:  # too many to keep: stop holding them now, not after the pass
+            self.inputs = None
+            return
         self.inputs.append(last[0].cpu())
         self.positions.append(positions)
