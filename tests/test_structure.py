@@ -151,7 +151,7 @@ def test_packages_have_a_docstring_a_sorted_all_and_no_name_that_hides_a_module(
 
 
 #: names added after 0.1 (8/11: importance)
-NEW = ["Importance", "importance_scores", "score_importance", "write_bundled"]
+NEW = ["Importance", "importance_scores", "load_animal_mnist", "score_importance", "write_bundled"]
 
 
 def test_top_level_api_keeps_every_0_1_name():

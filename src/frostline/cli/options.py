@@ -20,7 +20,7 @@ _D = RunConfig()
 
 RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "config": (str | None, typer.Option(help="YAML file with any of these options (flags win).")),
-    "model": (str, typer.Option(help="minilm | hf:<dir or hub id> | package.module:function | "
+    "model": (str, typer.Option(help="minilm | efficientnet-lite0 | hf:<dir or hub id> | package.module:function | "
                                      "path/to/file.py:function")),
     "data": (str | None, typer.Option(help="CSV/TSV/JSONL file, or an image folder (one sub-folder per class).")),
     "text_column": (str | None, typer.Option(help="Text column: name, or number for files without header.")),
@@ -32,7 +32,9 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "header": (bool | None, typer.Option("--header/--no-header", help="First row is a header (default: guess).")),
     "val_data": (str | None, typer.Option(help="Your own validation file (else split from --data).")),
     "test_data": (str | None, typer.Option(help="Your own test file (else split from --data).")),
-    "image_size": (int, typer.Option(help="Images are resized to this square size.")),
+    "image_size": (int | None, typer.Option(help="Images are resized to this square size (default: the model's "
+                                                 "own input size, e.g. 224 for efficientnet-lite0; smaller is faster "
+                                                 "and usually less accurate).")),
     "augment": (str | None, typer.Option(help="Training-image augmentation: hflip, vflip, crop:PIXELS, e.g. "
                                               "hflip,crop:4 (turns the frozen-prefix cache off).")),
     "max_samples": (int | None, typer.Option("--max-samples", "--limit",

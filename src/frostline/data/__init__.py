@@ -7,7 +7,7 @@ Knows nothing about models or training.
 from .._compat import old_names
 from .augment import Augment, parse_augment
 from .batching import Batch, Encoded
-from .bundled import split_half_ceiling, write_bundled
+from .bundled import load_animal_mnist, split_half_ceiling, write_bundled
 from .dataset import Dataset, Splits
 from .images import from_tensors, image_tensor, read_image_folder
 from .leakage import LeakageReport, check_splits, dedup, label_conflicts
@@ -28,6 +28,7 @@ __all__ = [
     "image_tensor",
     "label_conflicts",
     "limit",
+    "load_animal_mnist",
     "parse_augment",
     "read_image_folder",
     "read_table",

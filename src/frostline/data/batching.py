@@ -15,7 +15,8 @@ import torch
 
 from ..core.errors import FrostlineError
 from .augment import Augment
-from .dataset import IMAGENET_MEAN, IMAGENET_STD, Dataset
+from .dataset import Dataset
+from .normalise import IMAGENET, ImageInputs
 
 
 @dataclass
@@ -39,11 +40,14 @@ class Encoded:
     """A dataset prepared for batching: token ids for text, normalised floats for images.
 
     ``augment`` (images only) transforms the batches of shuffled (training) passes, drawn from (seed, epoch, batch).
+    ``image_inputs`` is the model's input convention (its normalisation is applied to every image batch; ImageNet's
+    when not given).
     """
 
     def __init__(self, ds: Dataset, tokenizer: Any = None, max_length: int = 128,
-                 augment: Augment | None = None) -> None:
+                 augment: Augment | None = None, image_inputs: ImageInputs | None = None) -> None:
         self.ds = ds
+        self.image_inputs = image_inputs or IMAGENET
         if augment is not None and not (isinstance(ds.inputs, torch.Tensor) and ds.inputs.dim() == 4):
             raise FrostlineError(f"augmentation ({augment.describe()}) needs images (N, C, H, W); got {ds.kind} data")
         self.augment = augment
@@ -77,10 +81,7 @@ class Encoded:
             return Batch({"input_ids": ids, "attention_mask": mask}, labels, positions)
         x = self.ds.inputs[torch.as_tensor(positions)]
         if self.ds.kind == "image":
-            x = x.float().div_(255.0)
-            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-            x = (x - mean) / std
+            x = self.image_inputs.normalise(x)
         elif x.is_floating_point() and x.dtype != torch.float32:
             x = x.float()  # float16 / bfloat16 / float64 features (e.g. given to predict): models take float32
         return Batch(x, labels, positions)

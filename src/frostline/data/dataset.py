@@ -9,11 +9,10 @@ import numpy as np
 import torch
 
 from ..core.errors import FrostlineError
+from .normalise import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (their old home, for the 0.1 names)
 
 Kind = Literal["text", "image", "tensor"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -30,6 +29,9 @@ class Dataset:
         source: Where the data came from.
         skipped: Rows of the source that could not be used (malformed or empty).
         keys: For images, the file path of each sample (for content hashes).
+        task: ``classification``, ``regression`` or ``multilabel``.
+        task_note: How the task was decided, when it was detected.
+        notes: What reading did to the inputs, for the user (pictures converted to RGB, resized).
     """
 
     kind: Kind
@@ -42,6 +44,7 @@ class Dataset:
     keys: list[str] = field(default_factory=list)
     task: str = "classification"
     task_note: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -1,4 +1,9 @@
-"""Labelled images from a folder per class (PIL only), and in-memory tensors."""
+"""Labelled images from a folder per class (PIL only), and in-memory tensors.
+
+Every picture becomes a ``(3, size, size)`` uint8 tensor: converted to RGB (a greyscale picture's grey level is
+repeated in the three channels; an alpha channel is dropped) and resized to the square ``size`` (bilinear; a
+picture that is not square is stretched). :class:`ImageFacts` counts what was converted so that the run can say so.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +18,77 @@ from ..core.errors import FrostlineError
 from ..core.task import check_task
 from .dataset import IMAGE_SUFFIXES, Dataset, Kind, encode_labels
 
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F", "La"}
 
-def image_tensor(image: Any, size: int) -> torch.Tensor:
+
+class ImageFacts:
+    """What reading a set of pictures did to them: greyscale or alpha converted, original sizes, the target size."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0
+        self.grey = 0
+        self.alpha = 0
+        self.sizes: set[tuple[int, int]] = set()
+
+    def add(self, image: Any) -> None:
+        """Count one PIL image before conversion."""
+        self.count += 1
+        mode = image.mode
+        if mode == "P":
+            mode = "RGBA" if "transparency" in image.info else "RGB"
+        self.grey += mode in GREY_MODES
+        self.alpha += mode in ("RGBA", "LA", "La", "PA")
+        if len(self.sizes) < 1000:
+            self.sizes.add(tuple(image.size))
+
+    def merge(self, other: ImageFacts) -> None:
+        """Add another reader's counts."""
+        self.count += other.count
+        self.grey += other.grey
+        self.alpha += other.alpha
+        self.sizes |= other.sizes
+
+    def describe(self) -> str:
+        """One line: sizes found, what was converted, the size they were resized to."""
+        if not self.count:
+            return "no pictures"
+        ws, hs = [w for w, _ in self.sizes], [h for _, h in self.sizes]
+        found = (f"{ws[0]}x{hs[0]}" if len(self.sizes) == 1
+                 else f"{min(ws)}-{max(ws)} x {min(hs)}-{max(hs)} px")
+        parts = [f"{self.count} pictures, {found}"]
+        if self.grey:
+            parts.append(("all" if self.grey == self.count else f"{self.grey}") + " greyscale: grey repeated into "
+                         "3 channels (RGB)")
+        if self.alpha:
+            parts.append(f"{self.alpha} with transparency: alpha dropped")
+        if any(w != h for w, h in self.sizes):
+            parts.append("not all square: stretched to square")
+        same = self.sizes == {(self.size, self.size)}
+        parts.append(f"kept at {self.size}x{self.size}" if same else f"resized to {self.size}x{self.size} (bilinear)")
+        return "; ".join(parts)
+
+
+def image_tensor(image: Any, size: int, facts: ImageFacts | None = None) -> torch.Tensor:
     """A PIL image as a ``(3, size, size)`` uint8 tensor (RGB, bilinear resize): how every image is read."""
     from PIL import Image
 
-    rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    if facts is not None:
+        facts.add(image)
+    rgb = image.convert("RGB")
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.BILINEAR)
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
 
 
-def images_in(folder: Path, size: int) -> tuple[list[torch.Tensor], list[Path], int]:
+def images_in(folder: Path, size: int, facts: ImageFacts | None = None
+              ) -> tuple[list[torch.Tensor], list[Path], int]:
     """Every readable image below ``folder`` (sorted paths), the paths, and how many image files were unreadable."""
     images, paths, skipped = [], [], 0
     for f in sorted(folder.rglob("*")):
         if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
             continue
-        image = _read_image(f, size)
+        image = _read_image(f, size, facts)
         if image is None:
             skipped += 1
             continue
@@ -37,20 +97,23 @@ def images_in(folder: Path, size: int) -> tuple[list[torch.Tensor], list[Path], 
     return images, paths, skipped
 
 
-def _read_image(path: Path, size: int) -> torch.Tensor | None:
+def _read_image(path: Path, size: int, facts: ImageFacts | None) -> torch.Tensor | None:
     """The image at ``path`` (``None`` when PIL cannot read it)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return image_tensor(im, size)
+            return image_tensor(im, size, facts)
     except (UnidentifiedImageError, OSError):
         return None
 
 
-def read_image_folder(root: str | os.PathLike[str], image_size: int = 64,
+def read_image_folder(root: str | os.PathLike[str], image_size: int = 224,
                       label_names: list[str] | None = None) -> Dataset:
-    """Read ``root/<class>/<image>`` files with PIL, resized to ``image_size`` square, as uint8 tensors."""
+    """Read ``root/<class>/<image>`` files with PIL, resized to ``image_size`` square, as uint8 tensors.
+
+    The dataset's ``notes`` say what reading did (sizes found, greyscale converted, resized).
+    """
     base = Path(root)
     if not base.is_dir():
         raise FrostlineError(f"image folder {str(root)!r} does not exist")
@@ -58,8 +121,9 @@ def read_image_folder(root: str | os.PathLike[str], image_size: int = 64,
     if len(classes) < 2:
         raise FrostlineError(f"{base}: expected one sub-folder per class (at least two), found {classes}")
     images, raw, keys, skipped = [], [], [], 0
+    facts = ImageFacts(image_size)
     for cls in classes:
-        found, files, bad = images_in(base / cls, image_size)
+        found, files, bad = images_in(base / cls, image_size, facts)
         images += found
         raw += [cls] * len(found)
         keys += [str(f) for f in files]
@@ -67,7 +131,8 @@ def read_image_folder(root: str | os.PathLike[str], image_size: int = 64,
     if not images:
         raise FrostlineError(f"{base}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     labels, names = encode_labels(raw, label_names, str(base))
-    return Dataset("image", torch.stack(images), labels, names, np.arange(len(raw)), str(base), skipped, keys)
+    return Dataset("image", torch.stack(images), labels, names, np.arange(len(raw)), str(base), skipped, keys,
+                   notes=[f"images: {facts.describe()}"])
 
 
 def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | list[int],

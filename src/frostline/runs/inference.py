@@ -23,8 +23,10 @@ from ..core.errors import FrostlineError
 from ..core.task import Task
 from ..data import Dataset, image_tensor
 from ..data.batching import Encoded
+from ..data.normalise import IMAGENET_MEAN, IMAGENET_STD, ImageInputs
 from ..data.unlabelled import read_unlabelled
 from ..evaluation.threshold import predict_at
+from ..models.efficientnet import BUNDLED_CNNS
 from ..models.heads import replace_head
 from ..models.load import load_model
 from ..training.prediction import predict as predict_encoded
@@ -110,7 +112,7 @@ class PredictionSet:
 
 def rebuild_spec(spec: str, info: dict[str, Any], run: Path) -> str:
     """The model spec to rebuild a run's model from its record, never importing code a run folder names."""
-    if spec == "minilm":
+    if spec == "minilm" or spec in BUNDLED_CNNS:
         return spec
     if spec.startswith("hf:"):
         source = info.get("source") or spec[3:]
@@ -121,6 +123,14 @@ def rebuild_spec(spec: str, info: dict[str, Any], run: Path) -> str:
         "the --model you trained it with, e.g. --model path/to/your_models.py:function (library: model=...)"
         + (f"; the run records {file!r}: pass it only if that file is your own code" if file else "")
     )
+
+
+def recorded_inputs(state: dict[str, Any], cfg: RunConfig) -> ImageInputs:
+    """The image convention a run applied (size and normalisation), as recorded; runs from before conventions were
+    recorded used ``--image-size`` (default 64) and ImageNet's normalisation."""
+    found = ImageInputs.from_dict((state.get("model") or {}).get("inputs"))
+    return found or ImageInputs(cfg.image_size or 64, IMAGENET_MEAN, IMAGENET_STD, "ImageNet (run recorded before "
+                                "input conventions were)")
 
 
 @dataclass
@@ -138,6 +148,11 @@ class RunModel:
     def max_length(self) -> int:
         """Tokens per text, as the run was trained with."""
         return text_length(self.config.max_length, self.model, self.tokenizer)
+
+    @property
+    def inputs(self) -> ImageInputs:
+        """How the run prepared pictures: size and normalisation (applied again to whatever it predicts)."""
+        return recorded_inputs(self.state, self.config)
 
     @property
     def task(self) -> Task:
@@ -172,7 +187,7 @@ class RunModel:
     def _dataset(self, inputs: Any) -> tuple[Dataset, list[str]]:
         labels = self.label_names
         if isinstance(inputs, Path) or (isinstance(inputs, str) and self.tokenizer is None and Path(inputs).exists()):
-            ds, names = read_unlabelled(inputs, self.config.text_column, image_size=self.config.image_size)
+            ds, names = read_unlabelled(inputs, self.config.text_column, image_size=self.inputs.size)
             return replace(ds, label_names=labels), names
         if isinstance(inputs, str):
             if Path(inputs).suffix.lower() in DATA_SUFFIXES and not any(ch.isspace() for ch in inputs):
@@ -190,7 +205,7 @@ class RunModel:
         if all(isinstance(t, str) for t in items) and self.tokenizer is not None:
             return Dataset("text", items, np.zeros(len(items), np.int64), labels, np.arange(len(items))), items
         if all(hasattr(t, "convert") and hasattr(t, "resize") for t in items):  # PIL images
-            x = torch.stack([image_tensor(t, self.config.image_size) for t in items])
+            x = torch.stack([image_tensor(t, self.inputs.size) for t in items])
             return Dataset("image", x, np.zeros(len(x), np.int64), labels, np.arange(len(x))), \
                 [f"#{i}" for i in range(len(x))]
         if all(isinstance(t, str) for t in items):
@@ -204,7 +219,7 @@ class RunModel:
         folder (a string is a text for a text model: a lone string that looks like a file name is an error)."""
         check_batch_size(batch_size)
         ds, names = self._dataset(inputs)
-        enc = Encoded(self.unlabelled(ds), self.tokenizer, self.max_length)
+        enc = Encoded(self.unlabelled(ds), self.tokenizer, self.max_length, image_inputs=self.inputs)
         pred = predict_encoded(self.model, enc, batch_size, task=self.task)
         return self.result(names, pred.probs)
 
@@ -283,9 +298,9 @@ def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text
     check_batch_size(batch_size)
     if out is not None and out != "-" and Path(out).exists():
         raise FrostlineError(f"{out} already exists; frostline does not overwrite results: choose another --out")
-    _, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
+    state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     with status(f"reading {data}"):
-        ds, names = read_unlabelled(data, text_column, image_size=cfg.image_size)
+        ds, names = read_unlabelled(data, text_column, image_size=recorded_inputs(state, cfg).size)
     runm = load_run(checkpoint, model, status)
     if ds.kind == "text" and runm.tokenizer is None:
         raise FrostlineError(f"{data} holds text but the run's model takes images")
@@ -293,7 +308,8 @@ def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text
         raise FrostlineError(f"{data} is an image folder but the run's model is a text model")
     ds = runm.unlabelled(ds)
     with status(f"predicting {len(ds)} samples"):
-        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size, task=runm.task)
+        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.max_length, image_inputs=runm.inputs),
+                               batch_size, task=runm.task)
     result = runm.result(names, pred.probs)
     if out == "-":
         sys.stdout.write(result.to_csv())

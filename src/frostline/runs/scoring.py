@@ -27,7 +27,7 @@ from ..training.prediction import predict
 from .config import RunConfig
 from .folder import RunFolder, check_out
 from .identity import content_hash
-from .inference import check_batch_size, load_run, run_state
+from .inference import check_batch_size, load_run, recorded_inputs, run_state
 from .results import split_metrics
 from .train import Status, no_status, read_data
 
@@ -42,7 +42,7 @@ def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | No
     recorded = (state.get("data_sha256") or {}).get("data")
     if recorded is None or content_hash(path) != recorded:
         return None, f"the run's data file {path} changed since training (or was not fingerprinted)"
-    full = read_data(path, cfg)
+    full = read_data(path, cfg, image_size=recorded_inputs(state, cfg).size)
     if cfg.dedup:
         full, _ = dedup(full)
     splits = split(limit(full, cfg.max_samples, cfg.seed), cfg.val_frac, cfg.test_frac, cfg.seed)
@@ -92,10 +92,11 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
     cfg.header = cfg.header if header is None else header
     task = Task.from_dict(state.get("task"))
     with status(f"reading {data}"):
-        ds = read_data(data, cfg, labels, task.kind)
+        ds = read_data(data, cfg, labels, task.kind, recorded_inputs(state, cfg).size)
     runm = load_run(checkpoint, model, status)
     with status(f"scoring {len(ds)} samples"):
-        pred = predict(runm.model, Encoded(ds, runm.tokenizer, runm.max_length), batch_size, task=task)
+        pred = predict(runm.model, Encoded(ds, runm.tokenizer, runm.max_length, image_inputs=runm.inputs), batch_size,
+                       task=task)
     if task.kind != "classification":
         return _evaluate_task(checkpoint, data, state, cfg, task, runm.label_thresholds, pred, ds, labels, dest,
                               status)

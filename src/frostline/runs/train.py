@@ -21,6 +21,7 @@ from ..data import Dataset, Splits, limit, read_image_folder, read_table, split
 from ..data.augment import parse_augment
 from ..data.batching import Encoded
 from ..data.leakage import LeakageReport, check_splits, dedup, label_conflicts
+from ..data.normalise import DEFAULT_SIZE, ImageInputs
 from ..evaluation.metrics import headline
 from ..evaluation.threshold import choose_positive
 from ..freezing.plan import trainable_state
@@ -73,6 +74,7 @@ class Prepared:
     precision: dict[str, Any] | None = None  # what the runs train in and why (:mod:`frostline.runs.precision`)
     base_val: Any = None  # the base model's validation predictions in float32 (the precision check reuses them)
     head_inputs: HeadInputs | None = field(default=None, repr=False)  # shared by the scoring passes of this data
+    inputs: ImageInputs | None = None  # images: the convention applied (the run's size, the model's normalisation)
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
@@ -104,16 +106,17 @@ class RunResult:
     reused: bool = False
 
 
-def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, task: str | None = None) -> Dataset:
+def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, task: str | None = None,
+              image_size: int | None = None) -> Dataset:
     """Read a data file (text table) or folder (images) as ``cfg`` says (``task``: the main data's, for the
-    validation and test files)."""
+    validation and test files; ``image_size``: the run's, default ``cfg.image_size`` or 224)."""
     p = Path(path)
     task = task or cfg.task
     if p.is_dir():
         if task not in (None, "auto", "classification"):
             raise FrostlineError(f"{path} is an image folder (one sub-folder per class): a classification, not a "
                                  f"{task}; use a table (CSV/TSV/JSONL) for --task {task}")
-        return read_image_folder(p, cfg.image_size, label_names)
+        return read_image_folder(p, image_size or cfg.image_size or DEFAULT_SIZE, label_names)
     return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names, task)
 
 
@@ -141,11 +144,32 @@ def text_length(max_length: int | None, model: torch.nn.Module, tokenizer: Any, 
     return max_length
 
 
-def model_record(loaded: LoadedModel) -> dict[str, Any]:
+def model_record(loaded: LoadedModel, inputs: ImageInputs | None = None) -> dict[str, Any]:
     """How the model was built, for state.json / metrics.json (the model is rebuilt from this, never from code a
-    run folder names: a ``module:function`` model needs ``--model`` again, see :mod:`frostline.runs.inference`)."""
-    return {"spec": loaded.spec, "source": loaded.source, "source_file": loaded.source_file,
-            "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes}
+    run folder names: a ``module:function`` model needs ``--model`` again, see :mod:`frostline.runs.inference`).
+
+    ``inputs`` is an image run's convention as applied (the run's size); ``model_size`` the model's own."""
+    record = {"spec": loaded.spec, "source": loaded.source, "source_file": loaded.source_file,
+              "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes}
+    if inputs is not None:
+        record["inputs"] = {**inputs.to_dict(), "model_size": loaded.inputs.size if loaded.inputs else None}
+    return record
+
+
+def run_inputs(loaded: LoadedModel, cfg: RunConfig) -> ImageInputs | None:
+    """The input convention an image run applies: the model's normalisation at ``--image-size`` (default: the
+    model's own size)."""
+    if loaded.inputs is None:
+        return None
+    return replace(loaded.inputs, size=cfg.image_size or loaded.inputs.size)
+
+
+def _load(cfg: RunConfig, status: Status, echo: Callable[[str], None]) -> LoadedModel:
+    with status(f"loading model {cfg.model}"):
+        loaded = load_model(cfg.model, pooling=cfg.pooling)
+    for note in loaded.notes:
+        echo(f"note: {note}")
+    return loaded
 
 
 def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = no_status,
@@ -158,8 +182,12 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     if cfg.data is None:
         raise FrostlineError("no data given: pass --data FILE (CSV/TSV/JSONL) or an image folder")
     cfg.validate()
+    if loaded is None and Path(cfg.data).is_dir():  # pictures are read at the model's input size
+        loaded = _load(cfg, status, echo)
+    inputs = run_inputs(loaded, cfg) if loaded is not None else None
+    size = inputs.size if inputs else None
     with status(f"reading {cfg.data}"):
-        full = read_data(cfg.data, cfg)
+        full = read_data(cfg.data, cfg, image_size=size)
     dropped, conflicts = 0, None
     if cfg.dedup:
         conflicts = label_conflicts(full)  # dedup keeps the first label: say which conflicted
@@ -168,8 +196,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         echo(f"note: task: {full.task_note}")
     full = limit(full, cfg.max_samples, cfg.seed)
     names = full.label_names
-    val = read_data(cfg.val_data, cfg, names, full.task) if cfg.val_data else None
-    test = read_data(cfg.test_data, cfg, names, full.task) if cfg.test_data else None
+    val = read_data(cfg.val_data, cfg, names, full.task, size) if cfg.val_data else None
+    test = read_data(cfg.test_data, cfg, names, full.task, size) if cfg.test_data else None
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
     task = Task.for_targets(full.task, splits.train.labels, cfg.loss)
     if task.kind == "classification":
@@ -180,10 +208,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
                                                   if task.kind == "multilabel" else ""))
     torch.manual_seed(cfg.seed)  # the new head's initial weights are part of the run's identity
     if loaded is None:
-        with status(f"loading model {cfg.model}"):
-            loaded = load_model(cfg.model, pooling=cfg.pooling)
-        for note in loaded.notes:
-            echo(f"note: {note}")
+        loaded = _load(cfg, status, echo)
     base_hash = state_hash(loaded.model)  # before the head is replaced: the base the run's changes apply to
     if full.kind == "text" and loaded.tokenizer is None:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
@@ -191,6 +216,16 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     if full.kind != "text" and loaded.tokenizer is not None:
         raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model "
                              "(hf:<vision model folder> or package.module:function)")
+    if full.kind == "image":
+        inputs = run_inputs(loaded, cfg)
+        assert inputs is not None
+        for note in [*full.notes, *(val.notes if val else []), *(test.notes if test else [])]:
+            echo(f"note: {note}")
+        echo(f"note: images: normalised {inputs.formula()} ({inputs.source})" + (
+            "; state yours with model.pretrained_cfg = {'input_size': (3, H, W), 'mean': ..., 'std': ...} in your "
+            "factory" if inputs.assumed else ""))
+    else:
+        inputs = None
     torch.manual_seed(cfg.seed)
     loaded.head = replace_head(loaded.model, task.outputs(names), labels=None if task.kind == "regression" else names,
                                dropout=cfg.dropout, problem_type=task.problem_type)
@@ -202,7 +237,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     augment = parse_augment(cfg.augment)
     what = "tokenising" if full.kind == "text" else "preparing"
     with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
-        enc = [Encoded(s, loaded.tokenizer, length, augment if s is splits.train else None)
+        enc = [Encoded(s, loaded.tokenizer, length, augment if s is splits.train else None, inputs)
                for s in (splits.train, splits.val, splits.test)]
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     with status("checking the splits for leakage"):
@@ -213,7 +248,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         hashes = data_hashes(_data_paths(cfg))
     return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped,
                     data_hashes=hashes, base_hash=base_hash, task=task,
-                    head_inputs=HeadInputs(loaded.model, find_head(loaded.model).name))
+                    head_inputs=HeadInputs(loaded.model, find_head(loaded.model).name), inputs=inputs)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -305,7 +340,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         with status(f"{strategy}: scoring the model on the training data"):
             strategy.setup(model, prepared.train, cfg.seed)
     run.write_config(cfg.to_dict())
-    head, model_info = _head_record(prepared), model_record(prepared.loaded)
+    head, model_info = _head_record(prepared), model_record(prepared.loaded, prepared.inputs)
     keeper = Checkpointer(run.path, model, prepared.initial_state, prepared.loaded.head.name,
                           {"label_names": labels, "head": head, "task": prepared.task.to_dict()}, run.log)
     if dist is not None and not dist.main:

@@ -12,6 +12,12 @@ captured once per sample under ``torch.inference_mode`` and reused by later epoc
 * everything frozen but the head: the head is trained on cached features, with the dropout Hugging Face applies
   just before it.
 
+A model whose forward does work between its modules (EfficientNet: an activation after the stem's BatchNorm, blocks
+called with their index for drop-connect) is not reproduced by cutting its stack; when the self-check shows it, the
+same cache is replayed instead (:class:`~frostline.training.surgery.Replay`): the prefix modules return empty
+``meta`` tensors of their real shapes, the forward's own glue runs on shapes alone, and the first trainable module
+receives the cached activations.
+
 Before a cache is used, a self-check compares the cached path with a full forward pass on a few samples (eval
 mode); any difference, an unknown layout, a stochastic frozen module or a plan without a frozen prefix falls
 back to the plain loop with a one-line reason. Activations are kept in memory up to ``budget_mb`` and
@@ -23,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +43,7 @@ from ..models.outputs import logits_of
 from ..models.parts import Part
 from ..models.tree import DROPOUTS, has_running_stats, is_within
 from .store import ActivationStore
-from .surgery import Edit, Stub, edited
+from .surgery import Edit, Replay, Shape, Stub, edited, replayed, shape_of
 
 
 class _Stop(Exception):
@@ -49,13 +55,16 @@ class CachePlan:
     """Where the prefix ends and how the suffix runs from the cache."""
 
     boundary: str  # the first trainable module: its input is cached
-    kind: str  # "stack" (model forward with an edit) or "head" (head on cached features)
+    kind: str  # "stack" (model forward with an edit or a replay) or "head" (head on cached features)
     edit: Edit | None = None
     dropouts: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()  # the frozen modules before the boundary (stem and blocks), input to output
+    replay: Replay | None = None
 
     def describe(self) -> str:
         """One line for logs."""
-        how = self.edit.describe() if self.edit else "head on cached features"
+        how = (self.replay.describe() if self.replay else self.edit.describe() if self.edit
+               else "head on cached features")
         return f"input of {self.boundary} cached ({how})"
 
 
@@ -95,7 +104,8 @@ def plan_cache(model: nn.Module, parts: list[Part], trainable: set[str], layout:
     if name == "head":
         drops = tuple(n for n, m in model.named_children() if isinstance(m, DROPOUTS) and not is_pinned(m))
         return CachePlan(boundary, "head", dropouts=drops)
-    return CachePlan(boundary, "stack", edit=_stack_edit(model, layout, boundary, name == "post"))
+    return CachePlan(boundary, "stack", edit=_stack_edit(model, layout, boundary, name == "post"),
+                     prefix=tuple(prefix_paths))
 
 
 def _stochastic(model: nn.Module, prefix_paths: list[str], head: str | None) -> str | None:
@@ -141,6 +151,12 @@ def _first_tensor(args: tuple, kwargs: dict) -> torch.Tensor:
     raise RuntimeError("the boundary module was called without a tensor input")  # pragma: no cover
 
 
+def rows_of(args: tuple) -> int:
+    """The batch size of a module call: the leading dimension of its first tensor argument."""
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+    return int(first.shape[0]) if first is not None else -1
+
+
 def _lengths(batch: Batch, acts: torch.Tensor) -> np.ndarray | None:
     if isinstance(batch.inputs, dict) and "attention_mask" in batch.inputs and acts.dim() >= 3:
         mask = batch.inputs["attention_mask"]
@@ -165,6 +181,7 @@ class PrefixCache:
         self.stores: dict[str, ActivationStore] = {}
         self.status = "plain loop"
         self.build_seconds = 0.0
+        self._shapes: dict[str, Shape] | str = {}  # the prefix modules' output shapes (for a replay), or why not
 
     def update(self, trainable: set[str], data: dict[str, Encoded], fwd: Callable[[Any], Any],
                batch_size: int | dict[str, int], device: torch.device) -> str:
@@ -192,10 +209,18 @@ class PrefixCache:
         self.build_seconds = time.perf_counter() - t0
         self.plan = plan
         problem = self._self_check(data["train"], fwd, device)
+        if problem and plan.edit is not None:  # the forward does work between modules: replay instead of cutting
+            if isinstance(self._shapes, str):
+                problem += f"; a replay is not possible ({self._shapes})"
+            else:
+                self.plan = replace(plan, edit=None, replay=Replay(plan.boundary, self._shapes))
+                second = self._self_check(data["train"], fwd, device)
+                problem = f"{problem}; replayed: {second}" if second else None
         if problem:
             self._drop()
             self.status = f"plain loop: {problem}"
             return self.status
+        plan = self.plan
         size = sum(st.nbytes for st in self.stores.values()) / 2**20
         kind = "bf16" if any(st.dtype == torch.bfloat16 for st in self.stores.values()) else "fp32"
         where = "memory-mapped on disk" if any(s.on_disk for s in self.stores.values()) else "in memory"
@@ -214,6 +239,19 @@ class PrefixCache:
             raise _Stop
 
         handle = boundary.register_forward_pre_hook(hook, with_kwargs=True)
+        shapes: dict[str, Shape] = {}
+        failed: list[str] = []
+
+        def record(path: str) -> Callable[[nn.Module, tuple, Any], None]:
+            def hook_out(_m: nn.Module, args: tuple, out: Any) -> None:
+                try:
+                    shapes[path] = shape_of(out, rows_of(args))
+                except ValueError as exc:
+                    failed.append(f"{path}: {exc}")
+            return hook_out
+
+        recorders = ([self.model.get_submodule(p).register_forward_hook(record(p)) for p in plan.prefix]
+                     if plan.prefix and not self.stores else [])
         was_training = self.model.training
         self.model.eval()
         try:
@@ -222,13 +260,22 @@ class PrefixCache:
                     batch = batch.to(device)
                     with suppress(_Stop):
                         fwd(batch.inputs)
+                    for r in recorders:  # one batch tells the shapes
+                        r.remove()
+                    recorders = []
                     acts = captured.pop("x")
                     if self.low and acts.is_floating_point():
                         acts = acts.to(torch.bfloat16)
                     store.put(batch.positions, acts, _lengths(batch, acts))
         finally:
             handle.remove()
+            for r in recorders:
+                r.remove()
             self.model.train(was_training)
+        if plan.prefix and not self.stores:
+            missing = [p for p in plan.prefix if p not in shapes]
+            self._shapes = (failed[0] if failed else f"{missing[0]} was not called before the boundary" if missing
+                            else shapes)
         store.finish()
         return store
 
@@ -257,11 +304,13 @@ class PrefixCache:
 
     @contextmanager
     def active(self) -> Iterator[None]:
-        """Apply the model edit (if any) for the duration of the block."""
-        if self.plan is None or self.plan.edit is None:
+        """Apply the model edit or replay (if any) for the duration of the block."""
+        if self.plan is None or (self.plan.edit is None and self.plan.replay is None):
             yield
             return
-        with edited(self.model, self.plan.edit) as stub:
+        change = (replayed(self.model, self.plan.replay) if self.plan.replay is not None
+                  else edited(self.model, self.plan.edit))  # type: ignore[arg-type]
+        with change as stub:
             self._stub = stub
             try:
                 yield
@@ -301,6 +350,7 @@ class PrefixCache:
             store.close()
         self.stores = {}
         self.plan = None
+        self._shapes = {}
 
     def close(self) -> None:
         """Free the cache."""

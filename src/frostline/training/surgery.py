@@ -82,3 +82,89 @@ def edited(model: nn.Module, edit: Edit) -> Iterator[Stub]:
     finally:
         for path, module in reversed(originals):
             set_module(model, path, module)
+
+
+#: A module output's structure per sample: ("tensor", shape without the batch dim, dtype), ("seq", type, items),
+#: or ("none",).
+Shape = tuple[Any, ...]
+
+
+def shape_of(value: Any, batch: int) -> Shape:
+    """The structure of a module's output with the batch dimension left out (``ValueError``: not replayable)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0 or value.shape[0] != batch:
+            raise ValueError(f"an output of shape {tuple(value.shape)} has no leading batch dimension of {batch}")
+        return ("tensor", tuple(value.shape[1:]), value.dtype)
+    if isinstance(value, tuple | list):
+        return ("seq", type(value), tuple(shape_of(v, batch) for v in value))
+    if value is None:
+        return ("none",)
+    raise ValueError(f"an output of type {type(value).__name__} cannot be replayed")
+
+
+def _meta(shape: Shape, batch: int) -> Any:
+    if shape[0] == "tensor":
+        return torch.empty((batch, *shape[1]), dtype=shape[2], device="meta")
+    if shape[0] == "seq":
+        items = [_meta(s, batch) for s in shape[2]]
+        return items if shape[1] is list else tuple(items)
+    return None
+
+
+def _batch_of(args: tuple, kwargs: dict) -> int:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return int(value.shape[0])
+    raise RuntimeError("a replayed module was called without a batched tensor")
+
+
+@dataclass
+class Replay:
+    """Skip a frozen prefix inside the model's own forward: each prefix module returns tensors on the ``meta``
+    device, shaped as its real output (no memory, no arithmetic), so whatever the forward does between modules
+    (activations, padding, residual sums, drop-connect rates from a block's index) runs on shapes alone; the
+    boundary module's input is then replaced by the cached activations, and everything after it runs for real.
+
+    For models whose forward does work between its modules (EfficientNet: ``swish(bn0(conv_stem(x)))``, blocks
+    called with their index), where cutting the block stack (:class:`Edit`) would change what the blocks compute.
+    """
+
+    boundary: str
+    shapes: dict[str, Shape]
+
+    def describe(self) -> str:
+        """One line for logs."""
+        return f"{len(self.shapes)} prefix modules replayed on the meta device, cache -> input of {self.boundary}"
+
+
+@contextmanager
+def replayed(model: nn.Module, replay: Replay) -> Iterator[Stub]:
+    """Apply ``replay`` for the duration of the block; yields the stub whose ``value`` feeds the boundary."""
+    stub = Stub()
+    patched: list[nn.Module] = []
+
+    def fake(shape: Shape) -> Any:
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return _meta(shape, _batch_of(args, kwargs))
+
+        return forward
+
+    def feed(_m: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if stub.value is None:
+            raise RuntimeError("cache replay without a cached batch")
+        if args and isinstance(args[0], torch.Tensor):
+            return (stub.value, *args[1:]), kwargs
+        key = next(k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
+        return args, {**kwargs, key: stub.value}
+
+    handle = get_module(model, replay.boundary).register_forward_pre_hook(feed, with_kwargs=True)
+    try:
+        for path, shape in replay.shapes.items():
+            module = get_module(model, path)
+            module.forward = fake(shape)  # type: ignore[method-assign]
+            patched.append(module)
+        yield stub
+    finally:
+        handle.remove()
+        for module in patched:
+            del module.forward
