@@ -75,6 +75,66 @@ class TinyViTLike(nn.Module):
         return self.heads(x.mean(1))
 
 
+class _MBBlock(nn.Module):
+    """An EfficientNet-style block: called with a drop-connect rate the model computes from the block's index."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(dim, momentum=0.01)
+
+    def forward(self, x: torch.Tensor, drop_connect_rate: float = 0.0) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        if self.training and drop_connect_rate:
+            keep = (torch.rand(x.shape[0], 1, 1, 1) >= drop_connect_rate).to(y.dtype)
+            y = y * keep / (1 - drop_connect_rate)
+        return x + y
+
+
+class TinyEfficientNet(nn.Module):
+    """EfficientNet-PyTorch's layout and forward: work between modules (an activation after the stem's BatchNorm
+    and after the head conv), ``_blocks`` a ModuleList called with index-scaled drop-connect, ``_fc`` the head."""
+
+    def __init__(self, num_classes: int = 4, dim: int = 8, blocks: int = 4) -> None:
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, dim, 3, stride=2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(dim, momentum=0.01)
+        self._blocks = nn.ModuleList([_MBBlock(dim) for _ in range(blocks)])
+        self._conv_head = nn.Conv2d(dim, 2 * dim, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(2 * dim, momentum=0.01)
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._dropout = nn.Dropout(0.2)
+        self._fc = nn.Linear(2 * dim, num_classes)
+        self._swish = nn.ReLU6()
+        self.drop_connect_rate = 0.2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._swish(self._bn0(self._conv_stem(x)))
+        for idx, block in enumerate(self._blocks):
+            x = block(x, drop_connect_rate=self.drop_connect_rate * idx / len(self._blocks))
+        x = self._swish(self._bn1(self._conv_head(x)))
+        return self._fc(self._dropout(self._avg_pooling(x).flatten(1)))
+
+
+class TinySkipNet(nn.Module):
+    """A forward that reuses the stem's output after the blocks: no cache can skip the stem."""
+
+    def __init__(self, num_classes: int = 2, dim: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 3, padding=1)
+        self.blocks = nn.Sequential(*[nn.Conv2d(dim, dim, 3, padding=1) for _ in range(3)])
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu(self.stem(x))
+        return self.fc((self.blocks(s) + s).mean((2, 3)))
+
+
+def tiny_efficientnet() -> nn.Module:
+    """A random-weight EfficientNet-style CNN (tests)."""
+    return TinyEfficientNet()
+
+
 class TinyTimm(nn.Module):
     """timm layout: ``blocks`` Sequential, ``head`` Linear, get_classifier / reset_classifier."""
 

@@ -129,12 +129,44 @@ def test_lp_ft_with_the_convex_probe_skips_the_converged_probe_epochs():
     assert not lpft.converged  # the run as a whole went on to fine-tune
 
 
+REPLAYED = [
+    ("efficientnet-partial", lambda: models.TinyEfficientNet(num_classes=2), "partial:2", "input of _blocks.2"),
+    ("efficientnet-post", lambda: models.TinyEfficientNet(num_classes=2), "surgical:post", "input of _conv_head"),
+    ("vit-reshape-after-stem", lambda: models.TinyViTLike(num_classes=2), "partial:2", "input of encoder.layers.2"),
+]
+
+
+@pytest.mark.parametrize(("name", "factory", "strategy", "status"), REPLAYED, ids=[c[0] for c in REPLAYED])
+def test_replayed_prefix_equals_plain(name, factory, strategy, status):
+    """Forwards that work between modules (an activation after the stem, blocks called with their index): cutting
+    the stack would change the result, so the prefix is replayed on the meta device, and training is unchanged."""
+    plain_model, _, plain_pred = _fit(factory, _images, strategy, cache=False)
+    cached_model, cached, cached_pred = _fit(factory, _images, strategy, cache=True)
+    first = cached.history[0]["cache"]
+    assert first.startswith("cache built") and status in first and "replayed on the meta device" in first
+    np.testing.assert_allclose(cached_pred.probs, plain_pred.probs, atol=1e-5)
+    for (n, a), (_, b) in zip(plain_model.named_parameters(), cached_model.named_parameters(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5, msg=n)
+    for (n, a), (_, b) in zip(plain_model.named_buffers(), cached_model.named_buffers(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5, msg=n)
+
+
+def test_replay_leaves_the_model_as_it_was():
+    model = models.TinyEfficientNet(num_classes=2)
+    _fit(lambda: model, _images, "partial:2", cache=True)
+    assert all("forward" not in vars(m) for m in model.modules())  # no patched forward left behind
+    hooks = [h.__name__ for m in model.modules() for h in m._forward_pre_hooks.values()]
+    assert set(hooks) <= {"_pin_eval_hook"}  # frozen parts stay pinned; the replay's own hook is gone
+
+
 def test_fallback_reasons():
     _, result, _ = _fit(lambda: models.TinyVGG(num_classes=2), _images, "linear-probe", cache=True)
     assert result.history[0]["cache"] == ("plain loop: Dropout 'classifier.2' in the frozen part is stochastic "
                                           "(train mode): results would change")
-    _, result, _ = _fit(lambda: models.TinyViTLike(num_classes=2), _images, "partial:2", cache=True)
-    assert result.history[0]["cache"].startswith("plain loop: the cached path")  # forward reshapes after the stem
+    _, result, _ = _fit(lambda: models.TinySkipNet(num_classes=2), _images, "partial:1", cache=True)
+    status = result.history[0]["cache"]  # the stem's output is used again after the blocks
+    assert status.startswith("plain loop: the cached path does not reproduce the model's output")
+    assert "replayed: " in status
     _, result, _ = _fit(lambda: models.TinyResNet(num_classes=2), _images, "full", cache=True)
     assert result.history[0]["cache"] == "plain loop: no frozen prefix (the first part of the model trains)"
 

@@ -73,6 +73,10 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "cache_budget": (float, typer.Option(help="MiB of cached activations kept in memory; beyond, memory-mapped.")),
     "dropout_masks": (str, typer.Option(help="fast | torch: on a CPU, fast draws nn.Dropout masks from a "
                                              "counter-based stream (same Bernoulli; a third of torch's time).")),
+    "bn": (str, typer.Option(help="BatchNorm in trainable blocks: auto (= eval for a model with BatchNorm) | eval "
+                                  "(pretrained statistics kept) | train (batch statistics, running ones updated) | "
+                                  "reestimate (train, then statistics recomputed on the training split before each "
+                                  "evaluation).")),
     "dedup": (bool, typer.Option("--dedup/--no-dedup", help="Drop duplicates (after normalising) before splitting.")),
     "optimize": (str | None, typer.Option(help="Choose a threshold on validation: f1, recall@precision>=0.95, "
                                                "precision@recall>=0.90.")),

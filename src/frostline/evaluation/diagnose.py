@@ -19,6 +19,7 @@ from ..core.findings import Finding, by_severity
 from ..data.leakage import LeakageReport
 from .data_findings import absent_classes, leakage
 from .evidence import count_text, options_text, pct, plural, present_macro, prior_loss, strategy_sizes, wilson
+from .mode_gap import train_eval_gap
 
 __all__ = ["Thresholds", "absent_classes", "accuracy_paradox", "diagnose_run", "leakage", "overfitting",
            "prior_loss", "strategy_sizes", "under_trained", "underfitting", "verdict", "wilson"]
@@ -362,10 +363,12 @@ def diagnose_run(metrics: dict[str, Any], leak: LeakageReport | None = None,
     parts = metrics.get("parts", [])
     clean = metrics.get("test_clean")
     best = metrics.get("best_epoch")
-    found = [*leakage(leak, test, clean), *accuracy_paradox(test),
-             *overfitting(history, params, parts, metrics["data"]["sizes"]["train"], best,
-                          metrics.get("train_eval")),
-             *under_trained(history, best, metrics.get("stopped_early", False), metrics["run"].get("epochs")),
+    mode_gap = train_eval_gap(history, best, metrics.get("train_eval"), metrics["run"].get("bn"))
+    found = [*leakage(leak, test, clean), *accuracy_paradox(test), *mode_gap,
+             *([] if mode_gap else overfitting(history, params, parts, metrics["data"]["sizes"]["train"], best,
+                                               metrics.get("train_eval"))),
+             *([] if mode_gap else under_trained(history, best, metrics.get("stopped_early", False),
+                                                 metrics["run"].get("epochs"))),
              *underfitting(history, test, params, parts, metrics["data"].get("class_counts", {}).get("train"),
                            (metrics.get("threshold") or {}).get("curves"))]
     absent, macro_present = absent_classes(test, metrics["labels"]) if metrics.get("labels") else (None, None)

@@ -28,6 +28,20 @@ from .select import resolve, resolve_params
 
 BnMode = Literal["eval", "train"]
 _BN_ATTR = "frostline_bn"
+_STATS_ATTR = "frostline_bn_stats"
+
+
+def set_norm_statistics(model: nn.Module, mode: str) -> None:
+    """How the BatchNorm layers of the *trainable* part behave from now on (frozen ones are always in eval mode).
+
+    ``"eval"``: in eval mode too (they normalise with their pretrained running statistics, which never change and
+    are checksummed with the frozen tensors; their weight and bias still train), as Keras advises for fine-tuning.
+    ``"train"``: PyTorch's default (batch statistics in training, running statistics updated). Pins follow at once.
+    """
+    if mode not in ("eval", "train"):
+        raise FrostlineError(f"BatchNorm statistics mode must be 'eval' or 'train', got {mode!r}")
+    setattr(model, _STATS_ATTR, mode)
+    refresh_pins(model)
 
 
 @dataclass
@@ -119,9 +133,11 @@ def refresh_pins(model: nn.Module) -> list[str]:
     parameters, else (dropout, activations) the nearest ancestor that does. Pinning whole frozen modules, not
     only Dropout and BatchNorm layers, also stops stochasticity that hangs on a module's ``training`` flag, such
     as the attention-probability dropout of Hugging Face attention layers. With ``bn="train"``, running-stat
-    norms are never pinned. Returns the pinned module paths.
+    norms are never pinned; with :func:`set_norm_statistics` ``"eval"``, they always are. Returns the pinned module
+    paths.
     """
     bn_mode = getattr(model, _BN_ATTR, "eval")
+    stats_eval = getattr(model, _STATS_ATTR, "train") == "eval"
     modules = dict(model.named_modules())
     frozen_scope: dict[str, bool] = {}
     for name, module in modules.items():
@@ -132,7 +148,8 @@ def refresh_pins(model: nn.Module) -> list[str]:
         path = name
         while path not in frozen_scope and path:
             path = path.rpartition(".")[0]
-        should = frozen_scope.get(path, False) and not (has_running_stats(module) and bn_mode == "train")
+        norm = has_running_stats(module)
+        should = (frozen_scope.get(path, False) and not (norm and bn_mode == "train")) or (norm and stats_eval)
         _set_pinned(module, should, model.training)
         if should:
             pinned.append(name)

@@ -74,6 +74,7 @@ class RunConfig:
     cache: bool = True
     cache_budget: float = 2048.0
     dropout_masks: str = "fast"
+    bn: str = "auto"
     dedup: bool = False
     optimize: str | None = None
     positive_label: str | None = None

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from ..core.task import Task
 from ..data import Splits
 from ..evaluation.audit import audit_run
@@ -14,6 +16,7 @@ from ..evaluation.multilabel import choose_label_thresholds
 from ..evaluation.predictions import Predictions
 from ..evaluation.task_audit import audit_task_run
 from ..models.parts import model_parts
+from ..models.tree import has_running_stats
 from ..training.prediction import predict
 from ..training.records import FitResult, Resume
 from ..training.strategies import Strategy
@@ -76,7 +79,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
         "run": {"model": cfg.model, "strategy": str(strategy), "epochs": cfg.epochs, "seed": cfg.seed,
                 "device": result.device, "precision": result.precision,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                "resumed_from_epoch": resume.next_epoch if resume else None,
+                "resumed_from_epoch": resume.next_epoch if resume else None, "bn": bn_record(model, result.bn),
                 "budget": {"epochs": cfg.epochs, "epochs_run": len(result.history), "lr": cfg.lr,
                            "head_lr": cfg.head_lr, "batch_size": cfg.batch_size, "schedule": cfg.schedule,
                            "probe": next((h["probe"] for h in result.history if h.get("probe")), None),
@@ -111,6 +114,13 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     chosen = metrics["threshold"].get("chosen")
     at = (labels.index(metrics["threshold"]["positive"]), chosen["threshold"]) if chosen else None
     return metrics, test_pred, at
+
+
+def bn_record(model: torch.nn.Module, mode: str) -> dict[str, Any]:
+    """How the run treated BatchNorm: the mode, how many layers, their smallest momentum (None: cumulative)."""
+    norms = [m for m in model.modules() if has_running_stats(m)]
+    momenta = [m.momentum for m in norms if getattr(m, "momentum", None) is not None]
+    return {"mode": mode, "layers": len(norms), "momentum": min(momenta) if momenta else None}
 
 
 def _gap(train: dict[str, Any], val: dict[str, Any]) -> bool:

@@ -37,6 +37,7 @@ from ..models.blocks import discover_blocks
 from ..models.heads import find_head
 from ..models.outputs import logits_of
 from ..models.parts import Part, model_parts
+from .batchnorm import apply_bn, reestimate, resolve_bn
 from .bestweights import BestState
 from .cache import PrefixCache
 from .distributed import Dist, current, gather_epoch, shard
@@ -97,6 +98,10 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
                 continue
             with ep.active:
                 trained = _probe_epoch(run, ep) if ep.linear else _train_epoch(run, ep, progress)
+                if run.bn == "reestimate" and not ep.linear:
+                    with run.clock("bn"):  # type: ignore[misc]
+                        n = reestimate(model, train, run.logits, config.eval_batch_size, run.fabric.device)
+                    ep.cache_status += f"; BatchNorm statistics re-estimated on the training split ({n} layers)"
                 val_pred = _evaluate(run, ep)
             record, is_best, ending = _close_epoch(run, ep, trained, val_pred)
             if on_epoch_end is not None:
@@ -114,7 +119,7 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
     return FitResult(run.history, run.best_epoch, run.ending == "early-stop", time.perf_counter() - run.t_start,
                      sum(p.numel() for p in model.parameters()),
                      run.history[-1]["trainable"] if run.history else trainable_count(model, run.plan.params),
-                     str(run.fabric.device), run.precision, run.best.state, run.ending == "converged")
+                     str(run.fabric.device), run.precision, run.best.state, run.ending == "converged", run.bn)
 
 
 @dataclass
@@ -155,6 +160,7 @@ class _Run:
     params: dict[str, nn.Parameter] = field(default_factory=dict)  # by name, before any cache surgery
     dist: Dist | None = None  # a distributed run: this rank, the world, the gathering
     wrapped: tuple[str, ...] | None = None  # the plan DDP registered its parameters for
+    bn: str = "none"  # how trainable BatchNorm layers behave (:mod:`frostline.training.batchnorm`)
 
     def plan_at(self, epoch: int) -> EpochPlan:
         return self.strategy.plan(epoch, self.parts, self.config.lr, self.config.head_lr)
@@ -206,6 +212,8 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     if resume is not None:
         restore_run(run, resume)
     run.plan = run.plan_at(run.start)
+    run.bn = resolve_bn(model, config.bn)
+    apply_bn(model, run.bn)
     set_trainable(model, run.plan.params)
     for finding in check_model(model):
         log.warning("%s", finding)

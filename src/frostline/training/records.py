@@ -43,9 +43,13 @@ class TrainConfig:
     restore_best: bool = True
     probe: str = "auto"
     dropout_masks: str = "fast"  # "fast": CPU dropout masks from a counter-based stream (training/dropout.py)
+    bn: str = "auto"  # trainable BatchNorm: auto | eval | train | reestimate (training/batchnorm.py)
 
     def validate(self) -> None:
         """Raise a clear error for values out of range."""
+        from .batchnorm import check_bn
+
+        check_bn(self.bn)
         if self.dropout_masks not in ("fast", "torch"):
             raise FrostlineError(f"dropout_masks must be fast or torch, got {self.dropout_masks!r}"
                                  f"{did_you_mean(str(self.dropout_masks), ('fast', 'torch'))}")
@@ -139,6 +143,7 @@ class FitResult:
     precision: str
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     converged: bool = False
+    bn: str = "none"  # how trainable BatchNorm layers ran: eval / train / reestimate / none (no BatchNorm)
 
 
 def non_finite(what: str, value: float, epoch: int, step: int, popt: Any) -> str:
