@@ -6,6 +6,9 @@
 * A text encoder with frostline's pooling (``--pooling mean`` ...): the encoder via ``save_pretrained``
   (``AutoModel``), the tokenizer, ``classifier.safetensors`` (``weight``, ``bias``) and ``head.json`` (pooling and
   class names); ``README.md`` holds the dozen lines of plain transformers that apply them.
+* An image model: ``model.safetensors``, ``head.json`` with the preprocessing (size, normalisation) and the new
+  head, and ``README.md``: plain PyTorch + PIL that builds the model, loads the weights and prepares a picture
+  (:mod:`frostline.runs.export_images`; the recipe itself is run before the export is kept).
 * Any other model: ``model.safetensors`` with every tensor and ``head.json``; the architecture is your own code.
 
 Each export is checked before it is kept: reloaded the documented way, it must give the run's logits.
@@ -27,6 +30,7 @@ from ..core.atomic import umask_mode
 from ..core.errors import FrostlineError
 from ..models.heads import find_head
 from ..models.pooling import PooledTextClassifier
+from .export_images import check_recipe, image_meta, is_image_run, recipe
 from .folder import check_out
 from .inference import RunModel, load_run
 from .train import Status, no_status
@@ -65,7 +69,7 @@ def _sample(runm: RunModel) -> dict[str, torch.Tensor] | torch.Tensor:
     if runm.tokenizer is not None:
         return dict(runm.tokenizer(["a short check sentence", "another one, a little longer than the first"],
                                    padding=True, truncation=True, max_length=runm.max_length, return_tensors="pt"))
-    size = runm.config.image_size
+    size = runm.inputs.size
     return torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
 
 
@@ -102,7 +106,7 @@ def _encoder_only(config: Path) -> None:
     config.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
 
 
-def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
+def _write(runm: RunModel, tmp: Path, final: Path, base_model: str | None = None) -> tuple[str, Any]:
     """Write the export into ``tmp``; returns its kind and a function giving the reloaded model's logits."""
     model, labels = runm.model, runm.label_names
     meta: dict[str, Any] = {"labels": labels, "max_length": runm.max_length if runm.tokenizer else None,
@@ -136,7 +140,13 @@ def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
         return "transformers encoder + head", lambda x: _pooled_logits(tmp, x)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "head.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    images = is_image_run(runm)
+    (tmp / "head.json").write_text(json.dumps({**meta, **(image_meta(runm) if images else {})}, indent=2),
+                                   encoding="utf-8")
+    if images:
+        readme = recipe(runm, final, READ_OUTPUTS[runm.task.kind])
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
+        check_recipe(runm, tmp, final, readme, base_model)
 
     def reload(x: Any) -> torch.Tensor:
         from safetensors.torch import load_file
@@ -144,7 +154,9 @@ def _write(runm: RunModel, tmp: Path, final: Path) -> tuple[str, Any]:
         model.load_state_dict(load_file(str(tmp / "model.safetensors")))
         return _logits(model, x)
 
-    return "state dict (your model's code builds the architecture)", reload
+    kind = "state dict + preprocessing and a plain-PyTorch recipe (README.md)" if images else \
+        "state dict (your model's code builds the architecture)"
+    return kind, reload
 
 
 def export_run(run: str | Path, dest: str | Path, model: str | None = None, status: Status = no_status) -> str:
@@ -177,7 +189,7 @@ def export_run(run: str | Path, dest: str | Path, model: str | None = None, stat
     tmp.mkdir()
     try:
         with status(f"exporting to {out}"):
-            kind, reloaded = _write(runm, tmp, out)
+            kind, reloaded = _write(runm, tmp, out, model)
             got = reloaded(x)
         if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
             raise FrostlineError(f"the exported model does not reproduce the run's outputs (max difference "
