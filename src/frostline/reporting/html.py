@@ -119,8 +119,24 @@ def _setup_html(m: dict[str, Any]) -> str:
     return f"<p>{'; '.join(out)}.</p>" if out else ""
 
 
-def run_report(m: dict[str, Any]) -> str:
-    """HTML of one run's ``metrics.json``."""
+def pictures_html(shown: dict[str, Any] | None, split: str = "test") -> str:
+    """The misclassified pictures section (image runs; ``shown`` from :func:`frostline.reporting.pictures.
+    misclassified`)."""
+    if shown is None:
+        return ""
+    from .pictures import grid
+
+    if not shown["wrong"]:
+        return f"<h2>Misclassified pictures</h2><p>none: every {split} picture ({shown['n']}) is classified right.</p>"
+    kept = len(shown["pictures"])
+    return (f"<h2>Misclassified pictures</h2><p>{shown['wrong']} of {shown['n']} {split} pictures are wrong"
+            + (f"; the {kept} most confident mistakes" if kept < shown["wrong"] else "")
+            + ", each titled true -> predicted (the predicted class's probability), as the model saw them (after "
+            "resizing, before normalisation).</p>" + _img(grid(shown), "misclassified pictures"))
+
+
+def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str:
+    """HTML of one run's ``metrics.json`` (``pictures``: the misclassified test pictures of an image run)."""
     from . import plots  # matplotlib only when a report is written
 
     run, labels, test = m["run"], m["labels"], m["test"]
@@ -155,7 +171,7 @@ def run_report(m: dict[str, Any]) -> str:
                                                               per_class),
         "<h2>Learning curves</h2>", _img(plots.learning_curves(m["history"], m["best_epoch"]), "learning curves"),
         "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
-                                          "confusion matrix"),
+                                          "confusion matrix"), pictures_html(pictures),
         "<h2>Precision-recall trade-off</h2>", threshold_text, _img(plots.pr_curve(th) if th else None,
                                                                      "precision-recall curve"),
         "<h2>Freeze plan</h2>", freeze_plan_html(m), auto_html(run.get("auto"), m["history"]),
@@ -194,13 +210,15 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
     return _page("frostline comparison", "".join(body))
 
 
-def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any = None, test_pred: Any = None) -> Path:
-    """Write ``report.html`` for one run (atomically); a regression's plot needs the test values."""
+def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any = None, test_pred: Any = None,
+                     pictures: dict[str, Any] | None = None) -> Path:
+    """Write ``report.html`` for one run (atomically); a regression's plot needs the test values; ``pictures``: the
+    misclassified test pictures of an image run."""
     if (metrics.get("task") or {}).get("kind", "classification") != "classification":
         from .task_report import task_run_report
 
         return atomic.write_text(path, task_run_report(metrics, test_true, test_pred))
-    return atomic.write_text(path, run_report(metrics))
+    return atomic.write_text(path, run_report(metrics, pictures))
 
 
 def write_compare_report(path: str | Path, base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> Path:
@@ -208,8 +226,8 @@ def write_compare_report(path: str | Path, base: dict[str, Any] | None, runs: li
     return atomic.write_text(path, compare_report(base, runs))
 
 
-def evaluate_report(m: dict[str, Any]) -> str:
-    """HTML of an evaluation (``frostline evaluate --out``)."""
+def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str:
+    """HTML of an evaluation (``frostline evaluate --out``; ``pictures``: its misclassified pictures)."""
     from . import plots
 
     test, labels, th = m["test"], m["labels"], m.get("threshold") or {}
@@ -229,13 +247,13 @@ def evaluate_report(m: dict[str, Any]) -> str:
             "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), own_text,
             _table(["class", "precision", "recall", "F1", "support"], per_class),
             "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
-                                              "confusion matrix"),
+                                              "confusion matrix"), pictures_html(pictures, "evaluated"),
             "<h2>Precision-recall trade-off</h2>", auc,
             _img(plots.pr_curve(th) if c.get("pr") else None,
                  f"precision-recall curve of {th.get('positive')!r}" + (f" ({c['note']})" if c.get("note") else ""))]
     return _page(f"frostline evaluation: {Path(m['checkpoint']).name} on {Path(m['data']).name}", "".join(body))
 
 
-def write_evaluate_report(path: str | Path, m: dict[str, Any]) -> Path:
+def write_evaluate_report(path: str | Path, m: dict[str, Any], pictures: dict[str, Any] | None = None) -> Path:
     """Write an evaluation's ``report.html`` (atomically)."""
-    return atomic.write_text(path, evaluate_report(m))
+    return atomic.write_text(path, evaluate_report(m, pictures))

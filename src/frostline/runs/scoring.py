@@ -23,6 +23,7 @@ from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
 from ..evaluation.metrics import classification_metrics
 from ..evaluation.threshold import curves, predict_at
 from ..reporting.html import write_evaluate_report
+from ..reporting.pictures import misclassified
 from ..training.prediction import predict
 from .config import RunConfig
 from .folder import RunFolder, check_out
@@ -149,7 +150,8 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
         with status(f"writing {dest.path}"):
             dest.write_predictions(pred, ds.ids, labels, (pos, th["chosen"]) if th.get("chosen") is not None else None)
             atomic.write_json(dest.file("metrics.json"), result)
-            write_evaluate_report(dest.file("report.html"), result)
+            write_evaluate_report(dest.file("report.html"), result,
+                                  misclassified(ds.inputs, pred.probs, pred.labels, pred.positions, labels))
     return result
 
 

@@ -29,6 +29,7 @@ from ..models.heads import find_head, replace_head
 from ..models.load import LoadedModel, load_model
 from ..models.parts import model_parts
 from ..reporting.html import write_run_report
+from ..reporting.pictures import misclassified
 from ..training.distributed import Dist, launch
 from ..training.engine import fit
 from ..training.fabric import resolve_device
@@ -398,7 +399,8 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         run.save_model(best_tensors, prepared.base_hash)
         run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
         run.write_metrics(metrics)
-        write_run_report(run.file("report.html"), metrics, test_pred.labels, test_pred.preds)
+        write_run_report(run.file("report.html"), metrics, test_pred.labels, test_pred.preds,
+                         _pictures(prepared, test_pred))
     frozen = trainable_state(model)
     test, th = metrics["test"], metrics.get("threshold") or {}
     chosen = th.get("chosen")
@@ -417,6 +419,14 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     if dist is not None:
         dist.barrier()
     return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
+
+
+def _pictures(prepared: Prepared, pred: Any) -> dict[str, Any] | None:
+    """The misclassified test pictures of an image classification, for the report."""
+    test = prepared.splits.test
+    if test.kind != "image" or prepared.task.kind != "classification":
+        return None
+    return misclassified(test.inputs, pred.probs, pred.labels, pred.positions, prepared.splits.label_names)
 
 
 def start_processes(cfg: RunConfig) -> Dist | None:
