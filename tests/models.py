@@ -131,8 +131,12 @@ class TinySkipNet(nn.Module):
 
 
 def tiny_efficientnet() -> nn.Module:
-    """A random-weight EfficientNet-style CNN (tests)."""
-    return TinyEfficientNet()
+    """A random-weight EfficientNet-style CNN that states its input convention the timm way (16 px, its own
+    normalisation)."""
+    torch.manual_seed(0)
+    model = TinyEfficientNet()
+    model.pretrained_cfg = {"input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    return model
 
 
 class TinyTimm(nn.Module):

@@ -222,9 +222,9 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         assert inputs is not None
         for note in [*full.notes, *(val.notes if val else []), *(test.notes if test else [])]:
             echo(f"note: {note}")
-        echo(f"note: images: normalised {inputs.formula()} ({inputs.source})" + (
-            "; state yours with model.pretrained_cfg = {'input_size': (3, H, W), 'mean': ..., 'std': ...} in your "
-            "factory" if inputs.assumed else ""))
+        hint = ("; state yours with model.pretrained_cfg = {'input_size': (3, H, W), 'mean': ..., 'std': ...} in "
+                "your factory" if inputs.assumed else "")
+        echo(f"note: images: normalised {inputs.formula()} ({inputs.source}{hint})")
     else:
         inputs = None
     torch.manual_seed(cfg.seed)
