@@ -108,8 +108,8 @@ def test_hugging_face_vision_folders_read_their_preprocessor_config(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert from_preprocessor(folder, None) is None  # no preprocessor, no image_size in a ResNet config
     (folder / "preprocessor_config.json").write_text(json.dumps(
-        {"do_normalize": True, "image_mean": [0.1, 0.2, 0.3], "image_std": [0.9, 0.8, 0.7], "size": {"shortest_edge": 40},
-         "crop_pct": 0.875, "do_resize": True}))
+        {"do_normalize": True, "image_mean": [0.1, 0.2, 0.3], "image_std": [0.9, 0.8, 0.7],
+         "size": {"shortest_edge": 40}, "crop_pct": 0.875, "do_resize": True}))
     inputs = fl.load_model(f"hf:{folder}").inputs
     assert inputs is not None and inputs.size == 40 and inputs.mean == (0.1, 0.2, 0.3) and not inputs.assumed
     assert inputs.source == "preprocessor_config.json" and config["model_type"] == "resnet"
