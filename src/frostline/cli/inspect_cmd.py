@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ..core.errors import FrostlineError
 from ..freezing.check import check_model
@@ -96,6 +97,7 @@ def inspect(
     choice = loaded.pooling.to_dict() if loaded.pooling else None
     if as_json:
         print_json({"model": model, "head": loaded.head.to_dict(), "pooling": choice, "blocks": layout.to_dict(),
+                    "inputs": loaded.inputs.to_dict() if loaded.inputs else None,
                     "plan": plan.to_dict() if plan else None})
         return
     console.print(summary_table(loaded.model, depth, title=f"{model}: {type(loaded.model).__name__}",
@@ -104,6 +106,8 @@ def inspect(
     console.print(f"[bold]head[/]: {h.name} ({h.family}; Linear {h.in_features} -> {h.num_classes})")
     if choice:
         console.print(f"[bold]pooling[/]: {choice['mode']} ({choice['source']})", highlight=False)
+    if loaded.inputs is not None:
+        console.print(f"[bold]images[/]: {escape(loaded.inputs.describe())}", highlight=False)
     console.print(f"[bold]blocks[/]: {len(layout.blocks)} in {layout.container or '<root>'} "
                   f"({layout.blocks[0]} .. {layout.blocks[-1]}); stem: {', '.join(layout.stem) or '-'}; "
                   f"post: {', '.join(layout.post) or '-'}")

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..reporting.terminal import class_table, compare_rows, compare_table, confusion_table, history_table, task_table
 from ..runs.comparison import Comparison, compare
 from ..runs.config import RunConfig
-from ..runs.demo import DEMO_STRATEGIES, demo_config
+from ..runs.demo import DEMO_STRATEGIES, IMAGE_STRATEGIES, demo_config, demo_images_config
 from ..runs.export import export_run
 from ..runs.folder import check_out
 from ..runs.train import train
@@ -141,13 +141,26 @@ def compare_command(
 @app.command("demo")
 @friendly
 def demo_command(
-    out: OutOpt = "runs/demo",
-    max_samples: Annotated[int, typer.Option(help="Stratified sample of the SMS set.")] = 1200,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/demo, or runs/demo-images with "
+                                                 "--images; resumed if interrupted, never overwritten).",
+                                            show_default=False)] = None,
+    images: Annotated[bool, typer.Option("--images", help="The image demo: the bundled pretrained CNN "
+                                                          "(EfficientNet-Lite0) on real animal pictures.")] = False,
+    max_samples: Annotated[int, typer.Option(help="Stratified sample of the SMS set (text demo).")] = 1200,
+    per_class: Annotated[int, typer.Option(help="Pictures per class (image demo, 10 classes).")] = 50,
     epochs: Annotated[int, typer.Option(help="Epochs per strategy.")] = 3,
 ) -> None:
-    """Compare linear-probe, partial:2 and full on real SMS spam data with the bundled MiniLM (offline)."""
-    cfg = demo_config(out, max_samples, epochs)
-    _echo(f"demo: {cfg.model} on {cfg.data} ({max_samples} messages, {epochs} epochs per strategy)")
+    """Compare strategies on built-in real data, offline: MiniLM on SMS spam (linear-probe, partial:2, full), or with
+    --images EfficientNet-Lite0 on animal pictures (linear-probe, partial:2, gradual, auto-freeze, full)."""
+    if images:
+        cfg, said = demo_images_config(out or "runs/demo-images", per_class, epochs)
+        _echo(f"demo: {said}")
+        _echo(f"demo: {cfg.model} on {cfg.data} at {cfg.image_size} px, {epochs} epochs per strategy")
+        strategies = IMAGE_STRATEGIES
+    else:
+        cfg = demo_config(out or "runs/demo", max_samples, epochs)
+        _echo(f"demo: {cfg.model} on {cfg.data} ({max_samples} messages, {epochs} epochs per strategy)")
+        strategies = DEMO_STRATEGIES
     with progress_bars() as progress:
-        result = compare(cfg, DEMO_STRATEGIES, progress=progress, echo=_echo, status=status)
+        result = compare(cfg, strategies, progress=progress, echo=_echo, status=status)
     show_comparison(result)
