@@ -1,6 +1,7 @@
 """The textbook fine-tuning loop frostline is measured against.
 
-What a tutorial does: set ``requires_grad=False`` on the frozen parameters, build AdamW over *all* parameters,
+What a tutorial does: set ``requires_grad=False`` on the frozen parameters, build the optimizer over *all*
+parameters (AdamW for the text model; SGD with momentum 0.9 for the CNN, as PyTorch's transfer-learning tutorial),
 run the full forward pass every epoch with ``model.train()``, evaluate on validation after each epoch. So that
 results can be compared number for number, frozen modules are put back in eval mode after ``model.train()``
 (the Keras transfer-learning recipe; without it, dropout in frozen layers makes every run different).
@@ -33,13 +34,15 @@ def _run(model: nn.Module, inputs: Any) -> torch.Tensor:
 
 
 def textbook_fit(model: nn.Module, train: Encoded, val: Encoded, trainable: set[str], epochs: int,
-                 batch_size: int, eval_batch_size: int, lr: float, seed: int) -> dict[str, Any]:
+                 batch_size: int, eval_batch_size: int, lr: float, seed: int, optimizer: str = "adamw"
+                 ) -> dict[str, Any]:
     """Train like a tutorial; returns seconds per epoch and the final validation probabilities."""
     torch.manual_seed(seed)
     for name, p in model.named_parameters():
         p.requires_grad = name in trainable
     frozen = _fully_frozen_modules(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)  # all parameters
+    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"  # all parameters
+           else torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0))
     seconds = []
     probs = np.zeros((0,))
     for epoch in range(epochs):
@@ -49,9 +52,9 @@ def textbook_fit(model: nn.Module, train: Encoded, val: Encoded, trainable: set[
             module.eval()
         for batch in train.batches(batch_size, shuffle=True, seed=seed, epoch=epoch):
             loss = nn.functional.cross_entropy(_run(model, batch.inputs).float(), batch.labels)
-            optimizer.zero_grad()
+            opt.zero_grad()
             loss.backward()
-            optimizer.step()
+            opt.step()
         model.eval()
         out = []
         with torch.no_grad():

@@ -145,8 +145,10 @@ def test_stale_gradients_do_not_leak_into_the_first_step():
         torch.manual_seed(0)
         model = models.TinyResNet(num_classes=2)
         train_enc, val_enc, _ = _image_splits()
-        if stale:  # an earlier loop left gradients on the parameters
+        if stale:  # an earlier loop left gradients on the parameters (eval mode: BatchNorm statistics untouched)
+            model.eval()
             model(torch.randn(4, 3, 8, 8)).sum().backward()
+            model.train()
         fit(model, train_enc, val_enc, parse_strategy("full"), CFG)
         runs.append({n: p.detach().clone() for n, p in model.named_parameters()})
     for name, value in runs[0].items():
@@ -160,7 +162,7 @@ def test_restore_best_brings_back_the_best_epoch_exactly(strategy):
     train_enc, val_enc, _ = _image_splits()
     cfg = TrainConfig(epochs=4, batch_size=16, lr=3.0, head_lr=3.0, warmup=0.0, patience=None, clip=None,
                       optimizer="sgd", schedule="constant",  # a learning rate this high overshoots after epoch 1
-                      probe="sgd")  # an SGD probe that overshoots (the convex one converges in epoch 1)
+                      probe="sgd", bn="train")  # (BatchNorm normalising by its batch keeps it finite)  # an SGD probe that overshoots (the convex one converges in epoch 1)
     states = []
     result = fit(model, train_enc, val_enc, parse_strategy(strategy, model), cfg,
                  on_epoch_end=lambda *_: states.append({k: v.clone() for k, v in model.state_dict().items()}))

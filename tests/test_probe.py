@@ -16,8 +16,9 @@ from sklearn.model_selection import StratifiedKFold
 import frostline as fl
 from frostline.data import from_tensors, split
 from frostline.data.batching import Encoded
-from frostline.training import TrainConfig, fit, predict
-from frostline.training.probe import DEFAULT_CS, fit_logistic, fit_probe
+from frostline.training import TrainConfig, fit, predict, probe
+from frostline.training.probe import DEFAULT_CS, fit_probe
+from frostline.training.probe_solver import fit_logistic
 from frostline.training.strategies import parse_strategy
 from tests import models
 
@@ -55,13 +56,68 @@ def test_fit_probe_chooses_c_as_logistic_regression_cv():
                                scoring="neg_log_loss", tol=1e-10, max_iter=10_000).fit(x, y)
     chosen = fit_.C
     assert chosen == pytest.approx(float(ref.C_[0]))
-    assert fit_.chosen_by == "5-fold cross-validation on train" and len(fit_.grid) == len(DEFAULT_CS)
+    assert fit_.chosen_by == "5-fold cross-validation on train"
+    assert [g["C"] for g in fit_.grid] == list(DEFAULT_CS[: len(fit_.grid)])  # ascending, stopped past the minimum
     np.testing.assert_allclose(w[1] - w[0], ref.coef_[0], atol=1e-3, rtol=1e-3)
     # a class with a single training sample: no folds possible, the validation split chooses
     y1 = y.copy()
     y1[:] = 0
     y1[0] = 1
     assert fit_probe(x, y1, xv, yv, 2)[2].chosen_by == "validation"
+
+
+def _badly_scaled(n: int, d: int, k: int, seed: int = 0):
+    """Features as a CNN's pooled ones can be: column scales from 0.01 to 100, all means 5, one constant column."""
+    x, y = _data(n, d, k, seed)
+    x = x * np.logspace(-2, 2, d)[np.random.default_rng(seed).permutation(d)] + 5.0
+    x[:, 3] = 2.0
+    return x, y
+
+
+@pytest.mark.parametrize(("n", "d"), [(200, 30), (40, 60)])  # more samples than features, and fewer
+def test_badly_scaled_features_converge_to_the_same_optimum(n, d):
+    """On the 200 x 30 features plain L-BFGS stopped at its 5,000 iterations, not converged (gradient 1e-4); the
+    centred, rotated, preconditioned problem has the same optimum and reaches it. The reference is scikit-learn's
+    Newton solver on the same raw features (its lbfgs does not converge on them either)."""
+    x, y = _badly_scaled(n, d, 3)
+    xv, yv = _badly_scaled(60, d, 3, seed=1)
+    w, b, info = fit_logistic(x, y, 3, 10.0)
+    assert info["converged"] and info["grad_norm"] < 1e-6 and info["iterations"] < 1000
+    ref = LogisticRegression(C=10.0, tol=1e-10, solver="newton-cholesky").fit(x, y)
+    np.testing.assert_allclose(w, ref.coef_, atol=1e-4 * np.abs(ref.coef_).max())
+    np.testing.assert_allclose(probe.probs(x, w, b), ref.predict_proba(x), atol=1e-5)
+    assert np.abs(w[:, 3]).max() < 1e-12  # the constant column gets no weight
+    w, b, fit_ = fit_probe(x, y, xv, yv, 3)
+    ref = LogisticRegression(C=fit_.C, tol=1e-10, solver="newton-cholesky").fit(x, y)
+    assert fit_.converged and fit_.grad_norm < 1e-6
+    loss, acc = probe.log_loss(xv, yv, w, b)
+    assert loss == pytest.approx(-np.log(ref.predict_proba(xv)[np.arange(60), yv]).mean(), abs=1e-4)
+    assert acc == ref.score(xv, yv)
+    np.testing.assert_array_equal((xv @ w.T + b).argmax(1), ref.predict(xv))
+
+
+def test_the_grid_stops_past_its_minimum_with_the_same_choice(monkeypatch):
+    x, y = _data(150, 8, 3, seed=5)
+    xv, yv = _data(50, 8, 3, seed=6)
+    calls = []
+    w, b, fit_ = fit_probe(x, y, xv, yv, 3, progress=lambda done, total: calls.append((done, total)))
+    _, _, by_val = fit_probe(x, y, xv, yv, 3, folds=0)
+    monkeypatch.setattr(probe, "PAST_MINIMUM", 99)
+    w_all, b_all, fit_all = fit_probe(x, y, xv, yv, 3)
+    _, _, by_val_all = fit_probe(x, y, xv, yv, 3, folds=0)
+    tried = len(fit_.grid)
+    assert tried < len(fit_all.grid) == len(DEFAULT_CS)
+    assert fit_.C == fit_all.C and [g["cv_loss"] for g in fit_.grid] == [g["cv_loss"] for g in fit_all.grid[:tried]]
+    np.testing.assert_array_equal(w, w_all)
+    np.testing.assert_array_equal(b, b_all)
+    # the training split is fit only up to the chosen C; the strengths past it were cross-validated only
+    best = [g["C"] for g in fit_.grid].index(fit_.C)
+    assert all(g["val_loss"] is not None for g in fit_.grid[: best + 1])
+    assert all(g["val_loss"] is None and g["iterations"] is None for g in fit_.grid[best + 1 :])
+    # progress: one call per fit (5 folds at each C tried, then the training split up to the chosen C)
+    assert calls == [(i, len(DEFAULT_CS) * 6) for i in range(1, 5 * tried + best + 2)]
+    # the validation split choosing (no folds) stops past its own minimum too, with the same choice
+    assert by_val.chosen_by == "validation" and len(by_val.grid) < len(by_val_all.grid) and by_val.C == by_val_all.C
 
 
 def _images(n=96):

@@ -47,7 +47,7 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[float], None]]]:
         def advance(mean_loss: float) -> None:
             nonlocal done
             done += 1
-            bars.update(task, advance=1, loss=f"mean loss {mean_loss:.4f}")
+            bars.update(task, advance=1, loss="" if mean_loss != mean_loss else f"mean loss {mean_loss:.4f}")
             if done >= total:
                 bars.stop()
 

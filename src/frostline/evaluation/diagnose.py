@@ -52,10 +52,11 @@ def _minority_recall(m: dict[str, Any], name: str) -> tuple[float, float, float]
 def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 0.50) -> list[Finding]:
     """High accuracy hiding a minority class the model misses; or accuracy no better than the majority class.
 
-    Flags a class whose share is below ``1/k`` and whose recall is below ``low_recall`` beyond noise (the upper end
-    of its 95 % interval below ``low_recall``; an error when the recall is also under 20 %) when accuracy is at
-    least ``high`` or within 2 points of the majority baseline. Balanced classes are never flagged; a class with too
-    few samples to show it (0 of 3 found: the interval reaches 56 %) is not either.
+    Flags a minority class (at least one sample fewer than an even share ``n/k``, so that the rounding of a
+    stratified split does not make one of balanced classes a minority) whose recall is below ``low_recall`` beyond
+    noise (the upper end of its 95 % interval below ``low_recall``; an error when the recall is also under 20 %) when
+    accuracy is at least ``high`` or within 2 points of the majority baseline. Balanced classes are never flagged; a
+    class with too few samples to show it (0 of 3 found: the interval reaches 56 %) is not either.
     """
     n, k = m["n"], sum(1 for s in m["support"].values() if s)
     if not n or k < 2:
@@ -65,7 +66,7 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
                "mcc": m["mcc"]}
     found = []
     for name, support in m["support"].items():
-        if support == 0 or support / n >= 1 / k or (acc < high and acc < base - 0.02):
+        if support == 0 or support > n / k - 1 or (acc < high and abs(acc - base) > 0.02):
             continue
         recall, lo, hi = _minority_recall(m, name)
         if not hi < low_recall:
@@ -98,7 +99,7 @@ def accuracy_paradox(m: dict[str, Any], high: float = 0.80, low_recall: float = 
 def _missed_together(m: dict[str, Any], k: int, low_recall: float, numbers: dict[str, Any]) -> list[Finding]:
     """Minority classes too small one by one, missed together: their pooled recall, beyond noise."""
     n = m["n"]
-    small = [c for c, s in m["support"].items() if s and s / n < 1 / k and m["recall"]["per_class"][c] < low_recall]
+    small = [c for c, s in m["support"].items() if s and s <= n / k - 1 and m["recall"]["per_class"][c] < low_recall]
     support = sum(m["support"][c] for c in small)
     if len(small) < 2 or support < 5:
         return []

@@ -33,7 +33,8 @@ from ..training.prediction import predict as predict_encoded
 from .config import RunConfig, check_types, config_keys
 from .folder import RunFolder
 from .identity import state_hash
-from .train import Status, no_status, text_length
+from .sources import text_length
+from .train import Status, no_status
 
 #: File suffixes that make a lone string look like a file name rather than a text.
 DATA_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")

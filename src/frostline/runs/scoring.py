@@ -30,7 +30,8 @@ from .folder import RunFolder, check_out
 from .identity import content_hash
 from .inference import check_batch_size, load_run, recorded_inputs, run_state
 from .results import split_metrics
-from .train import Status, no_status, read_data
+from .sources import read_data
+from .train import Status, no_status
 
 EVALUATE_SCHEMA = "frostline.evaluate/1"
 

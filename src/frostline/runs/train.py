@@ -17,19 +17,18 @@ import torch
 
 from ..core.errors import FrostlineError
 from ..core.task import Task
-from ..data import Dataset, Splits, limit, read_image_folder, read_table, split
+from ..data import Splits, limit, split
 from ..data.augment import parse_augment
 from ..data.batching import Encoded
 from ..data.leakage import LeakageReport, check_splits, dedup, label_conflicts
-from ..data.normalise import DEFAULT_SIZE, ImageInputs
+from ..data.normalise import ImageInputs
 from ..evaluation.metrics import headline
 from ..evaluation.threshold import choose_positive
 from ..freezing.plan import trainable_state
 from ..models.heads import find_head, replace_head
-from ..models.load import LoadedModel, load_model
+from ..models.load import LoadedModel
 from ..models.parts import model_parts
 from ..reporting.html import write_run_report
-from ..reporting.pictures import misclassified
 from ..training.distributed import Dist, launch
 from ..training.engine import fit
 from ..training.fabric import resolve_device
@@ -46,6 +45,7 @@ from .identity import data_hashes, state_hash
 from .precision import choose_precision
 from .precision import describe as describe_precision
 from .results import score_run, split_metrics
+from .sources import load_for_run, misclassified_pictures, model_record, read_data, run_inputs, text_length
 
 Progress = Callable[[str, int], Callable[[float], None]]
 Status = Callable[[str], AbstractContextManager[Any]]
@@ -107,72 +107,6 @@ class RunResult:
     reused: bool = False
 
 
-def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, task: str | None = None,
-              image_size: int | None = None) -> Dataset:
-    """Read a data file (text table) or folder (images) as ``cfg`` says (``task``: the main data's, for the
-    validation and test files; ``image_size``: the run's, default ``cfg.image_size`` or 224)."""
-    p = Path(path)
-    task = task or cfg.task
-    if p.is_dir():
-        if task not in (None, "auto", "classification"):
-            raise FrostlineError(f"{path} is an image folder (one sub-folder per class): a classification, not a "
-                                 f"{task}; use a table (CSV/TSV/JSONL) for --task {task}")
-        return read_image_folder(p, image_size or cfg.image_size or DEFAULT_SIZE, label_names)
-    return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names, task)
-
-
-#: Tokens per text unless ``--max-length`` says otherwise (or the model accepts fewer).
-DEFAULT_MAX_LENGTH = 128
-
-
-def max_positions(model: torch.nn.Module, tokenizer: Any) -> int | None:
-    """The longest sequence a text model accepts (its position embeddings / the tokenizer's own limit)."""
-    limits = [getattr(getattr(model, "config", None), "max_position_embeddings", None),
-              getattr(tokenizer, "model_max_length", None)]
-    usable = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
-    return min(usable) if usable else None
-
-
-def text_length(max_length: int | None, model: torch.nn.Module, tokenizer: Any, spec: str = "the model") -> int:
-    """The truncation length of a run: ``max_length`` if the model accepts it (else an error), by default 128 or the
-    model's own limit when lower."""
-    limit = max_positions(model, tokenizer) if tokenizer is not None else None
-    if max_length is None:
-        return min(DEFAULT_MAX_LENGTH, limit) if limit else DEFAULT_MAX_LENGTH
-    if limit is not None and max_length > limit:
-        raise FrostlineError(f"--max-length {max_length} is more than {spec!r} accepts ({limit} tokens); use "
-                             f"--max-length {limit} or less")
-    return max_length
-
-
-def model_record(loaded: LoadedModel, inputs: ImageInputs | None = None) -> dict[str, Any]:
-    """How the model was built, for state.json / metrics.json (the model is rebuilt from this, never from code a
-    run folder names: a ``module:function`` model needs ``--model`` again, see :mod:`frostline.runs.inference`).
-
-    ``inputs`` is an image run's convention as applied (the run's size); ``model_size`` the model's own."""
-    record = {"spec": loaded.spec, "source": loaded.source, "source_file": loaded.source_file,
-              "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes}
-    if inputs is not None:
-        record["inputs"] = {**inputs.to_dict(), "model_size": loaded.inputs.size if loaded.inputs else None}
-    return record
-
-
-def run_inputs(loaded: LoadedModel, cfg: RunConfig) -> ImageInputs | None:
-    """The input convention an image run applies: the model's normalisation at ``--image-size`` (default: the
-    model's own size)."""
-    if loaded.inputs is None:
-        return None
-    return replace(loaded.inputs, size=cfg.image_size or loaded.inputs.size)
-
-
-def _load(cfg: RunConfig, status: Status, echo: Callable[[str], None]) -> LoadedModel:
-    with status(f"loading model {cfg.model}"):
-        loaded = load_model(cfg.model, pooling=cfg.pooling)
-    for note in loaded.notes:
-        echo(f"note: {note}")
-    return loaded
-
-
 def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = no_status,
             echo: Callable[[str], None] = print, strategies: list[str] | None = None) -> Prepared:
     """Load the model and data, split, replace the head, and encode every split.
@@ -184,7 +118,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         raise FrostlineError("no data given: pass --data FILE (CSV/TSV/JSONL) or an image folder")
     cfg.validate()
     if loaded is None and Path(cfg.data).is_dir():  # pictures are read at the model's input size
-        loaded = _load(cfg, status, echo)
+        loaded = load_for_run(cfg, status, echo)
     inputs = run_inputs(loaded, cfg) if loaded is not None else None
     size = inputs.size if inputs else None
     with status(f"reading {cfg.data}"):
@@ -209,7 +143,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
                                                   if task.kind == "multilabel" else ""))
     torch.manual_seed(cfg.seed)  # the new head's initial weights are part of the run's identity
     if loaded is None:
-        loaded = _load(cfg, status, echo)
+        loaded = load_for_run(cfg, status, echo)
     base_hash = state_hash(loaded.model)  # before the head is replaced: the base the run's changes apply to
     if full.kind == "text" and loaded.tokenizer is None:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
@@ -400,7 +334,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
         run.write_metrics(metrics)
         write_run_report(run.file("report.html"), metrics, test_pred.labels, test_pred.preds,
-                         _pictures(prepared, test_pred))
+                         misclassified_pictures(prepared, test_pred))
     frozen = trainable_state(model)
     test, th = metrics["test"], metrics.get("threshold") or {}
     chosen = th.get("chosen")
@@ -419,14 +353,6 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     if dist is not None:
         dist.barrier()
     return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
-
-
-def _pictures(prepared: Prepared, pred: Any) -> dict[str, Any] | None:
-    """The misclassified test pictures of an image classification, for the report."""
-    test = prepared.splits.test
-    if test.kind != "image" or prepared.task.kind != "classification":
-        return None
-    return misclassified(test.inputs, pred.probs, pred.labels, pred.positions, prepared.splits.label_names)
 
 
 def start_processes(cfg: RunConfig) -> Dist | None:

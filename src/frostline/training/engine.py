@@ -27,7 +27,7 @@ from torch import nn
 
 from ..core.task import Task
 from ..data.batching import Batch, Encoded
-from ..evaluation.metrics import loss_se, paired_change, point_metrics
+from ..evaluation.metrics import paired_change
 from ..evaluation.predictions import Predictions
 from ..freezing.check import check_model
 from ..freezing.masks import trainable_count
@@ -44,8 +44,8 @@ from .distributed import Dist, current, gather_epoch, shard
 from .dropout import FastDropout
 from .fabric import make_fabric, rewrap
 from .prediction import predict
-from .probe_head import fit_probe_epoch, probe_target
-from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, Status, TrainConfig, non_finite
+from .probe_head import probe_epoch, probe_target
+from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, Status, TrainConfig, epoch_metrics, non_finite
 from .restore import restore_run
 from .schedule import LRSchedule, PlanOptimizer
 from .strategies import EpochPlan, Strategy
@@ -97,7 +97,7 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
             if ep is None:
                 continue
             with ep.active:
-                trained = _probe_epoch(run, ep) if ep.linear else _train_epoch(run, ep, progress)
+                trained = probe_epoch(run, ep, progress) if ep.linear else _train_epoch(run, ep, progress)
                 if run.bn == "reestimate" and not ep.linear:
                     with run.clock("bn"):  # type: ignore[misc]
                         n = reestimate(model, train, run.logits, config.eval_batch_size, run.fabric.device)
@@ -326,18 +326,6 @@ def _train_epoch(run: _Run, ep: _Epoch, progress: Callable[[str, int], Any] | No
     return out, np.asarray(run.train.ds.labels)[positions], loss_sum / len(run.train)
 
 
-def _probe_epoch(run: _Run, ep: _Epoch) -> tuple[np.ndarray, np.ndarray, float]:
-    """A head-only plan on cached features, fit to convergence as the convex problem it is (L-BFGS / ridge)."""
-    assert run.prefix is not None and run.clock is not None
-    with run.clock("probe"), run.status(f"epoch {ep.index + 1}: fitting the linear probe"):
-        ep.probe, train_preds, train_loss, pfit = fit_probe_epoch(run.model, ep.linear, run.prefix,
-                                                                  run.train, run.val, run.task)
-    ep.cache_status += f"; {pfit.describe()}"
-    if run.task.loss == "huber":  # the closed form is least squares: say so rather than record a loss it did not use
-        ep.cache_status += "; the ridge probe minimises squared error (--loss huber applies to epochs trained by SGD)"
-    return train_preds, run.train.ds.labels, train_loss
-
-
 def _evaluate(run: _Run, ep: _Epoch) -> Predictions:
     """Validation predictions (through the cache), refused if the loss is not finite."""
     assert run.clock is not None
@@ -357,13 +345,7 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
     """Verify frozen tensors at a plan's end, keep the best, decide the ending, and record the epoch."""
     config, epoch, clock = run.config, ep.index, run.clock
     assert clock is not None
-    labels = run.train.ds.label_names
-    train_preds, truth, train_loss = trained
-    kind, mean = run.task.kind, run.task.mean if run.task.kind == "regression" else None
-    train_metrics = point_metrics(kind, truth, train_preds, labels, train_loss, mean)
-    val_metrics = point_metrics(kind, val_pred.labels, val_pred.preds, labels, val_pred.loss, mean)
-    val_metrics["loss_se"] = loss_se(val_pred.losses) \
-        if val_pred.losses is not None and len(val_pred.losses) > 1 else None
+    train_metrics, val_metrics = epoch_metrics(run.task, run.train.ds.label_names, trained, val_pred)
     last_epoch = epoch + 1 == config.epochs
     rest_same = bool(ep.linear) and all(run.plan_at(e).params == ep.plan.params
                                         for e in range(epoch + 1, config.epochs))

@@ -11,11 +11,41 @@ The objective for ``k`` classes, ``n`` samples and strength ``C`` is scikit-lear
 
 with one twist for two classes: the head has two output rows where scikit-learn has one vector ``w = w1 - w0``;
 at the optimum ``w0 = -w1``, so penalising ``||W||^2 / C`` makes ``C`` mean exactly what it means there.
+
+How it is solved. Only the way to the minimum differs from L-BFGS on the raw features; the minimum is the same:
+
+* Centred, rotated features. The bias is not penalised, so fitting on ``x - m`` (``m`` the training mean) moves
+  only the bias (``b = c - W m``). The centred features are rotated onto their principal axes, ``x - m = F R``
+  with orthonormal rows in ``R``, and ``W = U R`` keeps ``W x`` and ``||W||``. With more samples than features
+  ``R`` holds the eigenvectors of ``(X - m)^T (X - m)``, a pure rotation; with fewer, it spans only the ``n``
+  directions of the centred samples (QR, then the eigenvectors within), exact too: at the optimum ``W`` is a
+  combination of the centred samples (``W = -C G^T (X - m)``, ``G`` the softmax residuals; ``C/2`` for two
+  classes). ``F`` has ``min(n, d)`` columns.
+* Diagonal preconditioning. L-BFGS optimises ``V = U q`` (column ``j`` times ``q_j = sqrt(h s_j^2 + 1/C)``, ``2/C``
+  for two classes: ``s_j`` the norm of column ``j`` of ``F``, ``h`` the mean softmax curvature ``p (1 - p)`` where
+  the fit starts, and again wherever it has drifted 4x from that) while the penalty stays
+  ``||U||^2 = sum_j ||V_j / q_j||^2``; a zero-variance column has ``s_j = 0`` and a finite ``q_j``.
+* The stopping rule is plain L-BFGS's, in the original coordinates: the largest entry of the gradient of the mean
+  objective with respect to ``W`` and ``b`` at most ``tol`` (1e-8; scikit-learn's default is 1e-4), or no further
+  decrease in float64. 1e-8 is kept: at 1e-6 the CV losses moved by up to 3e-5, the chosen head's weights by 3e-4.
+* Along C, ascending: each fit starts from the linear extrapolation (in log C) of its previous two solutions, or
+  the previous solution where that is lower; all CV folds at each C, stopping two strengths past the CV loss's
+  minimum (:func:`past_minimum`); then the whole training split along the strengths up to the chosen one.
+
+Cost, 2 cores, one BLAS thread: pooled EfficientNet-Lite0 features of 700 / 150 animal pictures (1,280 columns, 7
+of them constant, standard deviations up to 2.3, 10 classes) took 78-92 s (L-BFGS on the raw features, all 13
+strengths: up to 1,200 iterations of 4 ms per fit) and now take 4.2-4.4 s, 0.85 s of it importing scikit-learn's
+folds (8 strengths cross-validated, 6 fitted on the whole split, 30-100 iterations of 1 ms per fit); mean-pooled
+MiniLM features of 840 / 180 SMS messages (384 columns, 2 classes) took 6.7 s and now take 1.2 s. Same C, same
+test predictions, and test log-loss within 2e-7 of scikit-learn's at that C (tol 1e-10) on both. Rotating and
+preconditioning cut the iterations 5x, extrapolating 2x, stopping early the fits by 40 %; float32 products (2x
+faster) stall at a gradient of 2e-6.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,9 +53,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..core.errors import FrostlineError
+from .probe_solver import Basis, softmax, solve
 
 #: L2 strengths tried, as scikit-learn's C (inverse regularisation): 1e-3 .. 1e3 in half decades.
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 13))
+
+#: strengths tried past the best one (all worse) before the search along C stops
+PAST_MINIMUM = 2
 
 
 @dataclass
@@ -36,10 +70,12 @@ class ProbeFit:
         C: The chosen inverse L2 strength (scikit-learn's C).
         iterations: L-BFGS iterations at the chosen C.
         grad_norm: Max-norm of the objective's gradient (per sample) at the solution.
-        converged: SciPy reported convergence at the chosen C.
+        converged: The gradient reached the tolerance at the chosen C (or float64 allowed no further decrease).
         val_loss: Validation log-loss at the chosen C (held out: it did not choose C unless ``chosen_by`` says so).
         seconds: Wall time of the whole grid.
-        grid: ``[{C, cv_loss, val_loss, val_accuracy, iterations, converged}]`` for every C tried.
+        grid: ``[{C, cv_loss, val_loss, val_accuracy, iterations, converged}]`` for every C tried (the search stops
+            two strengths past the best one); with cross-validation the training split is fit only up to the
+            chosen C, so the strengths past it have ``None`` for the full fit's numbers.
         chosen_by: What chose C: cross-validation folds of the training split, or the validation split.
     """
 
@@ -67,12 +103,6 @@ class ProbeFit:
                 f"{self.iterations} iterations, gradient {self.grad_norm:.1e}, {state}, {self.seconds:.1f}s")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy (unpenalised) and accuracy of ``softmax(W x + b)`` on ``(x, y)``."""
     z = x @ w.T + b
@@ -81,35 +111,39 @@ def log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> tupl
     return float(-logp[np.arange(len(y)), y].mean()), float((z.argmax(axis=1) == y).mean())
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, k: int, C: float, init: np.ndarray | None = None,
-                 tol: float = 1e-8, max_iter: int = 5000) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Fit ``softmax(W x + b)`` by L-BFGS for one ``C``; returns ``W (k x d)``, ``b (k,)`` and solver facts."""
-    from scipy.optimize import minimize
+def lowest(losses: Sequence[float]) -> int:
+    """Index of the lowest loss, one that is not finite counting as the worst."""
+    a = np.asarray(losses, dtype=np.float64)
+    return int(np.argmin(np.where(np.isfinite(a), a, np.inf)))
 
-    n, d = x.shape
-    onehot = np.zeros((n, k), dtype=x.dtype)
-    onehot[np.arange(n), y] = 1.0
-    penalty = (1.0 if k == 2 else 0.5) / C  # two rows for two classes: see the module docstring
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = theta[: k * d].reshape(k, d), theta[k * d :]
-        z = x @ w.T + b
-        z -= z.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
-        loss = float(-(onehot * (z - lse)).sum()) + penalty * float((w * w).sum())
-        g = np.exp(z - lse) - onehot
-        gw = g.T @ x + 2 * penalty * w
-        gb = g.sum(axis=0)
-        return loss / n, np.concatenate([gw.ravel(), gb]) / n
+def past_minimum(losses: Sequence[float], past: int = PAST_MINIMUM) -> bool:
+    """Whether the search along ascending C can stop: the loss (U-shaped in log C) is worse at each of the last
+    ``past`` strengths than at an earlier one, its minimum so far."""
+    return len(losses) - 1 - lowest(losses) >= past
 
-    theta0 = np.zeros(k * d + k) if init is None else init
-    res = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps, "maxcor": 30})
-    theta = res.x
-    _, grad = objective(theta)
-    info = {"iterations": int(res.nit), "converged": bool(res.success), "grad_norm": float(np.abs(grad).max()),
-            "message": str(res.message)}
-    return theta[: k * d].reshape(k, d), theta[k * d :], info
+
+class _Path:
+    """Fits of one training set along ascending C, each started from the linear extrapolation (in log C) of the
+    previous two solutions or from the previous one, whichever has the lower objective."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, k: int) -> None:
+        self.basis, self.y, self.k = Basis(x), y, k
+        self.done: list[tuple[float, np.ndarray, np.ndarray]] = []
+
+    def fit(self, C: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The fit at ``C`` (at least the previous C)."""
+        starts = []
+        if self.done:
+            lc1, w1, b1 = self.done[-1]
+            starts.append((w1, b1))
+            if len(self.done) > 1 and lc1 > self.done[-2][0]:
+                lc0, w0, b0 = self.done[-2]
+                t = (np.log(C) - lc1) / (lc1 - lc0)
+                starts.append((w1 + t * (w1 - w0), b1 + t * (b1 - b0)))
+        w, b, info = solve(self.basis, self.y, self.k, C, starts, tol=1e-8, max_iter=5000)
+        self.done = [*self.done[-1:], (float(np.log(C)), w, b)]
+        return w, b, info
 
 
 def _cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -123,26 +157,17 @@ def _cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np
     return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
 
-def _path(x: np.ndarray, y: np.ndarray, k: int, cs: list[float]) -> list[tuple[np.ndarray, np.ndarray, dict]]:
-    """Fits for every C, strongest regularisation first, each warm-started from the previous solution."""
-    out, theta = [], None
-    for c in cs:
-        w, b, info = fit_logistic(x, y, k, c, init=theta)
-        theta = np.concatenate([w.ravel(), b])
-        out.append((w, b, info))
-    return out
-
-
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, k: int,
-              cs: tuple[float, ...] = DEFAULT_CS, folds: int = 5, seed: int = 0
-              ) -> tuple[np.ndarray, np.ndarray, ProbeFit]:
-    """Fit the probe for every C and keep the C with the lowest held-out log-loss.
+              cs: tuple[float, ...] = DEFAULT_CS, folds: int = 5, seed: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, ProbeFit]:
+    """Fit the probe along the Cs and keep the C with the lowest held-out log-loss.
 
     C is chosen by ``folds``-fold stratified cross-validation on the training split (as scikit-learn's
     ``LogisticRegressionCV``), which measured steadier than the validation split alone (8 random splits of 1,200
     samples, MiniLM features: +0.2 points of test accuracy on SMS spam and on Rotten Tomatoes); the validation split
     stays held out and its log-loss is reported. With a class of fewer than 2 training samples, the validation split
-    chooses. The probe is then the fit on the whole training split at that C.
+    chooses. The Cs are tried in ascending order and the search stops two strengths past the minimum (the weakly
+    penalised fits are the slow ones); the probe is then the fit on the whole training split at the chosen C.
 
     Args:
         x_train: Training features ``(n, d)``.
@@ -153,6 +178,8 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         cs: Inverse L2 strengths to try.
         folds: Cross-validation folds (0: choose on the validation split).
         seed: Seed of the folds.
+        progress: Called as ``progress(done, total)`` after each fit (one fold or the whole training split at one
+            C); ``total`` is the most fits the grid can take, ``done`` ends below it when the search stops early.
 
     Returns:
         ``W (k x d)``, ``b (k,)`` as float64, and the :class:`ProbeFit`.
@@ -167,22 +194,49 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     xv = np.ascontiguousarray(x_val, dtype=np.float64)
     y, yv = np.asarray(y_train, dtype=np.int64), np.asarray(y_val, dtype=np.int64)
     grid_cs = sorted(float(c) for c in cs)
-    # One BLAS thread: numpy's and SciPy's OpenBLAS pools otherwise spin against each other (measured 12x slower
-    # on 2 cores for 840 x 384 features; 1.2x faster on 20,000 x 768).
+    splits = _cv_folds(y, folds, seed) if folds else []
+    total, done = len(grid_cs) * (len(splits) + 1), 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    # One BLAS thread: numpy's and SciPy's OpenBLAS pools otherwise spin against each other (2 cores: 27.5 s
+    # against 4.3 s on the 700 x 1,280 CNN features of the module docstring, 1.5 s against 1.2 s on 840 x 384 MiniLM).
     with threadpool_limits(1):
-        cv_loss = np.zeros(len(grid_cs))
-        splits = _cv_folds(y, folds, seed) if folds else []
-        for tr, te in splits:
-            for j, (w, b, _) in enumerate(_path(x[tr], y[tr], k, grid_cs)):
-                cv_loss[j] += log_loss(x[te], y[te], w, b)[0] * len(te) / len(y)
-        full = _path(x, y, k, grid_cs)
-    grid = []
-    for j, (c, (w, b, info)) in enumerate(zip(grid_cs, full, strict=True)):
-        val_loss, val_acc = log_loss(xv, yv, w, b)
-        grid.append({"C": c, "cv_loss": float(cv_loss[j]) if splits else None, "val_loss": val_loss,
-                     "val_accuracy": val_acc, "iterations": info["iterations"], "converged": info["converged"]})
+        cv_loss: list[float] = []
+        if splits:
+            paths = [_Path(x[tr], y[tr], k) for tr, _ in splits]
+            for c in grid_cs:
+                loss = 0.0
+                for (_, te), path in zip(splits, paths, strict=True):
+                    w, b, _ = path.fit(c)
+                    loss += log_loss(x[te], y[te], w, b)[0] * len(te) / len(y)
+                    tick()
+                cv_loss.append(loss)
+                if past_minimum(cv_loss, PAST_MINIMUM):
+                    break
+        full: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]] = []
+        val: list[tuple[float, float]] = []
+        path = _Path(x, y, k)
+        for c in grid_cs[: lowest(cv_loss) + 1] if splits else grid_cs:  # with CV, only up to the chosen C
+            w, b, info = path.fit(c)
+            full.append((w, b, info))
+            val.append(log_loss(xv, yv, w, b))
+            tick()
+            if not splits and past_minimum([v[0] for v in val], PAST_MINIMUM):
+                break
     key = "cv_loss" if splits else "val_loss"
-    finite = [j for j, g in enumerate(grid) if np.isfinite(g[key])]
+    grid = []
+    for j in range(len(cv_loss) if splits else len(full)):
+        fitted = j < len(full)
+        grid.append({"C": grid_cs[j], "cv_loss": float(cv_loss[j]) if splits else None,
+                     "val_loss": val[j][0] if fitted else None, "val_accuracy": val[j][1] if fitted else None,
+                     "iterations": full[j][2]["iterations"] if fitted else None,
+                     "converged": full[j][2]["converged"] if fitted else None})
+    finite = [j for j, g in enumerate(grid) if g[key] is not None and np.isfinite(g[key])]
     if not finite:
         raise FrostlineError("the linear probe's loss is not finite for any C: the frozen features hold NaN or "
                              "infinite values (check the model's output in eval mode)")
@@ -196,7 +250,7 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
 
 def probs(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Class probabilities of the fitted probe."""
-    return _softmax(np.asarray(x, dtype=np.float64) @ w.T + b)
+    return softmax(np.asarray(x, dtype=np.float64) @ w.T + b)
 
 
 def checked_features(x_train: np.ndarray, x_val: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:

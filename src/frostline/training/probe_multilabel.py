@@ -9,10 +9,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .probe import DEFAULT_CS, ProbeFit, checked_features, kfold
-
-#: strengths tried past the best one (both worse) before the search stops
-PAST_MINIMUM = 2
+from .probe import DEFAULT_CS, PAST_MINIMUM, ProbeFit, checked_features, kfold, past_minimum
 
 
 def bce(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> float:
@@ -61,10 +58,6 @@ def fit_multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     grid_cs = sorted(float(c) for c in cs)
     splits = kfold(len(y), folds, seed)
 
-    def rising(losses: list[float]) -> bool:
-        # the loss is U-shaped in log C: two strengths past the minimum that are both worse end the search
-        return len(losses) - 1 - int(np.argmin(losses)) >= PAST_MINIMUM
-
     with threadpool_limits(1):  # as the softmax probe: BLAS pools spin against each other on small problems
         thetas: list[np.ndarray | None] = [None] * len(splits)
         cv: list[float] = []
@@ -81,7 +74,7 @@ def fit_multilabel_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
             w, b, info = fit_binary(x, y, c, theta)
             theta = np.concatenate([w.ravel(), b])
             full.append((w, b, info))
-            if rising(cv if splits else [bce(xv, yv, *f[:2]) for f in full]):
+            if past_minimum(cv if splits else [bce(xv, yv, *f[:2]) for f in full], PAST_MINIMUM):
                 break
     grid = [{"C": c, "cv_loss": float(cv[j]) if splits else None, "val_loss": bce(xv, yv, w, b),
              "iterations": info["iterations"], "converged": info["converged"]}

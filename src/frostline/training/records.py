@@ -152,3 +152,18 @@ def non_finite(what: str, value: float, epoch: int, step: int, popt: Any) -> str
     return (f"the {what} is {value} in epoch {epoch + 1} at step {step + 1}: training stopped. The likely cause is a "
             f"learning rate too high for this model (now: {lrs}); lower --lr / --head-lr (e.g. 10x) or keep "
             "--clip on. Weights of this step were not applied")
+
+
+def epoch_metrics(task: Any, labels: list[str], trained: tuple[Any, Any, float], val_pred: Any
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An epoch's training metrics (``trained``: predictions, truth, loss) and validation metrics (with the standard
+    error of its loss), for the task."""
+    from ..evaluation.metrics import loss_se, point_metrics
+
+    train_preds, truth, train_loss = trained
+    kind, mean = task.kind, task.mean if task.kind == "regression" else None
+    train_metrics = point_metrics(kind, truth, train_preds, labels, train_loss, mean)
+    val_metrics = point_metrics(kind, val_pred.labels, val_pred.preds, labels, val_pred.loss, mean)
+    val_metrics["loss_se"] = loss_se(val_pred.losses) \
+        if val_pred.losses is not None and len(val_pred.losses) > 1 else None
+    return train_metrics, val_metrics

@@ -1,0 +1,97 @@
+"""Where a run's inputs come from: its data files and image folders, the model and the input convention it applies,
+the text length, and the record of how the model was built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.errors import FrostlineError
+from ..data import Dataset, read_image_folder, read_table
+from ..data.normalise import DEFAULT_SIZE, ImageInputs
+from ..models.load import LoadedModel, load_model
+from ..reporting.pictures import misclassified
+from .config import RunConfig
+
+Status = Callable[[str], AbstractContextManager[Any]]
+
+
+def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, task: str | None = None,
+              image_size: int | None = None) -> Dataset:
+    """Read a data file (text table) or folder (images) as ``cfg`` says (``task``: the main data's, for the
+    validation and test files; ``image_size``: the run's, default ``cfg.image_size`` or 224)."""
+    p = Path(path)
+    task = task or cfg.task
+    if p.is_dir():
+        if task not in (None, "auto", "classification"):
+            raise FrostlineError(f"{path} is an image folder (one sub-folder per class): a classification, not a "
+                                 f"{task}; use a table (CSV/TSV/JSONL) for --task {task}")
+        return read_image_folder(p, image_size or cfg.image_size or DEFAULT_SIZE, label_names)
+    return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names, task)
+
+
+#: Tokens per text unless ``--max-length`` says otherwise (or the model accepts fewer).
+DEFAULT_MAX_LENGTH = 128
+
+
+def max_positions(model: torch.nn.Module, tokenizer: Any) -> int | None:
+    """The longest sequence a text model accepts (its position embeddings / the tokenizer's own limit)."""
+    limits = [getattr(getattr(model, "config", None), "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]
+    usable = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+    return min(usable) if usable else None
+
+
+def text_length(max_length: int | None, model: torch.nn.Module, tokenizer: Any, spec: str = "the model") -> int:
+    """The truncation length of a run: ``max_length`` if the model accepts it (else an error), by default 128 or the
+    model's own limit when lower."""
+    limit = max_positions(model, tokenizer) if tokenizer is not None else None
+    if max_length is None:
+        return min(DEFAULT_MAX_LENGTH, limit) if limit else DEFAULT_MAX_LENGTH
+    if limit is not None and max_length > limit:
+        raise FrostlineError(f"--max-length {max_length} is more than {spec!r} accepts ({limit} tokens); use "
+                             f"--max-length {limit} or less")
+    return max_length
+
+
+def model_record(loaded: LoadedModel, inputs: ImageInputs | None = None) -> dict[str, Any]:
+    """How the model was built, for state.json / metrics.json (the model is rebuilt from this, never from code a
+    run folder names: a ``module:function`` model needs ``--model`` again, see :mod:`frostline.runs.inference`).
+
+    ``inputs`` is an image run's convention as applied (the run's size); ``model_size`` the model's own."""
+    record = {"spec": loaded.spec, "source": loaded.source, "source_file": loaded.source_file,
+              "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes}
+    if inputs is not None:
+        record["inputs"] = {**inputs.to_dict(), "model_size": loaded.inputs.size if loaded.inputs else None}
+    return record
+
+
+def run_inputs(loaded: LoadedModel, cfg: RunConfig) -> ImageInputs | None:
+    """The input convention an image run applies: the model's normalisation at ``--image-size`` (default: the
+    model's own size)."""
+    if loaded.inputs is None:
+        return None
+    return replace(loaded.inputs, size=cfg.image_size or loaded.inputs.size)
+
+
+def load_for_run(cfg: RunConfig, status: Status, echo: Callable[[str], None]) -> LoadedModel:
+    with status(f"loading model {cfg.model}"):
+        loaded = load_model(cfg.model, pooling=cfg.pooling)
+    for note in loaded.notes:
+        echo(f"note: {note}")
+    return loaded
+
+
+def misclassified_pictures(prepared: Any, pred: Any) -> dict[str, Any] | None:
+    """The misclassified test pictures of an image classification, for the report."""
+    test = prepared.splits.test
+    if test.kind != "image" or prepared.task.kind != "classification":
+        return None
+    return misclassified(test.inputs, pred.probs, pred.labels, pred.positions, prepared.splits.label_names)
+
+
