@@ -45,8 +45,10 @@ ENGINE_NAMES = ["frostline.training.records", "frostline.training.prediction", "
                 "frostline.evaluation.predictions"]
 #: the modules whose names the old module held, when it was split
 SPLIT: dict[str, list[str]] = {"engine": ENGINE_NAMES, "strategies": ["frostline.models.parts"],
+                                "probe": ["frostline.training.probe_solver"],
                                 # ``from frostline.train import compare / evaluate``, paths of frostline 0.0
-                                "train": ["frostline.runs.comparison", "frostline.runs.scoring"]}
+                                "train": ["frostline.runs.sources", "frostline.runs.comparison",
+                                          "frostline.runs.scoring"]}
 
 
 def _warn(old: str, new: str) -> None:
