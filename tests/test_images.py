@@ -141,3 +141,18 @@ def test_the_report_shows_the_misclassified_pictures(tmp_path):
         assert 'alt="misclassified pictures" src="data:image/png;base64,' in html
     else:
         assert "every test picture" in html
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("animal_mnist") is None, reason="animal-mnist==0.4 absent")
+def test_the_image_demo_writes_its_pictures_once_and_never_over_a_users_folder(tmp_path):
+    from frostline.runs.demo import demo_images_config
+
+    cfg, said = demo_images_config(str(tmp_path / "runs" / "demo-images"), per_class=2)
+    assert said.startswith("wrote 20 animal-mnist pictures (MIT)") and cfg.model == "efficientnet-lite0"
+    assert cfg.image_size == 96 and cfg.dedup and Path(cfg.data) == tmp_path / "runs" / "animal-mnist-2"
+    assert sorted(p.name for p in Path(cfg.data).iterdir())[:2] == ["bear", "bird"]
+    _, again = demo_images_config(str(tmp_path / "runs" / "demo-images"), per_class=2)
+    assert again.startswith("reusing")
+    (Path(cfg.data) / "bear" / "mine.png").write_bytes(b"not the demo's")
+    with pytest.raises(fl.FrostlineError, match="is not the demo's 2 pictures per class"):
+        demo_images_config(str(tmp_path / "runs" / "demo-images"), per_class=2)

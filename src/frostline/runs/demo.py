@@ -62,5 +62,5 @@ def demo_images_config(out: str = "runs/demo-images", per_class: int = 50, epoch
         write_bundled("animal-mnist", folder, per_class=per_class)
         said = f"wrote {per_class * len(ANIMAL_CLASSES)} animal-mnist pictures (MIT) to {folder}"
     cfg = RunConfig(model="efficientnet-lite0", data=str(folder), image_size=image_size, epochs=epochs,
-                    batch_size=16, out=out)
+                    batch_size=16, dedup=True, out=out)  # animal-mnist repeats 284 of its 10,000 pictures
     return cfg, said
