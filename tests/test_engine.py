@@ -162,7 +162,8 @@ def test_restore_best_brings_back_the_best_epoch_exactly(strategy):
     train_enc, val_enc, _ = _image_splits()
     cfg = TrainConfig(epochs=4, batch_size=16, lr=3.0, head_lr=3.0, warmup=0.0, patience=None, clip=None,
                       optimizer="sgd", schedule="constant",  # a learning rate this high overshoots after epoch 1
-                      probe="sgd", bn="train")  # (BatchNorm normalising by its batch keeps it finite)  # an SGD probe that overshoots (the convex one converges in epoch 1)
+                      probe="sgd",  # an SGD probe that overshoots (the convex one converges in epoch 1)
+                      bn="train")  # BatchNorm normalising by its batch keeps this rate finite
     states = []
     result = fit(model, train_enc, val_enc, parse_strategy(strategy, model), cfg,
                  on_epoch_end=lambda *_: states.append({k: v.clone() for k, v in model.state_dict().items()}))
