@@ -194,6 +194,7 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                       lr=lr, head_lr=lr, weight_decay=0.0, schedule="constant", warmup=0.0, clip=None,
                       optimizer=optimizer, bn="train",  # trainable BatchNorm in train mode, as the textbook has it
+                      dropout_masks=args.dropout_masks,
                       patience=None, seed=args.seed, accelerator="cpu", restore_best=False, precision=args.precision,
                       # the probe as a user gets it: one frozen forward and a convex fit (the textbook: SGD epochs)
                       probe="auto" if strategy == "linear-probe" else "sgd")
@@ -399,6 +400,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the raw results here")
     parser.add_argument("--precision", default=None, help="frostline's precision (default: auto, bf16-mixed on a CPU "
                                                           "with AVX-512 BF16 / AMX); the textbook loop stays fp32")
+    parser.add_argument("--dropout-masks", default="fast", choices=["fast", "torch"],
+                        help="frostline's dropout masks (torch: PyTorch's RNG, as the textbook loop: equal results)")
     parser.add_argument("--no-peers", action="store_true", help="skip the HF Trainer / encode-once / fastai peers")
     args = parser.parse_args()
     import logging

@@ -147,7 +147,7 @@ def demo_command(
     images: Annotated[bool, typer.Option("--images", help="The image demo: the bundled pretrained CNN "
                                                           "(EfficientNet-Lite0) on real animal pictures.")] = False,
     max_samples: Annotated[int, typer.Option(help="Stratified sample of the SMS set (text demo).")] = 1200,
-    per_class: Annotated[int, typer.Option(help="Pictures per class (image demo, 10 classes).")] = 50,
+    per_class: Annotated[int, typer.Option(help="Pictures per class (image demo, 10 classes).")] = 100,
     epochs: Annotated[int, typer.Option(help="Epochs per strategy.")] = 3,
 ) -> None:
     """Compare strategies on built-in real data, offline: MiniLM on SMS spam (linear-probe, partial:2, full), or with

@@ -45,7 +45,7 @@ def demo_config(out: str = "runs/demo", max_samples: int = 1200, epochs: int = 3
                      out=out)
 
 
-def demo_images_config(out: str = "runs/demo-images", per_class: int = 50, epochs: int = 3,
+def demo_images_config(out: str = "runs/demo-images", per_class: int = 100, epochs: int = 3,
                        image_size: int = 96) -> tuple[RunConfig, str]:
     """The image demo's settings and what it did to get its data: EfficientNet-Lite0 on ``per_class`` pictures of
     each of animal-mnist's 10 classes, written once to ``<out's parent>/animal-mnist-<per_class>`` (reused after)."""

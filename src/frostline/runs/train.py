@@ -127,6 +127,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     if cfg.dedup:
         conflicts = label_conflicts(full)  # dedup keeps the first label: say which conflicted
         full, dropped = dedup(full)
+        if dropped:
+            echo(f"note: --dedup: dropped {dropped} repeated samples (the first copy of each is kept) before splitting")
     if full.task_note:
         echo(f"note: task: {full.task_note}")
     full = limit(full, cfg.max_samples, cfg.seed)
