@@ -116,6 +116,17 @@ class TinyEfficientNet(nn.Module):
         return self._fc(self._dropout(self._avg_pooling(x).flatten(1)))
 
 
+def tiny_efficientnet_stale_bn() -> nn.Module:
+    """:func:`tiny_efficientnet` whose BatchNorm statistics describe other data (as a pretrained model's do) and move
+    slowly (momentum 0.01): in train mode it normalises by the batch, in eval mode by statistics that lag."""
+    model = tiny_efficientnet()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.fill_(3.0)
+            m.running_var.fill_(0.05)
+    return model
+
+
 class TinySkipNet(nn.Module):
     """A forward that reuses the stem's output after the blocks: no cache can skip the stem."""
 

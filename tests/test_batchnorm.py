@@ -109,3 +109,32 @@ def test_train_eval_gap_is_silent_within_noise_and_when_eval_is_better():
 def test_train_eval_gap_without_batchnorm_blames_dropout():
     found = train_eval_gap(_history(0.95), 3, {"accuracy": 0.60, "n": 300}, {"mode": "none", "layers": 0})
     assert "BatchNorm is not the cause (the model has none)" in found[0].message and "dropout" in found[0].message
+
+
+def test_a_run_with_lagging_batchnorm_statistics_gets_the_finding_and_eval_mode_does_not(tmp_path):
+    """End to end: BatchNorm statistics of other data, momentum 0.01 (a pretrained CNN on new pictures). In train mode
+    the model fits its training pictures by their batch statistics and fails in eval mode: train-eval-gap, naming
+    BatchNorm. With --bn eval it trains on the statistics it is evaluated with: no gap to find."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from frostline.cli import app
+    from tests.test_images import FACTORY, _folder
+
+    data = _folder(tmp_path / "pics", per_class=30)
+    found = {}
+    for bn in ("train", "eval"):
+        result = CliRunner().invoke(app, ["train", "--model", FACTORY.replace("tiny_efficientnet",
+                                                                               "tiny_efficientnet_stale_bn"),
+                                          "--data", data, "--strategy", "full", "--epochs", "4", "--batch-size", "8",
+                                          "--lr", "3e-3", "--bn", bn, "--out", str(tmp_path / bn)])
+        assert result.exit_code == 0, result.output
+        m = json.loads((tmp_path / bn / "metrics.json").read_text())
+        found[bn] = {d["code"]: d for d in m["diagnoses"]}
+        assert m["run"]["bn"]["mode"] == bn and m["run"]["bn"]["momentum"] == pytest.approx(0.01)
+    gap = found["train"]["train-eval-gap"]
+    assert gap["numbers"]["train_mode_accuracy"] - gap["numbers"]["eval_mode_accuracy"] > 0.3
+    assert "the cause is BatchNorm" in gap["message"] and "--bn eval" in gap["fix"]
+    assert "under-trained" not in found["train"] and "overfitting" not in found["train"]
+    assert "train-eval-gap" not in found["eval"]

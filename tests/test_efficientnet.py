@@ -107,3 +107,26 @@ def test_an_unknown_lite_size_names_the_ones_there_are():
     with pytest.raises(fl.FrostlineError, match=r"unknown model spec 'efficientnet-lite7'.*closest names: "
                                                 r"efficientnet-lite2, efficientnet-lite1, efficientnet-lite0"):
         fl.load_model("efficientnet-lite7")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("animal_mnist") is None, reason="animal-mnist==0.4 absent")
+def test_a_real_run_caches_the_frozen_stages_and_leaves_them_unchanged(tmp_path):
+    """100 real pictures at 64 px, partial:2 for one epoch: the frozen stem and blocks 0-13 are replayed from the
+    cache (checked against a full pass before use), and no frozen tensor or BatchNorm statistic changed: the run
+    stores only blocks 14-15, the post convolution and the new head."""
+    from safetensors.torch import load_file
+
+    data = fl.write_bundled("animal-mnist", tmp_path / "animals", per_class=10)
+    cfg = fl.RunConfig(model="efficientnet-lite0", data=str(data), image_size=64, strategy="partial:2", epochs=1,
+                       batch_size=16, out=str(tmp_path / "run"))
+    m = fl.train(cfg, echo=lambda _s: None).metrics
+    first = m["history"][0]
+    assert first["cache"].startswith("cache built")
+    assert "16 prefix modules replayed on the meta device" in first["cache"]
+    assert first["frozen_verified"] > 0
+    assert m["run"]["bn"] == {"mode": "eval", "layers": 49, "momentum": pytest.approx(0.01)}
+    stored = load_file(str(tmp_path / "run" / "model.safetensors"))
+    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("_blocks") else "") for k in stored}
+    assert changed == {"_blocks.14", "_blocks.15", "_conv_head", "_bn1", "_fc"}
+    assert not any("running" in k for k in stored)  # --bn eval: every BatchNorm kept its pretrained statistics
+    assert m["model"]["inputs"]["size"] == 64 and m["model"]["inputs"]["model_size"] == 224

@@ -49,6 +49,9 @@ def test_compare_minilm_on_sms_spam(tmp_path):
     assert lp["run"]["budget"]["converged"] and lp["run"]["budget"]["epochs_run"] == 1
     assert "input of bert.encoder.layer.4 cached" in runs["partial:2"]["history"][0]["cache"]
     assert runs["full"]["history"][0]["cache"].startswith("plain loop: no frozen prefix")
+    # MiniLM has no BatchNorm and evaluates as it trains: the train-eval gap finding stays silent
+    assert all(m["run"]["bn"]["mode"] == "none" for m in runs.values())
+    assert not any(d["code"] == "train-eval-gap" for m in runs.values() for d in m["diagnoses"])
     # Small run folders: a run stores only what training changed (the base model is rebuilt and hash-checked).
     sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in out.iterdir() if p.is_dir()}
     assert sizes["linear-probe"] < 1_000_000, sizes  # was 87 MB when every run held the whole model
