@@ -77,7 +77,12 @@ def test_reestimate_recomputes_the_statistics_on_the_training_split(cache):
 
 
 def test_resolve_and_check():
-    assert resolve_bn(models.TinyEfficientNet(), "auto") == "eval"
+    assert resolve_bn(models.tiny_efficientnet(), "auto") == "eval"  # statistics of earlier training: kept
+    fresh = models.TinyEfficientNet()  # never trained: mean 0, variance 1 everywhere, which eval mode would keep
+    assert resolve_bn(fresh, "auto") == "train" and resolve_bn(fresh, "eval") == "eval"
+    fresh.train()
+    fresh(torch.randn(4, 3, 16, 16))  # one training-mode pass updates the statistics
+    assert resolve_bn(fresh, "auto") == "eval"
     assert resolve_bn(models.mlp(), "auto") == "none"
     with pytest.raises(FrostlineError, match=r"--bn must be one of auto, eval, train, reestimate, got 'frozen'"):
         check_bn("frozen")
@@ -138,3 +143,14 @@ def test_a_run_with_lagging_batchnorm_statistics_gets_the_finding_and_eval_mode_
     assert "the cause is BatchNorm" in gap["message"] and "--bn eval" in gap["fix"]
     assert "under-trained" not in found["train"] and "overfitting" not in found["train"]
     assert "train-eval-gap" not in found["eval"]
+
+
+def test_a_model_never_trained_trains_its_batchnorm_under_auto():
+    """Eval mode would normalise with mean 0 and variance 1 forever: a from-scratch CNN must use batch statistics."""
+    torch.manual_seed(0)
+    model = models.TinyEfficientNet(num_classes=2)
+    train, val = _data()
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, patience=None, bn="auto", probe="sgd")
+    result = fit(model, train, val, parse_strategy("full", model), cfg)
+    assert result.bn == "train"
+    assert model._bn0.running_mean.abs().sum() > 0  # the statistics moved

@@ -16,6 +16,7 @@ from frostline.evaluation.diagnose import (
     strategy_sizes,
     under_trained,
     underfitting,
+    unexplained_advice,
     verdict,
     wilson,
 )
@@ -329,3 +330,28 @@ def test_classes_absent_from_the_test_split_do_not_make_a_run_mixed():
     assert "classes-absent" in codes and codes[-1] == "verdict-good"
     assert "macro over the 2 classes present" in found[-1].message
     assert metrics["macro_present"]["precision"] > 0.98
+
+
+def test_overfitting_of_full_never_offers_a_partial_that_trains_as_much():
+    """EfficientNet-like: a tiny stem, so partial:<all blocks> trains 99.9 % of what full trains."""
+    parts = [{"name": "stem", "params": 1_000, "trainable": True},
+             *[{"name": f"block {i}", "params": 200_000, "trainable": True} for i in range(16)],
+             {"name": "head", "params": 12_810, "trainable": True}]
+    total = 1_000 + 16 * 200_000 + 12_810
+    history = [_epoch(1, 0.5, 0.40, 0.80, 0.62), _epoch(2, 0.2, 0.42, 0.93, 0.64),
+               _epoch(3, 0.05, 0.55, 0.99, 0.63, vs_best={"diff": 0.15, "se": 0.03})]
+    (f,) = overfitting(history, {"trainable": total, "total": total}, parts, 800, best_epoch=1)
+    assert "partial:16" not in f.fix and "partial:15" not in f.fix
+    assert "to train fewer: partial:14 [2.8M, 87.5%]" in f.fix
+
+
+def test_an_unexplained_bad_result_gets_advice_that_fits_what_ran():
+    bad = _metrics(20, 30, 25, 25)
+    advice = unexplained_advice({"trainable": 100, "total": 100}, {"mode": "eval", "layers": 49, "momentum": 0.01})
+    f = verdict(bad, others=0, advice=advice)
+    assert f.code == "verdict-bad" and "compare strategies that train more" not in f.fix
+    assert f.fix.startswith("no finding above explains it: more epochs, another --lr, or more data")
+    assert "(--bn eval)" in f.fix and "try --bn reestimate" in f.fix
+    assert verdict(bad, others=0, advice=unexplained_advice({"trainable": 10, "total": 100}, None)).fix == (
+        "no finding above explains it: compare strategies that train more, more epochs, or more data")
+    assert verdict(bad, others=2, advice=advice).fix == "see the findings above"

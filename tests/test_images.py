@@ -156,3 +156,81 @@ def test_the_image_demo_writes_its_pictures_once_and_never_over_a_users_folder(t
     (Path(cfg.data) / "bear" / "mine.png").write_bytes(b"not the demo's")
     with pytest.raises(fl.FrostlineError, match="is not the demo's 2 pictures per class"):
         demo_images_config(str(tmp_path / "runs" / "demo-images"), per_class=2)
+
+
+def test_unreadable_pictures_and_other_files_are_said_in_training_and_prediction(tmp_path):
+    data = Path(_folder(tmp_path / "pics"))
+    (data / "left" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (data / "right" / "empty.jpg").write_bytes(b"")
+    (data / "right" / "notes.txt").write_text("taken on a Tuesday")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--model", FACTORY, "--data", str(data), "--strategy", "linear-probe",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    flat = _flat(result.output)
+    assert ("2 image file(s) could not be read (damaged, empty or not the format their suffix says) and were "
+            "SKIPPED: left/broken.png, right/empty.jpg") in flat
+    assert "1 file(s) that are not pictures ignored (.txt): right/notes.txt" in flat
+    assert json.loads((out / "metrics.json").read_text())["data"]["skipped_rows"] == 2
+    predicted = runner.invoke(app, ["predict", "--checkpoint", str(out), "--model", FACTORY, "--data", str(data)])
+    assert predicted.exit_code == 0, predicted.output
+    assert "SKIPPED: left/broken.png, right/empty.jpg" in _flat(predicted.output)
+
+
+def test_predict_takes_one_picture_file_and_names_an_unreadable_one(tmp_path):
+    out, _ = _train(tmp_path)
+    picture = tmp_path / "pics" / "left" / "0.png"
+    one = runner.invoke(app, ["predict", "--checkpoint", str(out), "--model", FACTORY, "--data", str(picture)])
+    assert one.exit_code == 0, one.output
+    run = fl.load_run(out, model=FACTORY)
+    by_file = run.predict(picture)
+    np.testing.assert_allclose(by_file.probs, run.predict(Image.open(picture)).probs, atol=1e-6)
+    assert by_file.names == ["0.png"]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    with pytest.raises(fl.FrostlineError, match=r"broken.png: cannot be read as a picture"):
+        run.predict(broken)
+
+
+def test_a_text_model_on_pictures_names_the_bundled_image_model(tmp_path):
+    data = _folder(tmp_path / "pics")
+    result = runner.invoke(app, ["train", "--model", "minilm", "--data", data, "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert "use an image model: --model efficientnet-lite0 (bundled, pretrained on ImageNet)" in _flat(result.output)
+    # a factory's text model has no tokenizer to tell: its forward fails on pictures, said in one line
+    result = runner.invoke(app, ["train", "--model", "tests.models:tiny_bert", "--data", data, "--out",
+                                 str(tmp_path / "run2")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert ("model 'tests.models:tiny_bert' fails on a batch of pictures (a tensor (2, 3, 224, 224)): ValueError: "
+            "too many values to unpack (expected 2); is it a model for pictures?") in _flat(result.output)
+
+
+def test_a_size_far_below_the_models_own_is_warned_and_an_augmented_probe_says_what_it_does(tmp_path):
+    data = _folder(tmp_path / "pics")
+    outputs = []
+    for size in (16, 32):
+        result = runner.invoke(app, ["train", "--model", f"{MODELS_FILE}:tiny_efficientnet_64", "--data", data,
+                                     "--strategy", "linear-probe", "--image-size", str(size), "--out",
+                                     str(tmp_path / f"run{size}")])
+        assert result.exit_code == 0, result.output
+        outputs.append(_flat(result.output))
+    assert "warning: --image-size 16 is a quarter or less of the 64 px the model was pretrained at" in outputs[0]
+    assert "quarter or less" not in outputs[1]
+    result = runner.invoke(app, ["train", "--model", FACTORY, "--data", data, "--strategy", "linear-probe",
+                                 "--augment", "hflip", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert ("so the head trains by gradient steps for --epochs, NOT the converged linear probe fit (leave out "
+            "--augment for the exact probe)") in _flat(result.output)
+
+
+def test_pictures_with_two_labels_are_shown_by_file(tmp_path):
+    data = Path(_folder(tmp_path / "pics"))
+    (data / "right" / "copy.png").write_bytes((data / "left" / "3.png").read_bytes())
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--model", FACTORY, "--data", str(data), "--strategy", "linear-probe",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    found = {f["code"]: f for f in json.loads((out / "metrics.json").read_text())["diagnoses"]}
+    text = found["conflicting-labels"]["message"]
+    assert "(pictures compared by file content)" in text and "normalising case" not in text
+    assert "left/3.png = " in text and "right/copy.png" in text

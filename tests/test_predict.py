@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import frostline as fl
 from frostline.cli import app
+from frostline.runs.scoring import domain_shift
 from tests.conftest import make_image_folder, make_text_file
 
 runner = CliRunner()
@@ -222,3 +223,12 @@ def test_old_import_paths_of_compare_and_evaluate_still_work():
         from frostline.train import Comparison, compare, evaluate
 
     assert evaluate is fl.evaluate and compare is fl.compare and Comparison.__name__ == "Comparison"
+
+
+def test_domain_shift_keeps_the_uncertainty_of_a_perfect_score():
+    """30 of 30 is not certainty: the interval keeps the uncertainty of 30 samples (Agresti-Caffo)."""
+    perfect = {"accuracy": 1.0, "n": 30, "f1": {"macro": 1.0}}
+    f = domain_shift(perfect, {"accuracy": 1.0, "n": 30, "f1_macro": 1.0})
+    assert "+0.0 points (+/- 8.5 at 95%)" in f.message and "within noise" in f.message
+    f = domain_shift({"accuracy": 0.0, "n": 30, "f1": {"macro": 0.0}}, {"accuracy": 1.0, "n": 30, "f1_macro": 1.0})
+    assert f.code == "domain-shift" and f.severity == "warning"

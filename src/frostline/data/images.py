@@ -82,19 +82,40 @@ def image_tensor(image: Any, size: int, facts: ImageFacts | None = None) -> torc
 
 
 def images_in(folder: Path, size: int, facts: ImageFacts | None = None
-              ) -> tuple[list[torch.Tensor], list[Path], int]:
-    """Every readable image below ``folder`` (sorted paths), the paths, and how many image files were unreadable."""
-    images, paths, skipped = [], [], 0
+              ) -> tuple[list[torch.Tensor], list[Path], list[Path], list[Path]]:
+    """Every readable image below ``folder`` (sorted paths), their paths, the image files PIL could not read, and
+    the other files (not pictures by their suffix; hidden files aside)."""
+    images, paths, unreadable, others = [], [], [], []
     for f in sorted(folder.rglob("*")):
-        if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
+        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(folder).parts):
+            continue
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
+            others.append(f)
             continue
         image = _read_image(f, size, facts)
         if image is None:
-            skipped += 1
+            unreadable.append(f)
             continue
         images.append(image)
         paths.append(f)
-    return images, paths, skipped
+    return images, paths, unreadable, others
+
+
+def skipped_notes(base: Path, unreadable: list[Path], others: list[Path]) -> list[str]:
+    """What reading left out, in words: unreadable pictures by name, other files by suffix."""
+    def names(paths: list[Path]) -> str:
+        shown = ", ".join(str(p.relative_to(base)) for p in paths[:5])
+        return shown + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+    notes = []
+    if unreadable:
+        notes.append(f"{len(unreadable)} image file(s) could not be read (damaged, empty or not the format their "
+                     f"suffix says) and were SKIPPED: {names(unreadable)}")
+    if others:
+        suffixes = sorted({p.suffix.lower() or "(no suffix)" for p in others})
+        notes.append(f"{len(others)} file(s) that are not pictures ignored ({', '.join(suffixes[:6])}): "
+                     f"{names(others)}")
+    return notes
 
 
 def _read_image(path: Path, size: int, facts: ImageFacts | None) -> torch.Tensor | None:
@@ -120,19 +141,20 @@ def read_image_folder(root: str | os.PathLike[str], image_size: int = 224,
     classes = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise FrostlineError(f"{base}: expected one sub-folder per class (at least two), found {classes}")
-    images, raw, keys, skipped = [], [], [], 0
+    images, raw, keys, unreadable, others = [], [], [], [], []
     facts = ImageFacts(image_size)
     for cls in classes:
-        found, files, bad = images_in(base / cls, image_size, facts)
+        found, files, bad, other = images_in(base / cls, image_size, facts)
         images += found
         raw += [cls] * len(found)
         keys += [str(f) for f in files]
-        skipped += bad
+        unreadable += bad
+        others += other
     if not images:
         raise FrostlineError(f"{base}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     labels, names = encode_labels(raw, label_names, str(base))
-    return Dataset("image", torch.stack(images), labels, names, np.arange(len(raw)), str(base), skipped, keys,
-                   notes=[f"images: {facts.describe()}"])
+    return Dataset("image", torch.stack(images), labels, names, np.arange(len(raw)), str(base), len(unreadable), keys,
+                   notes=[f"images: {facts.describe()}", *skipped_notes(base, unreadable, others)])
 
 
 def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | list[int],

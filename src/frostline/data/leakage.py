@@ -75,6 +75,7 @@ class LeakageReport:
         near: Same with normalised keys (text only; equals ``exact`` for images and tensors).
         examples: A few leaked samples with their splits.
         sizes: Samples per split (``train``, ``val``, ``test``).
+        kind: ``text``, ``image`` or ``tensor``: how samples were compared.
     """
 
     copies: int = 0
@@ -88,6 +89,7 @@ class LeakageReport:
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
     conflicts_deduped: bool = False
     sizes: dict[str, int] = field(default_factory=dict)
+    kind: str = "text"
 
     @property
     def leaked(self) -> int:
@@ -135,14 +137,20 @@ def label_conflicts(ds: Dataset, limit: int = 5) -> tuple[int, list[dict[str, An
     """Distinct samples (normalised) that carry more than one label, and a few of them (normalised text, or the
     content hash) with their labels."""
     conflicting = [(key, ys) for key, ys in _labels_by_key(ds).items() if len(ys) > 1]
-    examples = [{"sample": key[:160], "labels": [_target_text(ds, y) for y in sorted(ys)]}
-                for key, ys in conflicting[:limit]]
+    files: dict[str, list[str]] = defaultdict(list)
+    if ds.kind != "text" and ds.keys:  # show pictures by their files, not by a hash of their content
+        wanted = {key for key, _ in conflicting[:limit]}
+        for key, name in zip(sample_keys(ds, near=True), ds.keys, strict=True):
+            if key in wanted:
+                files[key].append(name)
+    examples = [{"sample": (" = ".join(files[key][:3]) if files.get(key) else key)[:300],
+                 "labels": [_target_text(ds, y) for y in sorted(ys)]} for key, ys in conflicting[:limit]]
     return len(conflicting), examples
 
 
 def check_splits(splits: Splits, source: Dataset | None = None, max_examples: int = 5) -> LeakageReport:
     """Count duplicates across train / validation / test (and inside ``source``, the data before splitting)."""
-    report = LeakageReport()
+    report = LeakageReport(kind=splits.train.kind)
     if source is not None:
         report.copies, report.duplicated, report.near_copies, _ = within(source)
         report.conflicting, report.conflict_examples = label_conflicts(source)

@@ -20,7 +20,7 @@ import torch
 
 from ..core.errors import FrostlineError, did_you_mean
 from .dataset import IMAGE_SUFFIXES, Dataset
-from .images import images_in
+from .images import image_tensor, images_in, skipped_notes
 
 
 def _delimiter(path: Path, first_line: str) -> str:
@@ -108,8 +108,9 @@ def read_rows(p: Path) -> list[list[str]]:
 def read_unlabelled(path: str | os.PathLike[str], text_column: str | int | None = None, header: bool | None = None,
                     image_size: int = 64) -> tuple[Dataset, list[str]]:
     """Read inputs without labels, for prediction: a text table's text column, a ``.txt`` file (one text per line),
-    or a folder of images (searched recursively). Returns a dataset (labels all 0, no label names) and one display
-    name per sample (the text, or the image's path relative to the folder).
+    a folder of images (searched recursively; what was skipped is in the dataset's ``notes``) or one image file.
+    Returns a dataset (labels all 0, no label names) and one display name per sample (the text, or the image's path
+    relative to the folder).
     """
 
     p = Path(path)
@@ -117,6 +118,8 @@ def read_unlabelled(path: str | os.PathLike[str], text_column: str | int | None 
         return _read_unlabelled_images(p, image_size)
     if not p.is_file():
         raise FrostlineError(f"data {str(path)!r} does not exist")
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return _read_one_image(p, image_size)
     if p.suffix.lower() == ".txt":
         lines = io.StringIO(read_utf8(p), newline=None)
         pairs = [(i, line.rstrip("\n")) for i, line in enumerate(lines) if line.strip()]
@@ -159,11 +162,23 @@ def _unlabelled_rows(p: Path, text_column: str | int | None, header: bool | None
 
 
 def _read_unlabelled_images(base: Path, image_size: int) -> tuple[Dataset, list[str]]:
-
-    images, paths, skipped = images_in(base, image_size)
+    images, paths, unreadable, others = images_in(base, image_size)
     names = [str(f.relative_to(base)) for f in paths]
     if not images:
         raise FrostlineError(f"{base}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     ds = Dataset("image", torch.stack(images), np.zeros(len(images), dtype=np.int64), [], np.arange(len(images)),
-                 str(base), skipped, [str(base / n) for n in names])
+                 str(base), len(unreadable), [str(base / n) for n in names],
+                 notes=skipped_notes(base, unreadable, others))
     return ds, names
+
+
+def _read_one_image(p: Path, image_size: int) -> tuple[Dataset, list[str]]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            x = image_tensor(im, image_size).unsqueeze(0)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise FrostlineError(f"{p}: cannot be read as a picture ({type(exc).__name__}); expected a PNG, JPEG, BMP, "
+                             "GIF, TIFF or WebP file") from None
+    return Dataset("image", x, np.zeros(1, dtype=np.int64), [], np.arange(1), str(p), 0, [str(p)]), [p.name]

@@ -50,7 +50,8 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
     example = f" e.g. {report.examples[0]['sample']!r}" if report.examples else ""
     exact = ", ".join(f"{p}: {n}" for p, n in report.exact.items() if n) or "none"
     near = ", ".join(f"{k} {v}" for k, v in by_split.items())
-    where = f"exact copies {exact}; after normalising case, whitespace and punctuation: {near}"
+    where = (f"exact copies {exact}; after normalising case, whitespace and punctuation: {near}"
+             if report.kind == "text" else f"identical {'files' if report.kind == 'image' else 'tensors'}: {near}")
     if report.copies:
         where += f"; the data holds {report.copies} extra exact copies of {report.duplicated} samples"
     if by_split.get("test") and (test is None or clean is None or not test["n"]):
@@ -104,7 +105,8 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
             "conflicting-labels", "info" if values else "warning",
             f"{report.conflicting} samples occur with "
             + ("different target values" if values else "more than one label")
-            + " (texts compared after normalising case, whitespace and punctuation)"
+            + (" (texts compared after normalising case, whitespace and punctuation)" if report.kind == "text" else
+               " (pictures compared by file content)" if report.kind == "image" else " (tensors compared exactly)")
             + (f", e.g. {shown}" if shown else "")
             + ("; --dedup kept the first label of each" if report.conflicts_deduped else ""),
             "check the labels of those samples (metrics.json leakage.conflict_examples)",

@@ -22,7 +22,8 @@ from .evidence import count_text, options_text, pct, plural, present_macro, prio
 from .mode_gap import train_eval_gap
 
 __all__ = ["Thresholds", "absent_classes", "accuracy_paradox", "diagnose_run", "leakage", "overfitting",
-           "prior_loss", "strategy_sizes", "under_trained", "underfitting", "verdict", "wilson"]
+           "prior_loss", "strategy_sizes", "under_trained", "underfitting", "unexplained_advice", "verdict",
+           "wilson"]
 
 
 @dataclass
@@ -313,8 +314,19 @@ def _ranking_auc(ranking: dict[str, Any] | None, test: dict[str, Any]) -> tuple[
     return a, max(0.0, a - 1.96 * se), min(1.0, a + 1.96 * se)
 
 
+def unexplained_advice(params: dict[str, int] | None = None, bn: dict[str, Any] | None = None) -> str:
+    """What to try when a bad or mixed result has no finding to explain it, given what the run trained."""
+    everything = bool(params) and params.get("trainable", 0) >= 0.9 * max(params.get("total", 0), 1)
+    tries = ["more epochs, another --lr, or more data"] if everything else [
+        "compare strategies that train more, more epochs, or more data"]
+    if bn and bn.get("mode") == "eval" and bn.get("layers") and params and params.get("trainable", 0) > 0:
+        tries.append("the BatchNorm layers normalised with their pretrained statistics (--bn eval): when the new "
+                     "pictures differ from the pretraining ones (size, colour, domain), try --bn reestimate")
+    return "no finding above explains it: " + "; ".join(tries)
+
+
 def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, scope: str = "",
-            others: int | None = None) -> Finding:
+            others: int | None = None, advice: str | None = None) -> Finding:
     """Good / bad / mixed by the thresholds; ``distrust`` counts error findings that undermine the numbers;
     ``scope`` says which samples ``m`` covers when not the whole test split. Macro precision and recall are over the
     classes present in ``m`` (a class with no test sample has no recall to judge). ``others``: how many findings
@@ -333,8 +345,7 @@ def verdict(m: dict[str, Any], t: Thresholds | None = None, distrust: int = 0, s
                "worst_class_recall": worst[1], "worst_class_recall_upper": worst_hi, "thresholds": t.to_dict(),
                "scope": scope or "test"}
     caveat = f"; but {distrust} error finding(s) say not to trust these numbers" if distrust else ""
-    see = ("see the findings above" if others is None or others else
-           "no finding above explains it: compare strategies that train more, more epochs, or more data")
+    see = "see the findings above" if others is None or others else (advice or unexplained_advice())
     on = f" ({scope})" if scope else ""
     # a class recall under the bar counts when its 95 % interval stays under 50 %: 0 of 2 found proves nothing
     if acc < t.bad_accuracy or (worst[1] < t.bad_class_recall and worst_hi < 0.5):
@@ -378,4 +389,5 @@ def diagnose_run(metrics: dict[str, Any], leak: LeakageReport | None = None,
         found.append(absent)
     errors = sum(f.severity == "error" for f in found)
     scope = f"on the {clean['n']} test samples not seen in training" if clean else ""
-    return [*by_severity(found), verdict(clean or test, thresholds, errors, scope, others=len(found))]
+    advice = unexplained_advice(params, metrics["run"].get("bn"))
+    return [*by_severity(found), verdict(clean or test, thresholds, errors, scope, others=len(found), advice=advice)]

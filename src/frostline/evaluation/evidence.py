@@ -46,9 +46,10 @@ def strategy_sizes(parts: list[dict[str, Any]]) -> list[tuple[str, int]]:
 
 
 def options_text(parts: list[dict[str, Any]], trainable: int, fewer: bool, total: int) -> str:
-    """Up to three strategies that train fewer (or more) parameters than ``trainable``, with their counts."""
+    """Up to three strategies that train clearly fewer (or more) parameters than ``trainable``, with their counts:
+    at least 10 % fewer (more), so ``partial:16`` at 99.9 % is never offered as a smaller ``full``."""
     sizes = strategy_sizes(parts)
-    chosen = [(n, s) for n, s in sizes if (s < trainable if fewer else s > trainable)]
+    chosen = [(n, s) for n, s in sizes if (s <= 0.9 * trainable if fewer else s >= 1.1 * trainable and s > trainable)]
     chosen = sorted(chosen, key=lambda x: -x[1] if fewer else x[1])[:3]
     return ", ".join(f"{n} [{count_text(s)}, {pct(s / total) if total else '-'}]" for n, s in chosen)
 

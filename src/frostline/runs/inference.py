@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,8 @@ from .folder import RunFolder
 from .identity import state_hash
 from .sources import text_length
 from .train import Status, no_status
+
+log = logging.getLogger("frostline")
 
 #: File suffixes that make a lone string look like a file name rather than a text.
 DATA_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".ndjson")
@@ -189,6 +192,8 @@ class RunModel:
         labels = self.label_names
         if isinstance(inputs, Path) or (isinstance(inputs, str) and self.tokenizer is None and Path(inputs).exists()):
             ds, names = read_unlabelled(inputs, self.config.text_column, image_size=self.inputs.size)
+            for note in ds.notes:
+                log.warning("note: %s", note)
             return replace(ds, label_names=labels), names
         if isinstance(inputs, str):
             if Path(inputs).suffix.lower() in DATA_SUFFIXES and not any(ch.isspace() for ch in inputs):
@@ -200,7 +205,13 @@ class RunModel:
             kind = "image" if x.dtype == torch.uint8 and x.dim() == 4 else "tensor"
             return Dataset(kind, x, np.zeros(len(x), np.int64), labels, np.arange(len(x))), \
                 [f"#{i}" for i in range(len(x))]
-        items = list(inputs)
+        if hasattr(inputs, "convert") and hasattr(inputs, "resize"):  # one PIL image
+            inputs = [inputs]
+        try:
+            items = list(inputs)
+        except TypeError:
+            raise FrostlineError(f"cannot predict on a {type(inputs).__name__}; expected texts, PIL images, a tensor "
+                                 "(N, C, H, W), or a file / image folder path") from None
         if not items:
             raise FrostlineError("nothing to predict: the input list is empty")
         if all(isinstance(t, str) for t in items) and self.tokenizer is not None:
@@ -302,6 +313,8 @@ def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text
     state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     with status(f"reading {data}"):
         ds, names = read_unlabelled(data, text_column, image_size=recorded_inputs(state, cfg).size)
+    for note in ds.notes:
+        print(f"note: {note}", file=sys.stderr)
     runm = load_run(checkpoint, model, status)
     if ds.kind == "text" and runm.tokenizer is None:
         raise FrostlineError(f"{data} holds text but the run's model takes images")

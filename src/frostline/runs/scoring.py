@@ -52,11 +52,16 @@ def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | No
 
 
 def domain_shift(here: dict[str, Any], own: dict[str, Any] | None) -> Finding | None:
-    """This data's accuracy beside the run's own test accuracy, significant when beyond 1.96 standard errors."""
+    """This data's accuracy beside the run's own test accuracy, significant when beyond 1.96 standard errors.
+
+    The standard error is Agresti and Caffo's (2000): one success and one failure added to each side, so 30 of 30
+    still carries the uncertainty of 30 samples instead of none.
+    """
     if not own or not own.get("n"):
         return None
     a, n1, b, n2 = here["accuracy"], here["n"], own["accuracy"], own["n"]
-    se = math.sqrt(a * (1 - a) / max(n1, 1) + b * (1 - b) / max(n2, 1))
+    a_, b_ = (a * n1 + 1) / (n1 + 2), (b * n2 + 1) / (n2 + 2)
+    se = math.sqrt(a_ * (1 - a_) / (n1 + 2) + b_ * (1 - b_) / (n2 + 2))
     d = a - b
     f1_here, over = here["f1"]["macro"], ""
     if here.get("macro_present"):

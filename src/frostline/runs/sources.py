@@ -13,9 +13,11 @@ import torch
 
 from ..core.errors import FrostlineError
 from ..data import Dataset, read_image_folder, read_table
+from ..data.batching import Encoded
 from ..data.normalise import DEFAULT_SIZE, ImageInputs
 from ..models.load import LoadedModel, load_model
 from ..reporting.pictures import misclassified
+from ..training.prediction import forward
 from .config import RunConfig
 
 Status = Callable[[str], AbstractContextManager[Any]]
@@ -94,4 +96,28 @@ def misclassified_pictures(prepared: Any, pred: Any) -> dict[str, Any] | None:
         return None
     return misclassified(test.inputs, pred.probs, pred.labels, pred.positions, prepared.splits.label_names)
 
+
+def check_forward(model: torch.nn.Module, enc: Encoded, spec: str) -> None:
+    """Run ``model`` once on two prepared samples (eval mode, no gradient: nothing changes), so a model that cannot
+    take this data fails here with one clear error instead of a traceback from inside its forward."""
+    batch = next(iter(enc.batches(2)), None)
+    if batch is None:
+        return
+    inputs = batch.inputs
+    shape = (", ".join(f"{k} {tuple(v.shape)}" for k, v in inputs.items()) if isinstance(inputs, dict)
+             else f"a tensor {tuple(inputs.shape)}")
+    what = {"text": "texts", "image": "pictures"}.get(enc.ds.kind, "tensors")
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            forward(model, inputs)
+    except FrostlineError:
+        raise
+    except Exception as exc:  # the user's model: any error it raises is theirs to read, in one line
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise FrostlineError(f"model {spec!r} fails on a batch of {what} ({shape}): {type(exc).__name__}: {first}; "
+                             f"is it a model for {what}?") from None
+    finally:
+        model.train(was)
 

@@ -45,7 +45,15 @@ from .identity import data_hashes, state_hash
 from .precision import choose_precision
 from .precision import describe as describe_precision
 from .results import score_run, split_metrics
-from .sources import load_for_run, misclassified_pictures, model_record, read_data, run_inputs, text_length
+from .sources import (
+    check_forward,
+    load_for_run,
+    misclassified_pictures,
+    model_record,
+    read_data,
+    run_inputs,
+    text_length,
+)
 
 Progress = Callable[[str, int], Callable[[float], None]]
 Status = Callable[[str], AbstractContextManager[Any]]
@@ -151,8 +159,9 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
     length = text_length(cfg.max_length, loaded.model, loaded.tokenizer, cfg.model)
     if full.kind != "text" and loaded.tokenizer is not None:
-        raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model "
-                             "(hf:<vision model folder> or package.module:function)")
+        raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model: "
+                             "--model efficientnet-lite0 (bundled, pretrained on ImageNet), hf:<vision model folder> "
+                             "or path/to/file.py:function")
     if full.kind == "image":
         inputs = run_inputs(loaded, cfg)
         assert inputs is not None
@@ -161,6 +170,11 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         hint = ("; state yours with model.pretrained_cfg = {'input_size': (3, H, W), 'mean': ..., 'std': ...} in "
                 "your factory" if inputs.assumed else "")
         echo(f"note: images: normalised {inputs.formula()} ({inputs.source}{hint})")
+        own = loaded.inputs.size if loaded.inputs is not None and not loaded.inputs.assumed else None
+        if own and inputs.size * 4 <= own:
+            echo(f"warning: --image-size {inputs.size} is a quarter or less of the {own} px the model was "
+                 f"pretrained at: a CNN that downsamples 32x leaves about {max(inputs.size // 32, 1)} feature "
+                 f"position(s) per side, and its pretrained features carry little at this size; use 64 or more")
     else:
         inputs = None
     torch.manual_seed(cfg.seed)
@@ -176,6 +190,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
         enc = [Encoded(s, loaded.tokenizer, length, augment if s is splits.train else None, inputs)
                for s in (splits.train, splits.val, splits.test)]
+    check_forward(loaded.model, enc[0], cfg.model)
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     with status("checking the splits for leakage"):
         leak = check_splits(splits, source=full if val is None and test is None else None)

@@ -12,8 +12,9 @@ A pretrained CNN's BatchNorm layers hold running statistics of the data it was t
   are recomputed on the training split (a cumulative average over one pass in eval mode otherwise, no gradient, no
   augmentation; "precise BN").
 
-``auto`` is ``eval`` for a model with BatchNorm layers (measured best on pretrained CNNs: docs/images.md) and means
-nothing for a model without them.
+``auto`` is ``eval`` for a model with pretrained BatchNorm layers (measured on pretrained CNNs: docs/images.md),
+``train`` when their running statistics were never updated (mean 0 and variance 1 everywhere: a model that was not
+trained, whose eval-mode statistics would normalise nothing), and means nothing for a model without them.
 """
 
 from __future__ import annotations
@@ -45,12 +46,25 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(has_running_stats(m) for m in model.modules())
 
 
+def untouched_statistics(model: nn.Module) -> bool:
+    """Whether every BatchNorm layer still holds its initial running statistics (mean 0, variance 1): a model that
+    was never trained, or whose statistics were never saved."""
+    norms = [m for m in model.modules() if has_running_stats(m)]
+    return bool(norms) and all(
+        m.running_mean is not None and m.running_var is not None
+        and not m.running_mean.any() and bool(torch.all(m.running_var == 1)) for m in norms)
+
+
 def resolve_bn(model: nn.Module, mode: str) -> str:
-    """The BatchNorm mode a run uses: ``auto`` becomes ``eval`` (``"none"`` for a model without BatchNorm)."""
+    """The BatchNorm mode a run uses (``"none"`` for a model without BatchNorm): ``auto`` becomes ``eval``, or
+    ``train`` when the statistics were never updated (:func:`untouched_statistics`). Call it on the model as loaded,
+    before a checkpoint is restored, so a resumed run decides as the first one did."""
     check_bn(mode)
     if not has_batchnorm(model):
         return "none"
-    return "eval" if mode == "auto" else mode
+    if mode != "auto":
+        return mode
+    return "train" if untouched_statistics(model) else "eval"
 
 
 def apply_bn(model: nn.Module, mode: str) -> None:

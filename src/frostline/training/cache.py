@@ -193,7 +193,11 @@ class PrefixCache:
         plan = plan_cache(self.model, self.parts, trainable, self.layout, self.head)
         augment = getattr(data["train"], "augment", None)
         if augment is not None and not isinstance(plan, str):
+            head_only = plan.kind == "head"
             plan = f"training images are augmented ({augment.describe()}): the frozen part sees new inputs every epoch"
+            if head_only:
+                plan += ("; so the head trains by gradient steps for --epochs, NOT the converged linear probe fit "
+                         "(leave out --augment for the exact probe)")
         if isinstance(plan, str):
             self._drop()
             self.status = f"plain loop: {plan}"

@@ -209,10 +209,13 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     if strategy.needs_data and not strategy.ready:
         with status(f"{strategy}: scoring the model on the training data"):
             strategy.setup(model, train, config.seed)
+    run.bn = resolve_bn(model, config.bn)  # on the model as loaded: a resumed run decides as the first one did
+    if config.bn == "auto" and run.bn == "train":
+        log.warning("--bn auto: the BatchNorm running statistics were never updated (mean 0, variance 1: a model not "
+                    "trained yet), so trainable BatchNorm layers train with batch statistics (--bn train)")
     if resume is not None:
         restore_run(run, resume)
     run.plan = run.plan_at(run.start)
-    run.bn = resolve_bn(model, config.bn)
     apply_bn(model, run.bn)
     set_trainable(model, run.plan.params)
     for finding in check_model(model):
