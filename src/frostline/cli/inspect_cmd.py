@@ -105,7 +105,7 @@ def inspect(
     h = loaded.head
     console.print(f"[bold]head[/]: {h.name} ({h.family}; Linear {h.in_features} -> {h.num_classes})")
     if choice:
-        console.print(f"[bold]pooling[/]: {choice['mode']} ({choice['source']})", highlight=False)
+        console.print(f"[bold]pooling[/]: {' -> '.join(choice['pipeline'])} ({choice['source']})", highlight=False)
     if loaded.inputs is not None:
         console.print(f"[bold]images[/]: {escape(loaded.inputs.describe())}", highlight=False)
     console.print(f"[bold]blocks[/]: {len(layout.blocks)} in {layout.container or '<root>'} "

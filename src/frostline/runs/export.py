@@ -51,6 +51,13 @@ with torch.no_grad():
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     pooled = {{"mean": (hidden * mask).sum(1) / mask.sum(1).clamp(min=1), "cls": hidden[:, 0],
               "max": hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values}}[meta["pooling"]]
+    for step in meta["steps"]:  # the sentence-transformers modules after the pooling, in order
+        if step["step"] == "dense":
+            dense = load_file(f"{{folder}}/{{step['path']}}.safetensors")
+            act = {{"identity": lambda v: v, "gelu": torch.nn.functional.gelu}}.get(step["activation"])
+            pooled = (act or getattr(torch, step["activation"]))(pooled @ dense["weight"].T + dense.get("bias", 0))
+        elif step["step"] == "normalize":
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
     logits = pooled @ head["weight"].T + head["bias"]
 {read}
 ```
@@ -94,6 +101,13 @@ def _pooled_logits(folder: Path, x: dict[str, torch.Tensor]) -> torch.Tensor:
         pooled = {"mean": lambda: (hidden * mask).sum(1) / mask.sum(1).clamp(min=1), "cls": lambda: hidden[:, 0],
                   "max": lambda: hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values,
                   }[meta["pooling"]]()
+        for step in meta["steps"]:
+            if step["step"] == "dense":
+                dense = load_file(str(folder / f"{step['path']}.safetensors"))
+                act = {"identity": lambda v: v, "gelu": torch.nn.functional.gelu}.get(step["activation"])
+                pooled = (act or getattr(torch, step["activation"]))(pooled @ dense["weight"].T + dense.get("bias", 0))
+            elif step["step"] == "normalize":
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return pooled @ head["weight"].T + head["bias"]
 
 
@@ -133,7 +147,13 @@ def _write(runm: RunModel, tmp: Path, final: Path, base_model: str | None = None
         runm.tokenizer.save_pretrained(tmp)
         save_file({"weight": model.classifier.weight.detach().contiguous(),
                    "bias": model.classifier.bias.detach().contiguous()}, str(tmp / "classifier.safetensors"))
-        (tmp / "head.json").write_text(json.dumps({**meta, "pooling": model.pooling.mode}, indent=2),
+        steps = list((runm.state.get("model") or {}).get("pooling", {}).get("steps") or [])
+        sentence = getattr(model, "sentence", None)
+        for step, module in zip([s for s in steps if s["step"] == "dense"],
+                                [m for m in (sentence or []) if hasattr(m, "linear")], strict=True):
+            save_file({k: v.detach().contiguous() for k, v in module.linear.state_dict().items()},
+                      str(tmp / f"{step['path']}.safetensors"))
+        (tmp / "head.json").write_text(json.dumps({**meta, "pooling": model.pooling.mode, "steps": steps}, indent=2),
                                        encoding="utf-8")
         (tmp / "README.md").write_text(POOLED_USAGE.format(folder=final.resolve(), read=READ_OUTPUTS[runm.task.kind]),
                                        encoding="utf-8")

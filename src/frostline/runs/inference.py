@@ -29,7 +29,7 @@ from ..data.unlabelled import read_unlabelled
 from ..evaluation.threshold import predict_at
 from ..models.efficientnet import BUNDLED_CNNS
 from ..models.heads import replace_head
-from ..models.load import load_model
+from ..models.load import BUNDLED_TEXT, load_model
 from ..training.prediction import predict as predict_encoded
 from .config import RunConfig, check_types, config_keys
 from .folder import RunFolder
@@ -116,7 +116,7 @@ class PredictionSet:
 
 def rebuild_spec(spec: str, info: dict[str, Any], run: Path) -> str:
     """The model spec to rebuild a run's model from its record, never importing code a run folder names."""
-    if spec == "minilm" or spec in BUNDLED_CNNS:
+    if spec in BUNDLED_TEXT or spec in BUNDLED_CNNS:
         return spec
     if spec.startswith("hf:"):
         source = info.get("source") or spec[3:]
@@ -285,11 +285,18 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
     state, cfg = run_state(path)
     info = state.get("model") or {}
     spec = model or rebuild_spec(cfg.model, info, Path(path))
-    pooling = (info.get("pooling") or {}).get("mode") or cfg.pooling
+    recorded_pooling = info.get("pooling") or {}
+    # a run recorded with its pipeline rebuilds it as chosen then; an older one had its pooling alone
+    pooling = cfg.pooling if "pipeline" in recorded_pooling else recorded_pooling.get("mode") or cfg.pooling
     labels = list(state["label_names"])
     with status(f"loading the run's model ({spec})"):
         torch.manual_seed(cfg.seed)  # as in training: a base built with random weights comes out the same
         loaded = load_model(spec, pooling=pooling)
+        if "pipeline" in recorded_pooling and loaded.pooling is not None and \
+                loaded.pooling.pipeline != recorded_pooling["pipeline"]:
+            raise FrostlineError(f"model {spec!r} now pools as {' -> '.join(loaded.pooling.pipeline)}, but run {path} "
+                                 f"was trained on {' -> '.join(recorded_pooling['pipeline'])} (its modules.json "
+                                 "changed?); restore the model folder the run was trained from")
         recorded = (state.get("base") or {}).get("sha256")
         if recorded and state_hash(loaded.model) != recorded:
             raise FrostlineError(
