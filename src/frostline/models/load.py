@@ -27,9 +27,9 @@ from torch import nn
 
 from ..core.errors import FrostlineError, did_you_mean
 from .efficientnet import BUNDLED_CNNS, load_efficientnet
-from .mpnet import mpnet_dir
 from .heads import HeadInfo, find_head, replace_head
 from .inputs import ImageInputs, from_preprocessor, resolve_inputs
+from .mpnet import mpnet_dir
 from .pooling import (
     PooledTextClassifier,
     PoolingChoice,

@@ -24,7 +24,7 @@ the sentence pipeline's later steps (``sentence``: Dense, Normalize; only with `
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -212,7 +212,7 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     run.bn = resolve_bn(model, config.bn)  # on the model as loaded: a resumed run decides as the first one did
     if config.bn == "auto" and run.bn == "train":
         log.warning("--bn auto: the BatchNorm running statistics were never updated (mean 0, variance 1: a model not "
-                    "trained yet), so trainable BatchNorm layers train with batch statistics (--bn train)")
+                    "trained yet), so BatchNorm layers that train use batch statistics (--bn train)")
     if resume is not None:
         restore_run(run, resume)
     run.plan = run.plan_at(run.start)
