@@ -66,3 +66,18 @@ def test_no_stack_is_a_clear_error():
 
     with pytest.raises(fl.FrostlineError, match="has no stack of blocks"):
         fl.discover_blocks(nn.Linear(4, 2))
+
+
+def test_an_embedding_registered_after_the_stack_is_stem_not_post():
+    """MPNet's encoder registers its shared relative position bias after its layers; it feeds every layer, so
+    training it under partial:N would change what the frozen (cached) layers compute."""
+    from transformers import MPNetConfig, MPNetModel
+
+    from frostline.models.blocks import discover_blocks
+
+    config = MPNetConfig(vocab_size=60, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=40)
+    layout = discover_blocks(MPNetModel(config), head=None)
+    assert layout.blocks == ("encoder.layer.0", "encoder.layer.1", "encoder.layer.2")
+    assert layout.stem == ("embeddings", "encoder.relative_attention_bias")
+    assert "encoder.relative_attention_bias" not in layout.post

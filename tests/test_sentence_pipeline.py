@@ -123,8 +123,10 @@ def test_a_run_records_reloads_and_exports_the_pipeline(st_folder, tmp_path):
     assert result.exit_code == 0, result.output
     recorded = json.loads((out / "state.json").read_text())["model"]["pooling"]
     assert recorded["pipeline"] == ["mean", "dense 2_Dense (tanh)", "normalize"]
+    assert json.loads((out / "state.json").read_text())["model"]["max_seq_length"] == 48
     run = fl.load_run(out)
     assert run.model.sentence[0].linear.out_features == 24
+    assert run.max_length == 48  # truncated where encode truncates (sentence_bert_config.json), not at 128
     export = tmp_path / "export"
     fl.export_run(out, export)
     head = json.loads((export / "head.json").read_text())

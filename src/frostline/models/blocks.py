@@ -5,7 +5,8 @@ Candidates are ``nn.ModuleList`` / ``nn.Sequential`` containers (Hugging Face ``
 (torchvision ResNet ``layer1..layer4``). The head is never a block. The winner is the candidate with at least
 three blocks holding the most parameters (falling back to two blocks). Parameter-holding modules before the
 stack are the *stem* (embeddings, conv stem); those between the stack and the head are *post* (pooler, final
-norm).
+norm). An embedding registered after the stack (MPNet's shared relative position bias) is stem: it takes indices, and
+feeds every block.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class Blocks:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
         return asdict(self)
+
+
+def _embeddings_only(module: nn.Module) -> bool:
+    """Whether every parameter-holding leaf of ``module`` is an ``nn.Embedding`` (MPNet's shared
+    ``encoder.relative_attention_bias``, registered after the layers but feeding every one of them)."""
+    leaves = [m for m in module.modules() if next(m.parameters(recurse=False), None) is not None]
+    return bool(leaves) and all(isinstance(m, nn.Embedding) for m in leaves)
 
 
 def _has_params(module: nn.Module) -> bool:
@@ -136,8 +144,8 @@ def _partition(model: nn.Module, blocks: list[str], head: str | None) -> tuple[l
             holds_head = head is not None and is_within(head, path)
             if holds_stack or holds_head:
                 visit(path, child)
-            else:
-                (post if seen_stack else stem).append(path)
+            else:  # an embedding takes indices, never the stack's output: input side wherever it is registered
+                (post if seen_stack and not _embeddings_only(child) else stem).append(path)
 
     visit("", model)
     return stem, post

@@ -36,6 +36,7 @@ from .pooling import (
     build_steps,
     check_pooling,
     describe_native,
+    sentence_max_length,
     sentence_transformers_pooling,
 )
 
@@ -65,6 +66,7 @@ class LoadedModel:
         notes: Things the user should know about how the model was built (random weights, ...).
         source_file: For ``module:function`` specs, the absolute file the function came from.
         inputs: For models without a tokenizer, the image input convention (size, normalisation, where from).
+        max_length: A sentence-transformers folder's ``max_seq_length`` (what ``encode`` truncates at), else ``None``.
     """
 
     model: nn.Module
@@ -76,6 +78,7 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     source_file: str | None = None
     inputs: ImageInputs | None = None
+    max_length: int | None = None
 
 
 def minilm_dir() -> Path:
@@ -348,5 +351,6 @@ def load_model(
         head = find_head(model)
     if tokenizer is None:
         inputs = resolve_inputs(model, inputs)
+    own = sentence_max_length(source) if tokenizer is not None and pooling == "auto" else None
     return LoadedModel(model=model, head=head, spec=spec, tokenizer=tokenizer, source=source, pooling=choice,
-                       notes=notes, source_file=file, inputs=inputs)
+                       notes=notes, source_file=file, inputs=inputs, max_length=own)

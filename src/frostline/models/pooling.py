@@ -138,6 +138,17 @@ def sentence_transformers_pooling(folder: str | Path) -> PoolingChoice | None:
                          f"{stopped}", tuple(steps))
 
 
+def sentence_max_length(folder: str | Path) -> int | None:
+    """A sentence-transformers folder's ``max_seq_length`` (``sentence_bert_config.json``): where ``encode``
+    truncates, ``None`` when it says nothing."""
+    try:
+        config = json.loads((Path(folder) / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        value = config.get("max_seq_length") if isinstance(config, dict) else None
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 class Normalize(nn.Module):
     """L2-normalise each vector (sentence-transformers' ``Normalize``)."""
 

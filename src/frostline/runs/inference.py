@@ -150,8 +150,9 @@ class RunModel:
 
     @property
     def max_length(self) -> int:
-        """Tokens per text, as the run was trained with."""
-        return text_length(self.config.max_length, self.model, self.tokenizer)
+        """Tokens per text, as the run was trained with (runs before 13/18 recorded no ``max_seq_length``: 128)."""
+        own = (self.state.get("model") or {}).get("max_seq_length")
+        return text_length(self.config.max_length, self.model, self.tokenizer, own=own)
 
     @property
     def inputs(self) -> ImageInputs:

@@ -49,12 +49,15 @@ def max_positions(model: torch.nn.Module, tokenizer: Any) -> int | None:
     return min(usable) if usable else None
 
 
-def text_length(max_length: int | None, model: torch.nn.Module, tokenizer: Any, spec: str = "the model") -> int:
-    """The truncation length of a run: ``max_length`` if the model accepts it (else an error), by default 128 or the
-    model's own limit when lower."""
+def text_length(max_length: int | None, model: torch.nn.Module, tokenizer: Any, spec: str = "the model",
+                own: int | None = None) -> int:
+    """The truncation length of a run: ``max_length`` if the model accepts it (else an error), by default the
+    sentence-transformers folder's ``max_seq_length`` (``own``, what ``encode`` truncates at), else 128; never more
+    than the model's own limit."""
     limit = max_positions(model, tokenizer) if tokenizer is not None else None
     if max_length is None:
-        return min(DEFAULT_MAX_LENGTH, limit) if limit else DEFAULT_MAX_LENGTH
+        default = own or DEFAULT_MAX_LENGTH
+        return min(default, limit) if limit else default
     if limit is not None and max_length > limit:
         raise FrostlineError(f"--max-length {max_length} is more than {spec!r} accepts ({limit} tokens); use "
                              f"--max-length {limit} or less")
@@ -67,7 +70,8 @@ def model_record(loaded: LoadedModel, inputs: ImageInputs | None = None) -> dict
 
     ``inputs`` is an image run's convention as applied (the run's size); ``model_size`` the model's own."""
     record = {"spec": loaded.spec, "source": loaded.source, "source_file": loaded.source_file,
-              "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes}
+              "pooling": loaded.pooling.to_dict() if loaded.pooling else None, "notes": loaded.notes,
+              "max_seq_length": loaded.max_length}
     if inputs is not None:
         record["inputs"] = {**inputs.to_dict(), "model_size": loaded.inputs.size if loaded.inputs else None}
     return record

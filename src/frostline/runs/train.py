@@ -157,7 +157,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     base_hash = state_hash(loaded.model)  # before the head is replaced: the base the run's changes apply to
     if full.kind == "text" and loaded.tokenizer is None:
         raise FrostlineError(f"{cfg.data} is text but model {cfg.model!r} has no tokenizer; use a text model")
-    length = text_length(cfg.max_length, loaded.model, loaded.tokenizer, cfg.model)
+    length = text_length(cfg.max_length, loaded.model, loaded.tokenizer, cfg.model, loaded.max_length)
     if full.kind != "text" and loaded.tokenizer is not None:
         raise FrostlineError(f"{cfg.data} holds images but model {cfg.model!r} is a text model; use an image model: "
                              "--model efficientnet-lite0 (bundled, pretrained on ImageNet), hf:<vision model folder> "

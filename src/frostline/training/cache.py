@@ -125,19 +125,23 @@ def _stack_edit(model: nn.Module, layout: Blocks, boundary: str, after_stack: bo
     container = layout.container
     module = model.get_submodule(container) if container else model
     edit = Edit()
+    # a stem module registered after the stack (MPNet's shared position bias) feeds the trainable blocks too: it
+    # stays live (frozen, called as before), never the stub nor skipped
+    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    stem = [s for s in layout.stem if order[s] < order[layout.blocks[-1]]]
     if isinstance(module, nn.ModuleList | nn.Sequential):
         names = _child_paths(model, container)
         last_block = names.index(layout.blocks[-1])
         edit.tails[container] = last_block + 1 if after_stack else names.index(boundary)
-        if layout.stem:
-            edit.stub, edit.identity = layout.stem[0], list(layout.stem[1:])
+        if stem:
+            edit.stub, edit.identity = stem[0], list(stem[1:])
         else:
             edit.prepend_stub = container
         return edit
     children = _child_paths(model, container)
     cut = max(children.index(b) for b in layout.blocks) + 1 if after_stack else children.index(boundary)
     before = children[:cut]
-    chain = [*[s for s in layout.stem if s not in before], *before]
+    chain = [*[s for s in stem if s not in before], *before]
     edit.stub, edit.identity = chain[0], chain[1:]
     return edit
 
