@@ -139,14 +139,20 @@ def sentence_transformers_pooling(folder: str | Path) -> PoolingChoice | None:
 
 
 def sentence_max_length(folder: str | Path) -> int | None:
-    """A sentence-transformers folder's ``max_seq_length`` (``sentence_bert_config.json``): where ``encode``
-    truncates, ``None`` when it says nothing."""
-    try:
-        config = json.loads((Path(folder) / "sentence_bert_config.json").read_text(encoding="utf-8"))
-        value = config.get("max_seq_length") if isinstance(config, dict) else None
-    except (OSError, ValueError):
+    """A sentence-transformers folder's ``max_seq_length``: where ``encode`` truncates (``sentence_bert_config.json``;
+    sentence-transformers 6 keeps it as the tokenizer's ``model_max_length``), ``None`` when it says nothing."""
+    root = Path(folder)
+    if not (root / "modules.json").is_file():
         return None
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            config = json.loads((root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000:
+            return int(value)
+    return None
 
 
 class Normalize(nn.Module):
