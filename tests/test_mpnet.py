@@ -36,9 +36,9 @@ STRATEGIES = ["linear-probe", "partial:2", "gradual", "lp-ft", "full", "auto-fre
 
 
 def _config(tmp_path, strategy: str, name: str, **extra) -> RunConfig:
+    options = {"max_samples": 90, "max_length": 32, "epochs": 2, "batch_size": 16, "dedup": True, **extra}
     return RunConfig(model="mpnet", data=str(demo_data_path()), text_column="1", label_column="0", header=False,
-                     max_samples=90, max_length=32, epochs=2, batch_size=16, strategy=strategy, dedup=True,
-                     out=str(tmp_path / name), **extra)
+                     strategy=strategy, out=str(tmp_path / name), **options)
 
 
 def test_mpnet_is_found_with_its_blocks_head_and_pipeline():
