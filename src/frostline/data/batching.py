@@ -63,6 +63,12 @@ class Encoded:
             self.ids = tokenizer(list(ds.inputs), truncation=True, max_length=max_length)["input_ids"]
             self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.lengths = np.array([len(x) for x in self.ids]) if self.ids else None
+        self.max_length = max_length
+
+    @property
+    def truncated(self) -> int:
+        """How many texts reached ``max_length`` tokens: cut there (or, rarely, exactly that long)."""
+        return int((self.lengths >= self.max_length).sum()) if self.lengths is not None else 0
 
     def __len__(self) -> int:
         return len(self.ds)

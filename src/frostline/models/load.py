@@ -351,6 +351,6 @@ def load_model(
         head = find_head(model)
     if tokenizer is None:
         inputs = resolve_inputs(model, inputs)
-    own = sentence_max_length(source) if tokenizer is not None and pooling == "auto" else None
+    own = sentence_max_length(source) if tokenizer is not None else None  # the model's, whatever the pooling
     return LoadedModel(model=model, head=head, spec=spec, tokenizer=tokenizer, source=source, pooling=choice,
                        notes=notes, source_file=file, inputs=inputs, max_length=own)

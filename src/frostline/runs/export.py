@@ -44,6 +44,7 @@ from transformers import AutoModel, AutoTokenizer
 
 folder = "{folder}"
 tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+# transformers may report pooler.dense as MISSING / newly initialised: harmless, this head does not use the pooler
 head, meta = load_file(f"{{folder}}/classifier.safetensors"), json.load(open(f"{{folder}}/head.json"))
 batch = tokenizer(["your text"], padding=True, truncation=True, max_length=meta["max_length"], return_tensors="pt")
 with torch.no_grad():

@@ -329,9 +329,12 @@ def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text
     if ds.kind == "image" and runm.tokenizer is not None:
         raise FrostlineError(f"{data} is an image folder but the run's model is a text model")
     ds = runm.unlabelled(ds)
+    enc = Encoded(ds, runm.tokenizer, runm.max_length, image_inputs=runm.inputs)
+    if enc.truncated:
+        print(f"note: {enc.truncated} of {len(ds)} texts were cut to {runm.max_length} tokens, as in training",
+              file=sys.stderr)
     with status(f"predicting {len(ds)} samples"):
-        pred = predict_encoded(runm.model, Encoded(ds, runm.tokenizer, runm.max_length, image_inputs=runm.inputs),
-                               batch_size, task=runm.task)
+        pred = predict_encoded(runm.model, enc, batch_size, task=runm.task)
     result = runm.result(names, pred.probs)
     if out == "-":
         sys.stdout.write(result.to_csv())

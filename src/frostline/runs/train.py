@@ -190,6 +190,11 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
         enc = [Encoded(s, loaded.tokenizer, length, augment if s is splits.train else None, inputs)
                for s in (splits.train, splits.val, splits.test)]
+    cut = sum(e.truncated for e in enc)
+    if cut:
+        own = " (where the model's own sentence pipeline truncates)" if loaded.max_length == length else ""
+        echo(f"note: {cut} of {sum(len(e) for e in enc)} texts were cut to {length} tokens{own}; --max-length sets "
+             "another length")
     check_forward(loaded.model, enc[0], cfg.model)
     state = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     with status("checking the splits for leakage"):
