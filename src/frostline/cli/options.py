@@ -52,7 +52,8 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "epochs": (int, typer.Option(help="Epochs.")),
     "batch_size": (int, typer.Option(help="Training batch size.")),
     "eval_batch_size": (int, typer.Option(help="Evaluation batch size.")),
-    "lr": (float, typer.Option(help="Learning rate of pretrained parts.")),
+    "lr": (float | None, typer.Option(help="Learning rate of pretrained parts (and adapters). Unset: 1e-4, or the "
+                                    "rate the strategy's paper used: lora 5e-4, ia3 3e-3, bitfit 1e-3.")),
     "head_lr": (float, typer.Option(help="Learning rate of the new head.")),
     "weight_decay": (float, typer.Option(help="Weight decay (not on biases and norms).")),
     "optimizer": (str, typer.Option(help="adamw | adam | sgd (momentum 0.9).")),

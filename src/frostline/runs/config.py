@@ -16,6 +16,8 @@ from ..training.optim import OPTIMIZERS
 from ..training.records import TrainConfig
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+#: the learning rate of pretrained parts without ``--lr``, for strategies that name none of their own
+BODY_LR = 1e-4
 #: Other names of keys, as the command line spells them (``--limit`` is ``max_samples``).
 ALIASES = {"limit": "max_samples"}
 
@@ -56,7 +58,7 @@ class RunConfig:
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128
-    lr: float = 1e-4
+    lr: float | None = None  # unset: the strategy's own (:func:`body_lr`)
     head_lr: float = 1e-2
     weight_decay: float = 0.01
     optimizer: str = "adamw"
@@ -159,10 +161,17 @@ class RunConfig:
         _check_out(Path(self.out))
         return self
 
+    def body_lr(self) -> float:
+        """``--lr``, or without it the strategy's own: the rate its paper used for PEFT strategies (``lora`` 5e-4,
+        ``ia3`` 3e-3, ``bitfit`` 1e-3; :mod:`frostline.training.adapted`), 1e-4 for the others."""
+        from ..training.adapted import default_lr
+
+        return self.lr if self.lr is not None else default_lr(self.strategy) or BODY_LR
+
     def train_config(self) -> TrainConfig:
         """The engine's part of the configuration."""
         names = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names})
+        return TrainConfig(**{**{k: v for k, v in asdict(self).items() if k in names}, "lr": self.body_lr()})
 
     def thresholds(self) -> Thresholds:
         """The verdict thresholds."""
@@ -175,7 +184,7 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The keys that must match for a run folder to be resumed (everything but where it is written)."""
-        d = self.to_dict()
+        d = {**self.to_dict(), "lr": self.body_lr()}
         for key in ("out", *PROCESS_KEYS):
             d.pop(key)
         return d

@@ -11,7 +11,9 @@
   (:mod:`frostline.runs.export_images`; the recipe itself is run before the export is kept).
 * Any other model: ``model.safetensors`` with every tensor and ``head.json``; the architecture is your own code.
 
-Each export is checked before it is kept: reloaded the documented way, it must give the run's logits.
+A run with PEFT adapters (``lora``, ``ia3``) is exported merged (PEFT's ``merge_and_unload``): the same architecture
+as its base model, the adapters folded into the weights. Each export is checked before it is kept: reloaded the
+documented way, it must give the run's logits (with the adapters as trained, unmerged).
 """
 
 from __future__ import annotations
@@ -201,6 +203,8 @@ def export_run(run: str | Path, dest: str | Path, model: str | None = None, stat
             if linear.bias is not None:
                 linear.bias.mul_(task.std).add_(task.mean)
     expected = _logits(runm.model, x)
+    if runm.adapters is not None:  # PEFT's merge_and_unload: the export is the plain architecture, adapters folded in
+        runm.adapters.merge()
     if task.kind == "regression" and not torch.allclose(expected, expected_units, atol=1e-4, rtol=1e-4):
         raise FrostlineError("folding the target's mean and standard deviation into the head changed its outputs; "
                              "export not written")  # pragma: no cover (a head that is not one Linear)

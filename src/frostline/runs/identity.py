@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..core.errors import FrostlineError
+from ..training.adapters import adapter_param
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:
@@ -65,13 +66,13 @@ def state_hash(model: nn.Module | dict[str, torch.Tensor]) -> str:
 def changed_tensors(model: nn.Module, initial: dict[str, torch.Tensor], always: str | None = None
                     ) -> dict[str, torch.Tensor]:
     """Tensors of ``model`` that differ from ``initial`` (bit for bit), and every tensor under ``always.``
-    (the new head, whose initial values are random)."""
+    (the new head, whose initial values are random) and every PEFT adapter tensor."""
     prefix = f"{always}." if always else None
     out = {}
     for name, t in model.state_dict().items():
         base = initial.get(name)
-        if (prefix is not None and name.startswith(prefix)) or base is None or base.shape != t.shape \
-                or base.dtype != t.dtype or not torch.equal(base, t.detach().to(base.device)):
+        if (prefix is not None and name.startswith(prefix)) or adapter_param(name) or base is None \
+                or base.shape != t.shape or base.dtype != t.dtype or not torch.equal(base, t.detach().to(base.device)):
             out[name] = t
     return out
 

@@ -30,6 +30,7 @@ from ..evaluation.threshold import predict_at
 from ..models.efficientnet import BUNDLED_CNNS
 from ..models.heads import replace_head
 from ..models.load import BUNDLED_TEXT, load_model
+from ..training.adapters import AdapterSpec, Attached, attach, check_paths
 from ..training.prediction import predict as predict_encoded
 from .config import RunConfig, check_types, config_keys
 from .folder import RunFolder
@@ -147,6 +148,7 @@ class RunModel:
     config: RunConfig
     path: Path
     state: dict[str, Any]
+    adapters: Attached | None = None  # PEFT adapters in the model (export merges them)
 
     @property
     def max_length(self) -> int:
@@ -307,9 +309,14 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
         task = Task.from_dict(state.get("task"))
         replace_head(loaded.model, task.outputs(labels), labels=None if task.kind == "regression" else labels,
                      dropout=(state.get("head") or {}).get("dropout"), problem_type=task.problem_type)
+        attached = None
+        if state.get("adapters") is not None:  # the PEFT adapters the run trained, rebuilt from their record
+            spec = AdapterSpec.from_dict(state["adapters"], f"{path}/state.json")
+            check_paths(loaded.model, spec, f"run {path}")
+            attached = attach(loaded.model, spec, cfg.seed)
         run.load_weights(loaded.model, state)
     loaded.model.eval()
-    return RunModel(loaded.model, loaded.tokenizer, labels, cfg, Path(path), state)
+    return RunModel(loaded.model, loaded.tokenizer, labels, cfg, Path(path), state, attached)
 
 
 def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text_column: str | None = None,

@@ -80,7 +80,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
                 "device": result.device, "precision": result.precision,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                 "resumed_from_epoch": resume.next_epoch if resume else None, "bn": bn_record(model, result.bn),
-                "budget": {"epochs": cfg.epochs, "epochs_run": len(result.history), "lr": cfg.lr,
+                "budget": {"epochs": cfg.epochs, "epochs_run": len(result.history), "lr": cfg.body_lr(),
                            "head_lr": cfg.head_lr, "batch_size": cfg.batch_size, "schedule": cfg.schedule,
                            "probe": next((h["probe"] for h in result.history if h.get("probe")), None),
                            "converged": result.converged},

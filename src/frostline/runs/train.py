@@ -29,10 +29,12 @@ from ..models.heads import find_head, replace_head
 from ..models.load import LoadedModel
 from ..models.parts import model_parts
 from ..reporting.html import write_run_report
+from ..training.adapters import initial_state as adapter_initial
 from ..training.distributed import Dist, launch
 from ..training.engine import fit
 from ..training.fabric import resolve_device
 from ..training.head_inputs import HeadInputs
+from ..training.plans import Strategy
 from ..training.prediction import predict
 from ..training.records import EpochRecord, NonFiniteLoss
 from ..training.schedule import PlanOptimizer
@@ -275,7 +277,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
             echo(f"{run.path}: run already complete, reusing its results")
             return RunResult(cfg.strategy, run.path, run.metrics(), reused=True)
     prepared = prepared or prepare(cfg, status=status, echo=echo)
-    model, labels = prepared.loaded.model, prepared.splits.label_names
+    model = prepared.loaded.model
     strategy = parse_strategy(cfg.strategy, model)
     if strategy.ready:
         strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
@@ -296,9 +298,23 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     if strategy.needs_data:  # scored on the starting weights, also when resuming: the choice repeats exactly
         with status(f"{strategy}: scoring the model on the training data"):
             strategy.setup(model, prepared.train, cfg.seed)
+    try:
+        return _train_attached(cfg, prepared, strategy, run, state, identity, dist, base, progress, echo, status)
+    finally:
+        strategy.detach(model)  # adapters out again: a comparison's next strategy starts from the base model
+
+
+def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run: RunFolder,
+                    state: dict[str, Any] | None, identity: dict[str, Any], dist: Dist | None, base: dict[str, Any],
+                    progress: Progress | None, echo: Callable[[str], None], status: Status) -> RunResult:
+    """The rest of :func:`train`, with the strategy's adapters (if any) in the model."""
+    model, labels = prepared.loaded.model, prepared.splits.label_names
+    strategy.attach(model, cfg.seed)
+    adapters = strategy.adapters
+    initial = adapter_initial(model, prepared.initial_state) if adapters is not None else prepared.initial_state
     run.write_config(cfg.to_dict())
     head, model_info = _head_record(prepared), model_record(prepared.loaded, prepared.inputs)
-    keeper = Checkpointer(run.path, model, prepared.initial_state, prepared.loaded.head.name,
+    keeper = Checkpointer(run.path, model, initial, prepared.loaded.head.name,
                           {"label_names": labels, "head": head, "task": prepared.task.to_dict()}, run.log)
     if dist is not None and not dist.main:
         dist.barrier()  # rank 0 has cleaned the folder of half-written checkpoints
@@ -363,6 +379,7 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     run.write_state({"complete": True, **identity, "epochs_run": len(result.history),
                      "best_epoch": result.best_epoch, "label_names": labels, "head": head, "model": model_info,
                      "task": prepared.task.to_dict(), "data_path": metrics["data"]["path"],
+                     **({"adapters": adapters.to_dict()} if adapters is not None else {}),
                      "plan": {k: frozen[k] for k in ("trainable", "frozen", "total", "pinned", "bn")},
                      "threshold": {"positive": th.get("positive"), "chosen": chosen["threshold"] if chosen else None,
                                    "objective": chosen["objective"] if chosen else None,

@@ -198,6 +198,10 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
             resume: Resume | None, status: Status, task: Task) -> _Run:
     """Device, optimizer, the state of an interrupted run, the first plan, the frozen-prefix cache."""
     fabric, precision = make_fabric(config.accelerator, config.precision, config.seed)
+    if strategy.needs_data and not strategy.ready:
+        with status(f"{strategy}: scoring the model on the training data"):
+            strategy.setup(model, train, config.seed)
+    strategy.attach(model, config.seed)  # PEFT adapters (once): in the parts, the optimizer and the checksums
     parts = model_parts(model)
     steps_per_epoch = train.num_batches(config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -206,9 +210,6 @@ def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, 
     popt = PlanOptimizer(model, config.optimizer, config.weight_decay, schedule, **extra)
     run = _Run(model, train, val, strategy, config, status, task, fabric, precision, parts, steps_per_epoch, popt)
     run.params = dict(model.named_parameters())
-    if strategy.needs_data and not strategy.ready:
-        with status(f"{strategy}: scoring the model on the training data"):
-            strategy.setup(model, train, config.seed)
     run.bn = resolve_bn(model, config.bn)  # on the model as loaded: a resumed run decides as the first one did
     if config.bn == "auto" and run.bn == "train":
         log.warning("--bn auto: the BatchNorm running statistics were never updated (mean 0, variance 1: a model not "

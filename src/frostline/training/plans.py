@@ -40,8 +40,9 @@ class Strategy:
 
     Automatic strategies (:mod:`frostline.training.auto`) also use the hooks below; the engine calls them in this
     order: :meth:`setup` once before the first epoch (``needs_data``: scored on the training data, on the starting
-    weights), :meth:`restore` when a run resumes, :meth:`observe` after each backward pass (``watches_gradients``),
-    :meth:`end_epoch` after each epoch (its decision is recorded with the epoch), :meth:`teardown` at the end.
+    weights), :meth:`attach` (adapter strategies inject their adapters), :meth:`restore` when a run resumes,
+    :meth:`observe` after each backward pass (``watches_gradients``), :meth:`end_epoch` after each epoch (its
+    decision is recorded with the epoch), :meth:`teardown` at the end.
     """
 
     name = "strategy"
@@ -65,6 +66,17 @@ class Strategy:
 
     def teardown(self, model: nn.Module) -> None:
         """Undo what :meth:`setup` put on the model (element masks)."""
+
+    def attach(self, model: nn.Module, seed: int) -> None:
+        """Add what the strategy trains beside the model's own tensors (PEFT adapters), once, in place."""
+
+    def detach(self, model: nn.Module) -> None:
+        """Take out what :meth:`attach` added: the model is its base model again."""
+
+    @property
+    def adapters(self) -> Any:
+        """The :class:`~frostline.training.adapters.AdapterSpec` of an adapter strategy, else ``None``."""
+        return None
 
     def restore(self, history: list[dict[str, Any]]) -> None:
         """Take back the decisions recorded in an interrupted run's history (``history[].auto``)."""

@@ -16,6 +16,8 @@ and the scheduler drives it from then on.
 ``surgical:SELECTOR``       only what SELECTOR matches (e.g. ``surgical:blocks:0-1``), plus the head
 ==========================  ==========================================================================
 
+Parameter-efficient strategies (``lora``, ``ia3``, ``bitfit``) are in :mod:`frostline.training.adapted`.
+
 Strategies that measure before they freeze (``surgical:auto``, ``mask:fisher``, ``auto-freeze``) are in
 :mod:`frostline.training.auto`.
 """
@@ -28,11 +30,13 @@ from ..core.errors import FrostlineError, did_you_mean
 from ..freezing.importance import check_score
 from ..freezing.select import resolve_params
 from ..models.parts import Part
+from .adapted import KINDS as ADAPTED_KINDS
+from .adapted import parse_adapted
 from .auto import parse_auto
 from .plans import EpochPlan, Group, Strategy
 
 STRATEGY_NAMES = ("linear-probe", "partial", "full", "gradual", "discriminative", "lp-ft", "surgical", "auto-freeze",
-                  "mask")
+                  "mask", "lora", "ia3", "bitfit")
 
 
 class LinearProbe(Strategy):
@@ -194,6 +198,8 @@ def parse_strategy(spec: str, model: nn.Module | None = None) -> Strategy:
         return LPFT(int(_number(arg, int, spec, "'lp-ft:K' with K >= 1 linear-probe epochs")) if arg else 1)
     if kind in ("auto-freeze", "mask") or (kind == "surgical" and arg.partition(":")[0] == "auto"):
         return parse_auto(kind, arg, spec, model)
+    if kind in ADAPTED_KINDS:
+        return parse_adapted(kind, arg, spec, model)
     if kind == "surgical":
         if not arg:
             raise FrostlineError("strategy 'surgical' needs a selector, e.g. surgical:blocks:0-1 or surgical:stem")
@@ -202,6 +208,7 @@ def parse_strategy(spec: str, model: nn.Module | None = None) -> Strategy:
         return Surgical(arg, model)
     raise FrostlineError(
         f"unknown strategy {spec!r}; expected one of linear-probe, partial:N, full, gradual, discriminative[:F], "
-        f"lp-ft[:K], surgical:SELECTOR, surgical:auto[:K[:SCORE]], auto-freeze[:I], mask:fisher:P"
+        f"lp-ft[:K], surgical:SELECTOR, surgical:auto[:K[:SCORE]], auto-freeze[:I], mask:fisher:P, "
+        f"lora[:r=R][:alpha=A][:dropout=P][:blocks=SEL][:targets=NAMES], lora:auto[:K], ia3[:blocks=SEL], bitfit"
         f"{did_you_mean(kind, STRATEGY_NAMES)}"
     )
