@@ -126,3 +126,25 @@ def tiny_hf_dir(tmp_path_factory) -> str:
 @pytest.fixture
 def text_file(tmp_path) -> str:
     return make_text_file(tmp_path / "data.tsv")
+
+
+def interrupted_then_resumed(cfg, stop_at: str):
+    """``cfg`` run whole (into ``<out>-whole``), and run again interrupted at write point ``stop_at`` then resumed:
+    both results."""
+    from frostline.core import atomic
+    from frostline.runs.config import RunConfig
+    from frostline.runs.train import train
+
+    whole = train(RunConfig(**{**cfg.to_dict(), "out": cfg.out + "-whole"}), echo=lambda _s: None)
+
+    def stop(name: str) -> None:
+        if name == stop_at:
+            raise KeyboardInterrupt
+
+    atomic.fault_hook = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, echo=lambda _s: None)
+    finally:
+        atomic.fault_hook = None
+    return whole, train(cfg, echo=lambda _s: None)

@@ -163,28 +163,13 @@ def test_auto_freeze_cache_stays_exact_and_the_boundary_only_grows():
 
 def _interrupted_then_resumed(tmp_path, tiny_hf_dir, strategy: str, stop_at: str):
     """A whole run, and the same run interrupted at ``stop_at`` then resumed: both folders."""
-    from frostline.core import atomic
     from frostline.runs.config import RunConfig
-    from frostline.runs.train import train
-    from tests.conftest import make_text_file
+    from tests.conftest import interrupted_then_resumed, make_text_file
 
     data = make_text_file(tmp_path / "d.tsv", n=80)
     cfg = RunConfig(model=f"hf:{tiny_hf_dir}", data=data, text_column="1", label_column="0", strategy=strategy,
                     epochs=4, batch_size=8, lr=1e-3, out=str(tmp_path / "r"))
-    whole = train(RunConfig(**{**cfg.to_dict(), "out": str(tmp_path / "whole")}), echo=lambda _s: None)
-
-    def stop(name: str) -> None:
-        if name == stop_at:
-            raise KeyboardInterrupt
-
-    atomic.fault_hook = stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg, echo=lambda _s: None)
-    finally:
-        atomic.fault_hook = None
-    resumed = train(cfg, echo=lambda _s: None)
-    return whole, resumed
+    return interrupted_then_resumed(cfg, stop_at)
 
 
 @pytest.mark.parametrize("strategy", ["auto-freeze", "surgical:auto:1", "mask:fisher:5"])

@@ -181,4 +181,6 @@ def test_run_config_defaults_equal_the_engine_defaults():
 
     shared = {f.name for f in fields(TrainConfig)} & {f.name for f in fields(RunConfig)}
     assert len(shared) == len(fields(TrainConfig)) - 1  # all but restore_best (train restores from disk)
-    assert {k: getattr(RunConfig(), k) for k in shared} == {k: getattr(TrainConfig(), k) for k in shared}
+    assert {k: getattr(RunConfig().train_config(), k) for k in shared} == \
+        {k: getattr(TrainConfig(), k) for k in shared}
+    assert RunConfig().lr is None and RunConfig().body_lr() == TrainConfig().lr  # unset: the strategy's own

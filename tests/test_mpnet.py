@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import frostline as fl
-from frostline.core import atomic
 from frostline.runs.config import RunConfig
 from frostline.runs.demo import demo_data_path
 from frostline.runs.train import train
+from tests.conftest import interrupted_then_resumed
 
 
 def _has_mpnet() -> bool:
@@ -71,20 +71,7 @@ def test_every_strategy_runs_on_mpnet(tmp_path, strategy):
 
 
 def test_an_interrupted_mpnet_run_resumes_exactly(tmp_path):
-    whole = train(_config(tmp_path, "partial:2", "whole"), echo=lambda _s: None)
-
-    def stop(name: str) -> None:
-        if name == "epoch-0001:renamed":
-            raise KeyboardInterrupt
-
-    cfg = _config(tmp_path, "partial:2", "cut")
-    atomic.fault_hook = stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg, echo=lambda _s: None)
-    finally:
-        atomic.fault_hook = None
-    resumed = train(cfg, echo=lambda _s: None)
+    whole, resumed = interrupted_then_resumed(_config(tmp_path, "partial:2", "cut"), "epoch-0001:renamed")
     assert resumed.resumed_from == 1
     for f in ("model.safetensors", "predictions.csv"):
         assert (resumed.out / f).read_bytes() == (whole.out / f).read_bytes(), f

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from torch import nn
 
 from ..core.errors import FrostlineError
 from ..freezing.check import check_model
@@ -79,6 +80,8 @@ def inspect(
     text_column: Annotated[str | None, typer.Option(help="Text column of --data.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of --data.")] = None,
     score: Annotated[str, typer.Option(help="rgn | fisher | relevance: the score --importance shows.")] = "rgn",
+    strategy: Annotated[str | None, typer.Option(help="Preview what a strategy trains in its first epoch (for "
+                                                 "lora / ia3: the layers it adapts and its trainable count).")] = None,
 ) -> None:
     """Show the module tree (parameters, trainable / frozen, norm statistics), the head and the blocks.
 
@@ -93,12 +96,15 @@ def inspect(
         if data is not None:
             raise FrostlineError("--data is for --importance; add --importance to score the model on it")
         loaded, plan = _prepare(model, freeze_, freeze_except, bn, num_classes, pooling)
+    if strategy is not None and plan is not None:
+        raise FrostlineError("--strategy and --freeze are two plans; preview one at a time")
+    preview = strategy_preview(loaded.model, strategy) if strategy is not None else None
     layout = discover_blocks(loaded.model, loaded.head.name)
     choice = loaded.pooling.to_dict() if loaded.pooling else None
     if as_json:
         print_json({"model": model, "head": loaded.head.to_dict(), "pooling": choice, "blocks": layout.to_dict(),
                     "inputs": loaded.inputs.to_dict() if loaded.inputs else None,
-                    "plan": plan.to_dict() if plan else None})
+                    "plan": plan.to_dict() if plan else None, "strategy": preview})
         return
     console.print(summary_table(loaded.model, depth, title=f"{model}: {type(loaded.model).__name__}",
                                 scores=scores, score_name=f"importance ({score})"))
@@ -113,6 +119,34 @@ def inspect(
                   f"post: {', '.join(layout.post) or '-'}")
     if plan is not None:
         console.print(f"[bold]plan[/]: {plan}", highlight=False)
+    if preview is not None:
+        console.print(f"[bold]strategy[/] {escape(preview['text'])}", highlight=False)
+
+
+def strategy_preview(model: nn.Module, spec: str) -> dict[str, Any]:
+    """Apply ``spec``'s first-epoch plan to ``model`` (adapters attached): what it adapts and trains."""
+    from ..freezing.plan import set_trainable
+    from ..models.parts import model_parts
+    from ..training.strategies import parse_strategy
+
+    strategy = parse_strategy(spec, model)
+    if strategy.needs_data:
+        raise FrostlineError(f"strategy {spec!r} chooses its blocks from importance scores on your data: see the "
+                             "scores with frostline inspect MODEL --importance --data FILE (or frostline importance)")
+    strategy.attach(model, 0)
+    epoch = strategy.plan(0, model_parts(model), 1e-4, 1e-2)
+    done = set_trainable(model, epoch.params)
+    total = done.trainable + done.frozen
+    counts = f"trainable {done.trainable:,} of {total:,} ({100 * done.trainable / max(total, 1):.2f}%)"
+    spec_ = strategy.adapters
+    if spec_ is None:
+        return {"strategy": str(strategy), "plan": epoch.note, "trainable": done.trainable, "total": total,
+                "text": f"{strategy}: {epoch.note}; {counts}"}
+    what = (f"LoRA r={spec_.r} alpha={spec_.alpha:g} dropout {spec_.dropout:g}" if spec_.kind == "lora"
+            else "(IA)3")
+    return {"strategy": str(strategy), "plan": epoch.note, "trainable": done.trainable, "total": total,
+            "adapters": spec_.to_dict(),
+            "text": f"{strategy}: {what} on {len(spec_.targets)} layers ({', '.join(spec_.targets)}) + head; {counts}"}
 
 
 @app.command()

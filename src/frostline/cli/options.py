@@ -49,7 +49,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
                                        "model's own) | native | cls | pooler | mean | max.")),
     "probe": (str, typer.Option(help="Head-only plans on cached features: auto / lbfgs fit the convex probe to "
                                      "convergence (L2 by cross-validation); sgd trains it for the epochs.")),
-    "epochs": (int, typer.Option(help="Epochs.")),
+    "epochs": (int | None, typer.Option(help="Epochs. Unset: 3, or 10 for lora, ia3 and bitfit.")),
     "batch_size": (int, typer.Option(help="Training batch size.")),
     "eval_batch_size": (int, typer.Option(help="Evaluation batch size.")),
     "lr": (float | None, typer.Option(help="Learning rate of pretrained parts (and adapters). Unset: 1e-4, or the "

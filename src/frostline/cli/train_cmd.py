@@ -24,7 +24,9 @@ from .status import status
 
 OutOpt = Annotated[str, typer.Option(help="Run folder (resumed if interrupted, never overwritten).")]
 STRATEGY_HELP = ("linear-probe | partial:N | full | gradual | discriminative[:F] | lp-ft[:K] | surgical:SELECTOR "
-                 "(e.g. surgical:blocks:0-1)")
+                 "(e.g. surgical:blocks:0-1) | surgical:auto[:K[:SCORE]] | auto-freeze[:I] | mask:fisher:P | "
+                 "lora[:KEY=VALUE...] with keys r, alpha, dropout, blocks, targets (e.g. lora:r=16:blocks=last:2) | "
+                 "lora:auto[:K] | ia3[:blocks=SEL] [:targets=NAMES] | bitfit")
 
 
 @contextmanager

@@ -46,7 +46,16 @@ def auto_html(auto: dict[str, Any] | None, history: list[dict[str, Any]]) -> str
         return ""
     from . import plots
 
-    out = [f"<h2>{escape(auto['strategy'])}: what it measured</h2>"]
+    adapters = auto.get("adapters")
+    out = [f"<h2>{escape(auto['strategy'])}: what it {'adapts' if adapters else 'measured'}</h2>"]
+    if adapters:
+        what = (f"LoRA (rank {adapters['r']}, alpha {adapters['alpha']:g}, dropout {adapters['dropout']:g})"
+                if adapters["kind"] == "lora" else "(IA)3 scaling vectors")
+        ff = f"; feed-forward (input scaled): {len(adapters['feedforward'])}" if adapters.get("feedforward") else ""
+        out.append(f"<p>{what} from PEFT {escape(adapters.get('peft', ''))} on {len(adapters['targets'])} layers"
+                   f"{ff}; the base model stayed frozen (checksummed), only the adapters and the head trained, and "
+                   "the run folder holds only them.</p><ul>"
+                   + "".join(f"<li><code>{escape(t)}</code></li>" for t in adapters["targets"]) + "</ul>")
     scores = auto.get("importance")
     if scores:
         kinds = list(scores["scores"])

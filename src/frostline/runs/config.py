@@ -16,8 +16,8 @@ from ..training.optim import OPTIMIZERS
 from ..training.records import TrainConfig
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
-#: the learning rate of pretrained parts without ``--lr``, for strategies that name none of their own
-BODY_LR = 1e-4
+#: ``--lr`` (pretrained parts) and ``--epochs`` when unset, for strategies that name none of their own
+BUDGET_DEFAULTS = {"lr": 1e-4, "epochs": 3}
 #: Other names of keys, as the command line spells them (``--limit`` is ``max_samples``).
 ALIASES = {"limit": "max_samples"}
 
@@ -55,10 +55,10 @@ class RunConfig:
     pooling: str = "auto"
     probe: str = "auto"
     strategy: str = "full"
-    epochs: int = 3
+    epochs: int | None = None  # unset: the strategy's own (:meth:`budget`)
     batch_size: int = 32
     eval_batch_size: int = 128
-    lr: float | None = None  # unset: the strategy's own (:func:`body_lr`)
+    lr: float | None = None  # unset: the strategy's own (:meth:`budget`)
     head_lr: float = 1e-2
     weight_decay: float = 0.01
     optimizer: str = "adamw"
@@ -161,17 +161,23 @@ class RunConfig:
         _check_out(Path(self.out))
         return self
 
-    def body_lr(self) -> float:
-        """``--lr``, or without it the strategy's own: the rate its paper used for PEFT strategies (``lora`` 5e-4,
-        ``ia3`` 3e-3, ``bitfit`` 1e-3; :mod:`frostline.training.adapted`), 1e-4 for the others."""
-        from ..training.adapted import default_lr
+    def budget(self, key: str) -> Any:
+        """``lr`` or ``epochs`` as given, or without it the strategy's own: PEFT strategies take the rate their
+        paper used and 10 epochs (:data:`frostline.training.adapted.DEFAULTS`), the others 1e-4 and 3."""
+        from ..training.adapted import strategy_default
 
-        return self.lr if self.lr is not None else default_lr(self.strategy) or BODY_LR
+        value = getattr(self, key)
+        return value if value is not None else strategy_default(self.strategy, key, BUDGET_DEFAULTS[key])
+
+    def body_lr(self) -> float:
+        """The learning rate of pretrained parts and adapters (:meth:`budget`)."""
+        return self.budget("lr")
 
     def train_config(self) -> TrainConfig:
         """The engine's part of the configuration."""
         names = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{**{k: v for k, v in asdict(self).items() if k in names}, "lr": self.body_lr()})
+        given = {k: v for k, v in asdict(self).items() if k in names}
+        return TrainConfig(**{**given, "lr": self.budget("lr"), "epochs": self.budget("epochs")})
 
     def thresholds(self) -> Thresholds:
         """The verdict thresholds."""
@@ -184,7 +190,7 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The keys that must match for a run folder to be resumed (everything but where it is written)."""
-        d = {**self.to_dict(), "lr": self.body_lr()}
+        d = {**self.to_dict(), "lr": self.budget("lr"), "epochs": self.budget("epochs")}
         for key in ("out", *PROCESS_KEYS):
             d.pop(key)
         return d

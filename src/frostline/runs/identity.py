@@ -9,12 +9,16 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..core.errors import FrostlineError
 from ..training.adapters import adapter_param
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:
@@ -89,3 +93,37 @@ def apply_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], where: str
                              f"the model's is {tuple(state[bad[0]].shape)}")
     model.load_state_dict(tensors, strict=False)
 
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def check_same_run(run: Path, state: dict[str, Any], cfg: RunConfig) -> None:
+    """The run folder ``run`` holds this configuration (lr and epochs as resolved for its strategy)."""
+    from .config import RunConfig
+
+    recorded = {**RunConfig().identity(), **state.get("config", {})}  # options added since: their defaults
+    diff = _differences(recorded, cfg.identity())
+    if diff:
+        raise FrostlineError(f"{run} holds a different run (differs in: {', '.join(diff)}); "
+                             "choose another --out or delete that folder")
+
+
+def check_same_data(run: Path, state: dict[str, Any], hashes: dict[str, str], cfg: RunConfig) -> None:
+    """The data files are the ones the run started with (``hashes``: their content hashes now)."""
+    from .config import flag
+
+    for key, digest in (state.get("data_sha256") or {}).items():
+        if hashes.get(key) != digest:
+            raise FrostlineError(f"{flag(key)} {getattr(cfg, key)} changed since the run in {run} started (its "
+                                 "content hash differs); resuming would train on two different data sets, reusing "
+                                 "would report results of other data: restore the file, or start a new run with "
+                                 "another --out")
+
+
+def check_same_base(run: Path, state: dict[str, Any], identity: dict[str, Any]) -> None:
+    """The base model is the one the run started with."""
+    recorded = (state.get("base") or {}).get("sha256")
+    if recorded and recorded != identity["base"]["sha256"]:
+        raise FrostlineError(f"the base model {identity['config']['model']!r} changed since the run in {run} "
+                             "started (its weights hash differs); restore it, or start a new run with another --out")

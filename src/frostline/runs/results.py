@@ -76,11 +76,11 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     last_epoch = result.history[-1]["epoch"] if result.history else 1
     final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params
     metrics = {
-        "run": {"model": cfg.model, "strategy": str(strategy), "epochs": cfg.epochs, "seed": cfg.seed,
+        "run": {"model": cfg.model, "strategy": str(strategy), "epochs": cfg.budget("epochs"), "seed": cfg.seed,
                 "device": result.device, "precision": result.precision,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
                 "resumed_from_epoch": resume.next_epoch if resume else None, "bn": bn_record(model, result.bn),
-                "budget": {"epochs": cfg.epochs, "epochs_run": len(result.history), "lr": cfg.body_lr(),
+                "budget": {"epochs": cfg.budget("epochs"), "epochs_run": len(result.history), "lr": cfg.body_lr(),
                            "head_lr": cfg.head_lr, "batch_size": cfg.batch_size, "schedule": cfg.schedule,
                            "probe": next((h["probe"] for h in result.history if h.get("probe")), None),
                            "converged": result.converged},

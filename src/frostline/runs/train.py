@@ -41,9 +41,9 @@ from ..training.schedule import PlanOptimizer
 from ..training.strategies import parse_strategy
 from . import checkpoint
 from .checkpointer import Checkpointer
-from .config import RunConfig, flag
+from .config import RunConfig
 from .folder import RunFolder, check_run_out
-from .identity import data_hashes, state_hash
+from .identity import check_same_base, check_same_data, check_same_run, data_hashes, state_hash
 from .precision import choose_precision
 from .precision import describe as describe_precision
 from .results import score_run, split_metrics
@@ -210,10 +210,6 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
                     head_inputs=HeadInputs(loaded.model, find_head(loaded.model).name), inputs=inputs)
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
 def _head_record(prepared: Prepared) -> dict[str, Any]:
     loaded = prepared.loaded
     return {**loaded.head.to_dict(), "pooling": loaded.pooling.to_dict() if loaded.pooling else None}
@@ -223,32 +219,6 @@ def _identity(cfg: RunConfig, prepared: Prepared) -> dict[str, Any]:
     """What makes a run folder this run: configuration, data contents, base model."""
     return {"config": cfg.identity(), "data_sha256": prepared.data_hashes,
             "base": {"spec": cfg.model, "sha256": prepared.base_hash}}
-
-
-def _check_same_run(run: RunFolder, state: dict[str, Any], cfg: RunConfig) -> None:
-    recorded = {**RunConfig().identity(), **state.get("config", {})}  # options added since: their defaults
-    diff = _differences(recorded, cfg.identity())
-    if diff:
-        raise FrostlineError(f"{run.path} holds a different run (differs in: {', '.join(diff)}); "
-                             "choose another --out or delete that folder")
-
-
-def _check_same_data(run: RunFolder, state: dict[str, Any], hashes: dict[str, str], cfg: RunConfig) -> None:
-    """The data files are the ones the run started with (``hashes``: their content hashes now)."""
-    for key, digest in (state.get("data_sha256") or {}).items():
-        if hashes.get(key) != digest:
-            raise FrostlineError(f"{flag(key)} {getattr(cfg, key)} changed since the run in {run.path} started (its "
-                                 "content hash differs); resuming would train on two different data sets, reusing "
-                                 "would report results of other data: restore the file, or start a new run with "
-                                 "another --out")
-
-
-def _check_same_base(run: RunFolder, state: dict[str, Any], identity: dict[str, Any]) -> None:
-    """The base model is the one the run started with."""
-    recorded = (state.get("base") or {}).get("sha256")
-    if recorded and recorded != identity["base"]["sha256"]:
-        raise FrostlineError(f"the base model {identity['config']['model']!r} changed since the run in {run.path} "
-                             "started (its weights hash differs); restore it, or start a new run with another --out")
 
 
 def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress | None = None,
@@ -268,10 +238,10 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     if dist is not None:
         dist.barrier()  # every rank has read the folder before rank 0 writes to it
     if state is not None:
-        _check_same_run(run, state, cfg)
+        check_same_run(run.path, state, cfg)
         if state.get("complete"):
             run.verify_results(state)
-            _check_same_data(run, state, data_hashes(_data_paths(cfg)), cfg)
+            check_same_data(run.path, state, data_hashes(_data_paths(cfg)), cfg)
             checkpoint.remove_all(run.path)
             checkpoint.clean(run.path)
             echo(f"{run.path}: run already complete, reusing its results")
@@ -283,8 +253,8 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
         strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
     identity = _identity(cfg, prepared)
     if state is not None:
-        _check_same_data(run, state, prepared.data_hashes, cfg)
-        _check_same_base(run, state, identity)
+        check_same_data(run.path, state, prepared.data_hashes, cfg)
+        check_same_base(run.path, state, identity)
     else:
         run.write_state({"complete": False, **identity})
     base = prepared.base_metrics(cfg.eval_batch_size, status)
@@ -325,7 +295,7 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
         echo(f"note: {note}")
         run.log(note)
     if resume is not None:
-        echo(f"{run.path}: resuming after epoch {resume.next_epoch} of {cfg.epochs}")
+        echo(f"{run.path}: resuming after epoch {resume.next_epoch} of {cfg.budget('epochs')}")
         run.log(f"resume at epoch {resume.next_epoch + 1}")
     run.log(f"start strategy={strategy} model={cfg.model} data={cfg.data} sizes={prepared.splits.sizes()}")
     started, shown = time.time(), [""]
@@ -359,9 +329,10 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
         if not dist.main:
             dist.barrier()  # ... and the results: every rank returns what it wrote
             return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
-    if result.converged and len(result.history) < cfg.epochs:
+    epochs = cfg.budget("epochs")
+    if result.converged and len(result.history) < epochs:
         done = result.history[-1]["epoch"]
-        rest = f"epoch {cfg.epochs}" if done + 1 == cfg.epochs else f"epochs {done + 1}-{cfg.epochs}"
+        rest = f"epoch {epochs}" if done + 1 == epochs else f"epochs {done + 1}-{epochs}"
         echo(f"the linear probe converged in epoch {done}: {rest} would not change it and were skipped")
     best_tensors = keeper.load_best()
     metrics, test_pred, at = score_run(cfg, prepared, strategy, result, resume, started, head, model_info, base,
