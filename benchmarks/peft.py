@@ -25,6 +25,7 @@ writing), peak memory, and the size of what the run leaves on disk. Data (read a
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -35,9 +36,22 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+# this file is peft.py: its folder must not shadow the peft package; its sibling scripts load by path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-from models import peak_mib  # noqa: E402
+
+def _sibling(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def peak_mib() -> int:
+    """This process's peak resident memory in MiB (``VmHWM``; benchmarks/models.py)."""
+    return _sibling("models").peak_mib()
 
 STRATEGIES = ("lora", "lora:blocks=last:2", "bitfit", "ia3", "partial:2", "full", "lora@32-true")
 TRAINER = "PEFT + Trainer (lora)"
@@ -78,8 +92,15 @@ def trainer(data: str, name: str, out: str, samples: int) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from sklearn.metrics import f1_score
     from torch import nn
-    from transformers import (AutoModel, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
-                              TrainingArguments, get_cosine_schedule_with_warmup)
+    from transformers import (
+        AutoModel,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        get_cosine_schedule_with_warmup,
+    )
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     import frostline as fl
@@ -142,8 +163,7 @@ def trainer(data: str, name: str, out: str, samples: int) -> dict[str, Any]:
 
 
 def data_files(tmp: Path, names: list[str]) -> dict[str, Path]:
-    import probe_reference
-
+    probe_reference = _sibling("probe_reference")
     out: dict[str, Path] = {}
     if "sms" in names:
         if SMS.is_file():
