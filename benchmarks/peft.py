@@ -82,6 +82,7 @@ def one(data: str, name: str, strategy: str, out: str, samples: int) -> dict[str
             "seconds": round(time.perf_counter() - t0, 1), "peak_mib": peak_mib(),
             "folder_kib": round(folder_bytes(Path(out)) / 1024), "trainable": m["history"][-1]["trainable"],
             "epochs_run": m["run"]["budget"]["epochs_run"], "lr": m["run"]["budget"]["lr"],
+            "epoch_seconds": round(sum(m["seconds"]["per_epoch"]) / max(len(m["seconds"]["per_epoch"]), 1), 2),
             "precision": m["run"].get("precision")}
 
 
@@ -152,14 +153,15 @@ def trainer(data: str, name: str, out: str, samples: int) -> dict[str, Any]:
                              disable_tqdm=True, logging_strategy="no", label_names=["labels"])
     run = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, optimizers=(opt, sched),
                   data_collator=DataCollatorWithPadding(tok), callbacks=[EarlyStoppingCallback(3)])
-    run.train()
+    trained = run.train()
     logits = run.predict(test).predictions
     pred, y = np.asarray(logits).argmax(-1), splits.test.labels
     return {"accuracy": float((pred == y).mean()), "f1": float(f1_score(y, pred, average="macro")), "n_test": len(y),
             "seconds": round(time.perf_counter() - t0, 1), "peak_mib": peak_mib(),
             "folder_kib": round(folder_bytes(Path(out)) / 1024),
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "epochs_run": round(run.state.epoch or 0), "lr": 5e-4, "precision": "32-true"}
+            "epochs_run": round(run.state.epoch or 0), "lr": 5e-4, "precision": "32-true",
+            "epoch_seconds": round(trained.metrics["train_runtime"] / max(run.state.epoch or 1, 1), 2)}
 
 
 def data_files(tmp: Path, names: list[str]) -> dict[str, Path]:
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=1200, help="texts per data set (stratified sample)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES) + ",trainer")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--merge", help="an earlier --json: its runs are kept where this call does not measure them again")
     ap.add_argument("--one", nargs=5, metavar=("DATA", "NAME", "STRATEGY", "OUT", "SAMPLES"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -212,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} {label}: F1 {r['f1']:.4f} acc {r['accuracy']:.4f} {r['seconds']} s {r['peak_mib']} MiB "
                   f"{r['folder_kib']} KiB, {r['epochs_run']} epochs", flush=True)
         results.append(row)
+    if args.merge:
+        earlier = {r["data"]: r for r in json.loads(Path(args.merge).read_text())}
+        for row in results:
+            row["runs"] = {**earlier.get(row["data"], {}).get("runs", {}), **row["runs"]}
+        results += [r for name, r in earlier.items() if name not in {x["data"] for x in results}]
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -219,13 +227,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print("\n| data | run | test F1 (macro) | accuracy | seconds | peak MiB | on disk | trainable | epochs |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| data | run | test F1 (macro) | accuracy | seconds | s / epoch | peak MiB | on disk | trainable "
+          "| epochs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results:
         for label, r in row["runs"].items():
             disk = f"{r['folder_kib'] / 1024:.1f} MiB" if r["folder_kib"] >= 1024 else f"{r['folder_kib']} KiB"
             print(f"| {row['data']} | {label} | {r['f1']:.4f} | {r['accuracy']:.4f} | {r['seconds']} | "
-                  f"{r['peak_mib']} | {disk} | {r['trainable']:,} | {r['epochs_run']} |")
+                  f"{r.get('epoch_seconds', '-')} | {r['peak_mib']} | {disk} | {r['trainable']:,} | "
+                  f"{r['epochs_run']} |")
     for row in results:
         runs = row["runs"]
         lora, ref, last2 = runs.get("lora"), runs.get(TRAINER), runs.get("lora:blocks=last:2")
@@ -235,8 +245,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
                   f"wall {lora['seconds'] / ref['seconds']:.2f}x (float32: F1 {100 * (fp32['f1'] - ref['f1']):+.2f} "
                   f"points, wall {fp32['seconds'] / ref['seconds']:.2f}x)")
         if lora and last2:
-            print(f"{row['data']}: lora:blocks=last:2 vs lora: {lora['seconds'] / last2['seconds']:.2f}x faster, F1 "
-                  f"{100 * (last2['f1'] - lora['f1']):+.2f} points")
+            per = (f", {lora['epoch_seconds'] / last2['epoch_seconds']:.2f}x per epoch"
+                   if lora.get("epoch_seconds") and last2.get("epoch_seconds") else "")
+            print(f"{row['data']}: lora:blocks=last:2 vs lora: {lora['seconds'] / last2['seconds']:.2f}x faster{per}, "
+                  f"F1 {100 * (last2['f1'] - lora['f1']):+.2f} points")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,38 @@ def test_pooled_encoder_exports_encoder_head_and_recipe(tmp_path, tiny_hf_dir):
     assert abs(probs - fl.load_run(run).predict(TEXTS).probs).max() < 1e-5
     mask = os.umask(0)
     os.umask(mask)
-    modes = {f.name: f.stat().st_mode & 0o777 for f in folder.iterdir()}
+    modes = {f.name: f.stat().st_mode & 0o777 for f in folder.rglob("*") if f.is_file()}
     assert set(modes.values()) == {0o666 & ~mask}, modes  # safetensors' own writer leaves 0600 (found by a tester)
+
+
+def test_a_pooled_export_loads_without_warnings_and_refuses_the_wrong_loader(tmp_path, tiny_hf_dir):
+    """Loading the export folder with AutoModelForSequenceClassification would put a random head on the encoder:
+    it fails loudly; the documented loader prints no "newly initialized" warning (a user cannot tell it is harmless)."""
+    import logging
+
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    run = _train(tmp_path, tiny_hf_dir, "run", "--pooling", "mean")
+    fl.export_run(run, tmp_path / "exp")
+    with pytest.raises(OSError, match=r"config\.json"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "exp")
+    readme = (tmp_path / "exp" / "README.md").read_text()
+    recipe = readme.split("```python\n", 1)[1].split("```", 1)[0].replace('["your text"]', repr(TEXTS))
+    assert "add_pooling_layer=False" in recipe
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Keep(level=logging.WARNING)
+    hf_logging.get_logger("transformers").addHandler(handler)
+    try:
+        exec(recipe, {})
+    finally:
+        hf_logging.get_logger("transformers").removeHandler(handler)
+    assert not [r for r in records if "newly initialized" in r or "MISSING" in r], records
 
 
 def test_export_of_a_missing_run_is_a_clear_error(tmp_path):

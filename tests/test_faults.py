@@ -32,9 +32,14 @@ PRELOAD = ["frostline.runs.train", "frostline.reporting.plots", "transformers.mo
            "sklearn.metrics", "scipy.optimize", "tests.test_faults"]
 
 
-def _config(root: Path, out: str) -> RunConfig:
+def _config(root: Path, out: str, strategy: str = "gradual") -> RunConfig:
     return RunConfig(model=f"hf:{root / 'hf'}", data=str(root / "d.tsv"), text_column="1", label_column="0",
-                     strategy="gradual", epochs=3, batch_size=16, lr=1e-3, out=str(root / out))
+                     strategy=strategy, epochs=3, batch_size=16, lr=1e-3, out=str(root / out))
+
+
+def _plain(root: str, out: str, strategy: str) -> None:
+    """A whole run, no fault hook (the random-instant kills come from outside)."""
+    train(_config(Path(root), out, strategy), echo=lambda _s: None)
 
 
 def _child(root: str, out: str, killed_file: str) -> None:
@@ -96,6 +101,39 @@ def test_kill_at_every_write_point_then_resume_is_bit_identical(tmp_path, ctx):
         chains += 1
         kills += _chain(ctx, tmp_path, f"cut{chains}", killed_file, copies)
     assert kills == len(points) and chains <= 4
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "partial:2", "gradual"])
+def test_kill_at_random_instants_then_resume_is_bit_identical(tmp_path, ctx, strategy):
+    """SIGKILL at 10 random instants of each strategy's run (not only at write points: inside a forward pass, a
+    tokenizer, a report), each followed by the same command again; every finished rerun equals, bit for bit, the run
+    never interrupted (30 kills over the three strategies)."""
+    import random
+    import time
+
+    make_tiny_hf_dir(tmp_path / "hf")
+    make_text_file(tmp_path / "d.tsv", n=60)
+    t0 = time.perf_counter()
+    assert _spawn(ctx, _plain, str(tmp_path), "whole", strategy) == 0
+    duration = time.perf_counter() - t0
+    rng = random.Random(f"kill-{strategy}")
+    kills, chain, finished = 0, 1, 0
+    while kills < 10 or (tmp_path / f"cut{chain}").exists():
+        proc = ctx.Process(target=_plain, args=(str(tmp_path), f"cut{chain}", strategy))
+        proc.start()
+        proc.join(rng.uniform(0.02, duration) if kills < 10 else 120)
+        if proc.exitcode is None:  # still running at the drawn instant: kill it there
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+            kills += 1
+            continue
+        assert proc.exitcode == 0, f"a rerun failed with exit code {proc.exitcode} after {kills} kills"
+        for f in RESULTS:
+            assert (tmp_path / f"cut{chain}" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes(), f
+        assert not (tmp_path / f"cut{chain}" / "checkpoints").exists()
+        finished += 1
+        chain += 1
+    assert kills == 10 and finished >= 1
 
 
 def _chain(ctx, tmp_path: Path, out: str, killed_file: Path, copies: Path) -> int:

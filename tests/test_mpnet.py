@@ -89,7 +89,8 @@ def test_an_mpnet_export_reloaded_with_plain_transformers_gives_the_runs_logits(
     batch = run.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
     with torch.no_grad():
         expected = run.model(**batch).logits
-        tokenizer, encoder = AutoTokenizer.from_pretrained(export), AutoModel.from_pretrained(export).eval()
+        tokenizer = AutoTokenizer.from_pretrained(export / "encoder")
+        encoder = AutoModel.from_pretrained(export / "encoder", add_pooling_layer=False).eval()
         plain = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
         hidden = encoder(**plain).last_hidden_state
         mask = plain["attention_mask"].unsqueeze(-1).to(hidden.dtype)

@@ -56,7 +56,8 @@ def test_in_a_cnn_lora_adapts_the_ungrouped_convolutions_of_the_blocks():
     ("lora:rank=4", r"unknown key 'rank'; lora takes r, alpha, dropout, blocks, targets"),
     ("lora:r=0", r"r must be an integer >= 1, got '0'"),
     ("lora:dropout=1", r"dropout must be a probability in \[0, 1\), got '1'"),
-    ("lora:targets=qurey", r"targets 'qurey' matches no layer in the chosen blocks; .* named dense, key, query, value; closest names: query"),
+    ("lora:targets=qurey", r"targets 'qurey' matches no layer in the chosen blocks; .* named dense, key, query, "
+                           r"value; closest names: query"),
     ("lora:targets=LayerNorm", r"targets 'LayerNorm' names LayerNorm layers .*which PEFT does not adapt"),
     ("lora:blocks=7", r"blocks=7: .*out of range: the model has 4 blocks"),
     ("lora:auto:0", r"expected 'lora:auto\[:K\]' with K >= 1 blocks"),

@@ -8,7 +8,22 @@ The sub-packages follow the path of a run (docs/architecture.md): :mod:`.data` -
 and driven by :mod:`.cli`; :mod:`.core` holds what they all share. This module re-exports the public API.
 """
 
+# ruff: noqa: E402 (the Ctrl-C handler below goes in before the heavy imports)
+import os as _os
+import signal as _signal
+import sys as _sys
 from typing import Any
+
+
+def _quit_at_once(_signum: int, _frame: object) -> None:
+    """Ctrl-C while the command line starts or ends (imports, parsing options, exiting): one line, status 130."""
+    _os.write(2, b"interrupted: stopped; a run folder keeps its newest complete checkpoint, run the command again\n")
+    _os._exit(130)
+
+
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "frostline" and \
+        _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:  # the console script, from its first import
+    _signal.signal(_signal.SIGINT, _quit_at_once)
 
 from . import _compat
 from .core import Finding, FrostlineError, FrozenChangedError, SelectorError

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -138,12 +139,18 @@ def friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        quick = signal.getsignal(signal.SIGINT)  # frostline's at-once handler while starting (frostline/__init__)
         try:
+            if quick is not signal.default_int_handler:
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # the command itself: KeyboardInterrupt
             with warnings_as_lines():
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+            _at_once(quick)  # exiting: a Ctrl-C now stops at once, in one line
+            return result
         except FrostlineError as exc:
             message: str | None = str(exc)
         except KeyboardInterrupt:
+            _at_once(quick)
             out = kwargs.get("out") or getattr(kwargs.get("cfg"), "out", None)
             if fn.__name__ in RESUMABLE:
                 where = f"{out} keeps its newest complete checkpoint (writes are atomic): " if out else ""
@@ -210,6 +217,12 @@ class PipeSafe:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def _at_once(handler: Any) -> None:
+    """Put the at-once Ctrl-C handler back (a second Ctrl-C while reporting the first must not print a trace)."""
+    if callable(handler) and handler is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, handler)
 
 
 def main() -> None:

@@ -5,9 +5,18 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+#: the longest error message shown whole; a longer one (a huge bad value echoed) keeps its start and end
+MESSAGE_LIMIT = 2000
+
 
 class FrostlineError(Exception):
     """A user mistake (bad selector, bad option, bad file). The CLI prints it as one line, no traceback."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message)
+        if len(text) > MESSAGE_LIMIT:
+            text = f"{text[:1500]}… ({len(text) - 1800:,} characters not shown) …{text[-300:]}"
+        super().__init__(text, *args)
 
 
 class SelectorError(FrostlineError, LookupError):
@@ -41,5 +50,18 @@ def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
 
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 5) -> str:
     """A ``"; closest: a, b"`` suffix for an error message, or ``""`` when nothing is close."""
-    found = closest(name, candidates, n)
+    found = closest(str(name)[:200], candidates, n)
     return f"; closest names: {', '.join(found)}" if found else ""
+
+
+def shorten(text: str, width: int = 48) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis: a label or value as tables, plots and messages show
+    it (the full text stays in the JSON)."""
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def shown(value: object, width: int = 80) -> str:
+    """``repr(value)`` for an error message, at most ``width`` characters (a huge bad value is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 1]}… ({len(text):,} characters)"

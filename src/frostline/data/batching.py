@@ -36,6 +36,27 @@ class Batch:
         return Batch(inputs, self.labels.to(device, non_blocking=True), self.positions)
 
 
+def _check_finite(ds: Dataset) -> None:
+    """Inputs (tensors; pictures are decoded to integers) and regression targets must be finite numbers: a NaN in
+    the data would surface later as a non-finite loss blamed on the learning rate. One error naming the samples."""
+    x = ds.inputs
+    where: list[str] = []
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and len(x):
+        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+        if bool(bad.any()):
+            where.append(f"inputs of {int(bad.sum())} sample(s) hold NaN or infinite values (rows "
+                         f"{', '.join(str(int(i)) for i in np.asarray(ds.ids)[bad.numpy()][:5])}"
+                         f"{', ...' if int(bad.sum()) > 5 else ''})")
+    y = np.asarray(ds.labels)
+    if y.dtype.kind == "f" and len(y) and not np.isfinite(y).all():
+        rows = np.asarray(ds.ids)[~np.isfinite(y.reshape(len(y), -1)).all(axis=1)]
+        where.append(f"targets of {len(rows)} sample(s) are NaN or infinite (rows "
+                     f"{', '.join(map(str, rows[:5].tolist()))}{', ...' if len(rows) > 5 else ''})")
+    if where:
+        raise FrostlineError(f"{ds.source or 'the data'}: {'; '.join(where)}; training on them gives a NaN loss: fix "
+                             "or drop those samples (rows as the dataset's ids)")
+
+
 class Encoded:
     """A dataset prepared for batching: token ids for text, normalised floats for images.
 
@@ -51,6 +72,7 @@ class Encoded:
         if augment is not None and not (isinstance(ds.inputs, torch.Tensor) and ds.inputs.dim() == 4):
             raise FrostlineError(f"augmentation ({augment.describe()}) needs images (N, C, H, W); got {ds.kind} data")
         self.augment = augment
+        _check_finite(ds)
         dtype = torch.long if ds.task == "classification" else torch.float32
         self.labels = torch.as_tensor(np.asarray(ds.labels), dtype=dtype)
         self.pad_id = 0

@@ -28,6 +28,7 @@ class Dataset:
         ids: Row index of each sample in its source (kept through splits, written to predictions.csv).
         source: Where the data came from.
         skipped: Rows of the source that could not be used (malformed or empty).
+        dropped: Why they could not be used: reason -> where (``"row 12"`` counted as ``ids`` are, or a file name).
         keys: For images, the file path of each sample (for content hashes).
         task: ``classification``, ``regression`` or ``multilabel``.
         task_note: How the task was decided, when it was detected.
@@ -45,6 +46,7 @@ class Dataset:
     task: str = "classification"
     task_note: str = ""
     notes: list[str] = field(default_factory=list)
+    dropped: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -119,3 +121,20 @@ def encode_labels(raw: list[str], names: list[str] | None, source: str) -> tuple
     if len(names) < 2:
         raise FrostlineError(f"{source}: found only one class {names}; classification needs at least two")
     return np.array([index[r] for r in raw], dtype=np.int64), names
+
+
+def dropped_summary(ds: Dataset, shown: int = 5) -> str | None:
+    """One line saying which rows of ``ds``'s source were left out and why (``None`` when none were)."""
+    if not ds.dropped:
+        return None
+    total = sum(len(v) for v in ds.dropped.values())
+    parts = []
+    for reason, where in ds.dropped.items():
+        first = ", ".join(w.removeprefix("row ") if i else w for i, w in enumerate(where[:shown]))
+        if where[0].startswith("row ") and len(where) > 1:
+            first = "rows " + first.removeprefix("row ")
+        parts.append(f"{len(where)} {reason} ({first}{', ...' if len(where) > shown else ''})")
+    if ds.kind == "image":
+        return f"{total} of {len(ds) + total} pictures in {ds.source} were dropped: {'; '.join(parts)}"
+    return (f"{total} of {len(ds) + total} rows of {ds.source} were dropped: {'; '.join(parts)} (rows counted from 0 "
+            "after any header, as predictions.csv's index)")

@@ -153,8 +153,10 @@ def read_image_folder(root: str | os.PathLike[str], image_size: int = 224,
     if not images:
         raise FrostlineError(f"{base}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     labels, names = encode_labels(raw, label_names, str(base))
+    dropped = {"unreadable pictures (damaged, empty or not the format their suffix says)":
+               [str(f.relative_to(base)) for f in unreadable]} if unreadable else {}
     return Dataset("image", torch.stack(images), labels, names, np.arange(len(raw)), str(base), len(unreadable), keys,
-                   notes=[f"images: {facts.describe()}", *skipped_notes(base, unreadable, others)])
+                   notes=[f"images: {facts.describe()}", *skipped_notes(base, [], others)], dropped=dropped)
 
 
 def from_tensors(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | list[int],

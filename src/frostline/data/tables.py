@@ -46,29 +46,48 @@ def read_table(
         A text :class:`Dataset`.
     """
     p = Path(path)
+    if p.is_dir():
+        raise FrostlineError(f"{str(path)!r} is a folder; read_table reads one CSV, TSV or JSONL file (a folder of "
+                             "pictures, one sub-folder per class, is read by read_image_folder, or --data FOLDER)")
     if not p.is_file():
         raise FrostlineError(f"data file {str(path)!r} does not exist")
+    dropped: dict[str, list[str]] = {}
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        texts, raw, ids, skipped = _read_jsonl(p, str(text_column or "text"), str(label_column or "label"))
+        texts, raw, ids = _read_jsonl(p, str(text_column or "text"), str(label_column or "label"), dropped)
     else:
-        texts, raw, ids, skipped = _read_delimited(p, text_column, label_column, header)
-    empty = [i for i, r in enumerate(raw) if not r]
-    if empty and (task or detect_task([r for r in raw if r])[0]) != "multilabel":
-        keep = [i for i, r in enumerate(raw) if r]
+        texts, raw, ids = _read_delimited(p, text_column, label_column, header, dropped)
+    missing = [i for i, r in enumerate(raw) if _missing(r)]
+    kind = task or detect_task([r for r in raw if not _missing(r)])[0]
+    if missing and kind != "multilabel":  # the same for an empty cell and a NaN (pandas writes either)
+        what = "with an empty or non-finite (NaN, inf) target" if kind == "regression" else \
+            "with an empty label"
+        dropped.setdefault(what, []).extend(f"row {ids[i]}" for i in missing)
+        keep = [i for i, r in enumerate(raw) if not _missing(r)]
         texts, raw, ids = [texts[i] for i in keep], [raw[i] for i in keep], [ids[i] for i in keep]
-        skipped += len(empty)
-    elif empty:
-        raw = [r or "[]" for r in raw]  # an empty multi-label cell: the sample has no label
+    elif missing:
+        raw = [r if r else "[]" for r in raw]  # an empty multi-label cell: the sample has no label
+    skipped = sum(len(v) for v in dropped.values())
     if not texts:
-        raise FrostlineError(f"{p}: no usable rows (skipped {skipped})")
+        raise FrostlineError(f"{p}: no usable rows (skipped {skipped}: "
+                             f"{'; '.join(f'{len(v)} {k}' for k, v in dropped.items()) or 'the file is empty'})")
     column = str(label_column if label_column is not None else "label")
     labels, names, kind, note = encode_targets(raw, task, label_names, str(p), column, rows=ids)
     return Dataset("text", texts, labels, names, np.array(ids, dtype=np.int64), str(p), skipped, task=kind,
-                   task_note=note)
+                   task_note=note, dropped=dropped)
+
+
+def _missing(label: str) -> bool:
+    """An empty cell, or a number that is not finite (``NaN``, ``inf``): no target."""
+    if not label:
+        return True
+    try:
+        return not math.isfinite(float(label))
+    except ValueError:
+        return False
 
 
 def _read_delimited(p: Path, text_column: str | int | None, label_column: str | int | None,
-                    header: bool | None) -> tuple[list[str], list[str], list[int], int]:
+                    header: bool | None, dropped: dict[str, list[str]]) -> tuple[list[str], list[str], list[int]]:
     rows = read_rows(p)
     numeric = all(c is not None and str(c).isdigit() for c in (text_column, label_column))
     has_header = (not numeric) if header is None else header
@@ -80,21 +99,21 @@ def _read_delimited(p: Path, text_column: str | int | None, label_column: str | 
         if col >= width:
             raise FrostlineError(f"{p}: {what} column {col} does not exist: the rows have {width} column(s), "
                                  f"numbered 0..{width - 1}")
-    texts, raw, ids, skipped = [], [], [], 0
+    texts, raw, ids = [], [], []
     for i, row in enumerate(rows[1:] if has_header else rows):
         if not any(cell.strip() for cell in row):
             continue  # blank line
         if len(row) <= max(t_col, l_col):
-            skipped += 1
+            dropped.setdefault(f"with fewer than {max(t_col, l_col) + 1} columns", []).append(f"row {i}")
             continue
         text, label = row[t_col], row[l_col].strip()  # text as written: exact duplicates stay exact
         if not text.strip():
-            skipped += 1
-            continue  # an empty label stays for now: a multi-label sample with no label (else skipped below)
+            dropped.setdefault("with an empty text", []).append(f"row {i}")
+            continue  # an empty label stays for now: a multi-label sample with no label (else dropped above)
         texts.append(text)
         raw.append(label)
         ids.append(i)
-    return texts, raw, ids, skipped
+    return texts, raw, ids
 
 
 def _label_text(value: Any, p: Path, line: int) -> str | None:
@@ -105,7 +124,7 @@ def _label_text(value: Any, p: Path, line: int) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise FrostlineError(f"{p}, line {line + 1}: label {value} is not a class; expected a string or a number")
+            return "nan"  # NaN / Infinity: no target (dropped, or an error with --on-bad-rows error)
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, int | str):
         return str(value).strip() or None
@@ -129,8 +148,9 @@ def _mixed_labels(p: Path, seen: dict[str, dict[str, str]]) -> None:
                       UserWarning, stacklevel=4)
 
 
-def _read_jsonl(p: Path, text_key: str, label_key: str) -> tuple[list[str], list[str], list[int], int]:
-    texts, raw, ids, skipped = [], [], [], 0
+def _read_jsonl(p: Path, text_key: str, label_key: str,
+                dropped: dict[str, list[str]]) -> tuple[list[str], list[str], list[int]]:
+    texts, raw, ids = [], [], []
     keys: set[str] = set()
     seen: dict[str, dict[str, str]] = {}
     for i, obj in json_lines(p):
@@ -139,11 +159,14 @@ def _read_jsonl(p: Path, text_key: str, label_key: str) -> tuple[list[str], list
         if isinstance(text, dict | list):
             raise FrostlineError(f"{p}, line {i + 1}: {text_key!r} is a {type(text).__name__}; expected a string")
         label = _label_text(value, p, i)
-        if text is None or label is None or not str(text).strip():
-            skipped += 1
+        if text is None or not str(text).strip():
+            dropped.setdefault("with an empty or missing text", []).append(f"row {i}")
             continue
-        shown = json.dumps(value) if isinstance(value, bool) else repr(value)
-        seen.setdefault(label, {}).setdefault(type(value).__name__, shown)
+        if label is None:
+            label = ""  # missing: dropped with the empty labels (a multi-label sample with none keeps it)
+        if label and label != "nan":
+            shown = json.dumps(value) if isinstance(value, bool) else repr(value)
+            seen.setdefault(label, {}).setdefault(type(value).__name__, shown)
         texts.append(str(text))
         raw.append(label)
         ids.append(i)
@@ -151,4 +174,4 @@ def _read_jsonl(p: Path, text_key: str, label_key: str) -> tuple[list[str], list
         missing = text_key if text_key not in keys else label_key
         raise FrostlineError(f"{p}: no key {missing!r} in the JSON lines{did_you_mean(missing, keys)}")
     _mixed_labels(p, seen)
-    return texts, raw, ids, skipped
+    return texts, raw, ids

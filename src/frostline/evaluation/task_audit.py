@@ -36,7 +36,8 @@ def _rescored(pred: Predictions, labels: list[str], keep: np.ndarray, train_mean
 
 
 def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions, leak: LeakageReport | None,
-                   thresholds: Any, label_thresholds: np.ndarray | None = None) -> dict[str, Any]:
+                   thresholds: Any, label_thresholds: np.ndarray | None = None,
+                   train_targets: np.ndarray | None = None) -> dict[str, Any]:
     """Fill ``metrics`` (a regression or multi-label run's) with ``threshold``, ``leakage``, ``test_clean`` and
     ``diagnoses``. A multi-label run's ``test`` is re-scored at ``label_thresholds`` (chosen on validation);
     its scores at 0.5 stay in ``threshold.at_0.5``."""
@@ -58,7 +59,8 @@ def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions,
         keep[np.asarray(leaked, dtype=np.int64)] = False
         metrics["test_clean"] = {**_rescored(test, labels, keep, mean), "excluded": int((~keep).sum())}
     metrics["thresholds"] = thresholds.to_dict()
-    found = [*_graded_leakage(leak, metrics["test"], metrics["test_clean"]), *overfitting(metrics["history"])]
+    found = [*_graded_leakage(leak, metrics["test"], metrics["test_clean"]), *overfitting(metrics["history"]),
+             *constant_target(kind, train_targets, labels)]
     if kind == "regression":
         found += no_better_than_mean(test, mean)
     else:
@@ -202,3 +204,39 @@ def task_verdict(kind: str, m: dict[str, Any], thresholds: Any, errors: int) -> 
                    "see the findings and the residual plot in report.html" if kind == "regression" else
                    "see the findings and the per-label scores",
                    {"level": level, name: value})
+
+
+def constant_target(kind: str, targets: np.ndarray | None, labels: list[str]) -> list[Finding]:
+    """The training target never varies (every row the same value, or the same set of labels): nothing was
+    learned from the inputs, whatever the scores say; an error, so the verdict cannot be good."""
+    if targets is None or len(targets) < 2:
+        return []
+    if kind == "regression":
+        if float(np.ptp(targets)) > 0:
+            return []
+        value = float(targets[0])
+        return [Finding("constant-target", "error",
+                        f"the target {labels[0]!r} is {value:g} in every one of the {len(targets)} training rows: "
+                        "there is nothing to learn, and any score measures only that constant",
+                        "check the label column (--label-column) and the rows that were dropped",
+                        {"value": value, "rows": len(targets)})]
+    same = bool((targets == targets[:1]).all())
+    if not same:
+        always = [n for n, col in zip(labels, np.asarray(targets).T, strict=True) if col.all()]
+        if not always:
+            return []
+        return [Finding("constant-labels", "warning",
+                        f"{', '.join(map(repr, always))} {'is' if len(always) == 1 else 'are'} on in every one of the "
+                        f"{len(targets)} training rows: predicting {'it' if len(always) == 1 else 'them'} always is "
+                        "right, which lifts micro F1 without the model learning anything",
+                        "judge by the other labels' F1 (per-label table), or drop the constant label",
+                        {"labels": always, "rows": len(targets)})]
+    on = [n for n, v in zip(labels, targets[0], strict=True) if v]
+    never = [n for n, v in zip(labels, targets[0], strict=True) if not v]
+    shown_on, shown_never = ", ".join(map(repr, on)) or "none", ", ".join(map(repr, never)) or "none"
+    return [Finding("constant-target", "error",
+                    f"every one of the {len(targets)} training rows has the same labels ({shown_on}; never "
+                    f"{shown_never}): the labels never vary, so a perfect score measures nothing the model learned "
+                    "from the inputs",
+                    "check the label column (--label-column); a multi-label task needs labels that differ",
+                    {"labels": on, "never": never, "rows": len(targets)})]

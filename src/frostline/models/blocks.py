@@ -90,6 +90,23 @@ def _candidates(model: nn.Module, head: str | None) -> list[tuple[str, list[str]
     return found
 
 
+def _top_children(model: nn.Module, head: str | None) -> list[tuple[str, list[str]]]:
+    """No stack of two or more: the parameter-holding children of the top module before the head (a plain
+    ``nn.Sequential`` of one conv and a Linear has one block), descending through a lone wrapper."""
+    root, prefix = model, ""
+    while True:
+        children = [(c, m) for c, m in root.named_children() if _has_params(m)]
+        if head is not None:
+            cut = next((i for i, (c, _) in enumerate(children) if is_within(head, prefix + c)), None)
+            if cut is not None and len(children) == 1 and prefix + children[0][0] != head:
+                root, prefix = children[0][1], f"{prefix}{children[0][0]}."  # the head sits deeper: look inside
+                continue
+            children = children if cut is None else children[:cut]
+        break
+    blocks = [prefix + c for c, _ in children]
+    return [(prefix.rstrip("."), blocks)] if blocks else []
+
+
 def discover_blocks(model: nn.Module, head: str | None = None) -> Blocks:
     """Find the main stack of repeated blocks, with the stem before it and the head after it.
 
@@ -100,15 +117,18 @@ def discover_blocks(model: nn.Module, head: str | None = None) -> Blocks:
     Returns:
         A :class:`Blocks`.
 
+    Without a container of two or more parameter-holding blocks, the parameter-holding children of the top module
+    before the head are the blocks (a plain ``nn.Sequential``: its conv layers, or one hidden Linear).
+
     Raises:
-        FrostlineError: The model has no container of two or more parameter-holding blocks.
+        FrostlineError: The model has no parameter-holding module besides its head.
     """
     if head is None:
         try:
             head = find_head(model).name
         except FrostlineError:
             head = None
-    candidates = _candidates(model, head)
+    candidates = _candidates(model, head) or _top_children(model, head)
     if not candidates:
         raise FrostlineError(
             f"{type(model).__name__} has no stack of blocks (no ModuleList/Sequential or numbered siblings "

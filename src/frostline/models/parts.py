@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .blocks import discover_blocks
+from ..core.errors import FrostlineError
+from .blocks import Blocks, discover_blocks
 from .heads import find_head
 from .tree import is_within
 
@@ -29,7 +30,10 @@ def model_parts(model: nn.Module) -> list[Part]:
     Parameters outside the discovered layout join the stem (they stay frozen unless everything trains).
     """
     head = find_head(model).name
-    layout = discover_blocks(model, head)
+    try:
+        layout = discover_blocks(model, head)
+    except FrostlineError:  # nothing but the head: a stem-less, block-less model (head-only strategies still work)
+        layout = Blocks("", (), (), (), head)
     names = [n for n, _ in model.named_parameters()]
 
     def under(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..core import atomic
+from ..core.errors import shorten
 from ..evaluation.metrics import HEADLINE
 from .importance import auto_html
 from .terminal import compare_rows
@@ -106,6 +109,12 @@ def _page(title: str, body: str) -> str:
             f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{_e(title)}</h1>{body}</body></html>")
 
 
+def dropped_html(m: dict[str, Any]) -> str:
+    """The rows the data files could not give, one warning line per file ('' when none)."""
+    lines = [d["line"] for d in ((m.get("data") or {}).get("dropped") or {}).values()]
+    return "".join(f"<p><b>warning</b>: {_e(line)}</p>" for line in lines)
+
+
 def _setup_html(m: dict[str, Any]) -> str:
     """Pooling of the head and how a linear probe was fit (what the numbers rest on)."""
     out = []
@@ -145,13 +154,13 @@ def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str
                f"{len(m['history'])} epochs on {_e(run['device'])} ({_e(run['precision'])}), "
                f"{m['params']['trainable']:,} of {m['params']['total']:,} parameters trainable; data "
                f"{_e(m['data']['source'])}: " + ", ".join(f"{k} {v}" for k, v in m["data"]["sizes"].items())
-               + f"; {m['seconds']['total']:.1f} s.</p>" + _setup_html(m))
+               + f"; {m['seconds']['total']:.1f} s.</p>" + dropped_html(m) + _setup_html(m))
     rows = [_metrics_rows("test (fine-tuned)", test)]
     if m.get("base"):
         rows.insert(0, _metrics_rows("test (base, before fine-tuning)", m["base"]["test"]))
     if th.get("chosen"):
         rows.append(_metrics_rows(f"test at threshold {th['chosen']['threshold']:.3f}", th["chosen"]["test"]))
-    per_class = [[n, _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
+    per_class = [[shorten(n), _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
                   _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
     curves = th.get("curves", {})
     chosen = th.get("chosen")
@@ -210,6 +219,19 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
     return _page("frostline comparison", "".join(body))
 
 
+def _drawn(path: str | Path, build: Callable[[], str]) -> Path:
+    """Write the page ``build`` makes; if it fails (a plot library's error, memory), write a page naming the error
+    and warn in one line: the run it reports on is finished, and a report must never lose it."""
+    try:
+        page = build()
+    except Exception as exc:  # any failure of drawing: the metrics and weights are already written
+        line = (f"report.html could not be drawn ({type(exc).__name__}: {shorten(str(exc), 160) or 'no message'}); "
+                "metrics.json, predictions.csv and the weights are complete")
+        warnings.warn(line, UserWarning, stacklevel=3)
+        page = _page("frostline report", f"<p><b>error</b>: {_e(line)}</p>")
+    return atomic.write_text(path, page)
+
+
 def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any = None, test_pred: Any = None,
                      pictures: dict[str, Any] | None = None) -> Path:
     """Write ``report.html`` for one run (atomically); a regression's plot needs the test values; ``pictures``: the
@@ -217,13 +239,13 @@ def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any =
     if (metrics.get("task") or {}).get("kind", "classification") != "classification":
         from .task_report import task_run_report
 
-        return atomic.write_text(path, task_run_report(metrics, test_true, test_pred))
-    return atomic.write_text(path, run_report(metrics, pictures))
+        return _drawn(path, lambda: task_run_report(metrics, test_true, test_pred))
+    return _drawn(path, lambda: run_report(metrics, pictures))
 
 
 def write_compare_report(path: str | Path, base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> Path:
     """Write the comparison's ``report.html`` (atomically)."""
-    return atomic.write_text(path, compare_report(base, runs))
+    return _drawn(path, lambda: compare_report(base, runs))
 
 
 def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str:
@@ -240,7 +262,7 @@ def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -
     c = th.get("curves") or {}
     auc = (f"<p>positive class <b>{_e(th['positive'])}</b>: ROC-AUC {c['roc_auc']:.4f}, average precision "
            f"{c['average_precision']:.4f}.</p>" if c.get("roc_auc") is not None else "")
-    per_class = [[n, _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
+    per_class = [[shorten(n), _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
                   _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
     body = [f"<p>checkpoint <b>{_e(m['checkpoint'])}</b> on <b>{_e(m['data'])}</b> ({test['n']} samples).</p>",
             "<h2>Findings</h2>", findings_html(m.get("diagnoses", [])),
@@ -256,4 +278,4 @@ def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -
 
 def write_evaluate_report(path: str | Path, m: dict[str, Any], pictures: dict[str, Any] | None = None) -> Path:
     """Write an evaluation's ``report.html`` (atomically)."""
-    return atomic.write_text(path, evaluate_report(m, pictures))
+    return _drawn(path, lambda: evaluate_report(m, pictures))

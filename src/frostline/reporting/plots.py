@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..core.errors import shorten
 from ..evaluation.metrics import headline
 
 COLORS = {"train": "#1f77b4", "val": "#d62728"}
@@ -86,8 +87,9 @@ def confusion_heatmap(cm: list[list[int]], labels: list[str], title: str = "test
     size = max(3.0, 0.7 * len(labels) + 2)
     fig, ax = _subplots(figsize=(size, size * 0.85))
     ax.imshow(arr, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    shown = [shorten(n, 32) for n in labels]
+    ax.set_xticks(range(len(labels)), shown, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), shown)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     top = arr.max() if arr.size else 0
@@ -231,7 +233,7 @@ def label_bars(m: dict[str, Any], limit: int = 40) -> bytes:
         ax.bar(x + (i - 1) * 0.27, [m[key]["per_class"][n] for n in names], width=0.27, color=color,
                label="F1" if key == "f1" else key)
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{n} ({m['support'][n]})" for n in names], rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels([f"{shorten(n, 32)} ({m['support'][n]})" for n in names], rotation=60, ha="right", fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test score")
     ax.legend(fontsize=8)

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .html import _e, _f, _img, _page, _table, findings_html, freeze_plan_html
+from ..core.errors import shorten
+from .html import _e, _f, _img, _page, _table, dropped_html, findings_html, freeze_plan_html
 
 
 def _regression_rows(name: str, m: dict[str, Any]) -> list[Any]:
@@ -31,7 +32,7 @@ def task_run_report(m: dict[str, Any], test_true: np.ndarray | None = None,
                f"({_e(m['task']['loss'])} loss), {len(m['history'])} epochs on {_e(run['device'])}, "
                f"{m['params']['trainable']:,} of {m['params']['total']:,} parameters trainable; data "
                f"{_e(m['data']['source'])}: " + ", ".join(f"{k} {v}" for k, v in m["data"]["sizes"].items())
-               + f"; {m['seconds']['total']:.1f} s.</p>")
+               + f"; {m['seconds']['total']:.1f} s.</p>" + dropped_html(m))
     if kind == "regression":
         head = ["", "loss", "MSE", "RMSE", "MAE", "R^2", "Spearman"]
         rows = [_regression_rows("test (fine-tuned)", test)]
@@ -53,7 +54,7 @@ def task_run_report(m: dict[str, Any], test_true: np.ndarray | None = None,
             rows.append(_multilabel_rows("test at 0.5", th["at_0.5"]))
         if m.get("base"):
             rows.insert(0, _multilabel_rows("test (base, before fine-tuning)", m["base"]["test"]))
-        label_rows = [[n, _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
+        label_rows = [[shorten(n), _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
                        _f(test["f1"]["per_class"][n]), test["support"][n], test["predicted"][n],
                        _f((th.get("label_thresholds") or {}).get(n))] for n in m["labels"]]
         per_label = _table(["label", "precision", "recall", "F1", "positives", "predicted", "threshold"], label_rows)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from ..core.errors import shorten
 from ..evaluation.metrics import HEADLINE, headline, task_of
 
 
@@ -49,7 +50,7 @@ def class_table(m: dict[str, Any], title: str = "test") -> Table:
     for col in ("class", "precision", "recall", "F1", "support"):
         t.add_column(col, justify="left" if col == "class" else "right")
     for name, support in m["support"].items():
-        t.add_row(escape(name), _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
+        t.add_row(escape(shorten(name)), _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
                   _f(m["f1"]["per_class"][name]), str(support))
     for avg in ("macro", "weighted"):
         t.add_row(f"[dim]{avg}[/]", _f(m["precision"][avg]), _f(m["recall"][avg]), _f(m["f1"][avg]), str(m["n"]))
@@ -61,9 +62,9 @@ def confusion_table(m: dict[str, Any], labels: list[str]) -> Table:
     t = Table(title="confusion matrix (rows: true, columns: predicted)", header_style="bold")
     t.add_column("", overflow="fold")
     for name in labels:
-        t.add_column(escape(name), justify="right", overflow="fold")
+        t.add_column(escape(shorten(name, 24)), justify="right", overflow="fold")
     for name, row in zip(labels, m["confusion_matrix"], strict=True):
-        t.add_row(escape(name), *map(str, row))
+        t.add_row(escape(shorten(name, 24)), *map(str, row))
     return t
 
 
@@ -85,7 +86,7 @@ def task_table(m: dict[str, Any], title: str = "test") -> Table:
     for col in ("label", "precision", "recall", "F1", "positives", "predicted"):
         t.add_column(col, justify="left" if col == "label" else "right")
     for name, support in m["support"].items():
-        t.add_row(escape(name), _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
+        t.add_row(escape(shorten(name)), _f(m["precision"]["per_class"][name]), _f(m["recall"]["per_class"][name]),
                   _f(m["f1"]["per_class"][name]), str(support), str(m["predicted"][name]))
     for avg in ("micro", "macro", "samples"):
         t.add_row(f"[dim]{avg}[/]", _f(m["precision"][avg]), _f(m["recall"][avg]), _f(m["f1"][avg]), "", "")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core import atomic
 from ..core.errors import FrostlineError, did_you_mean
+from ..core.lock import folder_lock
 from ..reporting.html import write_compare_report
 from .config import RunConfig
 from .folder import check_out, check_run_out
@@ -132,8 +134,15 @@ def compare(cfg: RunConfig, strategies: list[str] | list[Any] | str, progress: P
     """
     items = parse_strategies(strategies if isinstance(strategies, str | list) else list(strategies))
     configs = [run_config(cfg, item, Path(cfg.out)) for item in items]  # every option checked before anything loads
-    start_processes(cfg)  # a distributed comparison: the other processes start now, not after the data is read
+    dist = start_processes(cfg)  # a distributed comparison: the other processes start now, not after the data is read
     out = _own_folder(cfg, configs)
+    with folder_lock(out, "runs a comparison") if dist is None or dist.main else nullcontext():
+        return _compare(cfg, items, configs, out, progress, echo, status)
+
+
+def _compare(cfg: RunConfig, items: list[StrategyRun], configs: list[RunConfig], out: Path,
+             progress: Progress | None, echo: Callable[[str], None], status: Status) -> Comparison:
+    """:func:`compare` with its folder held."""
     # strategies resolve against the model as soon as it loads: a bad one fails before hours of training
     prepared = prepare(cfg, status=status, echo=echo, strategies=[item.spec for item in items])
     base = prepared.base_metrics(cfg.eval_batch_size, status)

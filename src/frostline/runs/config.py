@@ -10,12 +10,14 @@ from typing import Any
 
 import yaml
 
-from ..core.errors import FrostlineError, did_you_mean
+from ..core.errors import FrostlineError, did_you_mean, shorten, shown
 from ..evaluation.diagnose import Thresholds
 from ..training.optim import OPTIMIZERS
 from ..training.records import TrainConfig
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+#: what a row that cannot be used does: dropped with a warning that names it, or an error
+BAD_ROWS = ("skip", "error")
 #: ``--lr`` (pretrained parts) and ``--epochs`` when unset, for strategies that name none of their own
 BUDGET_DEFAULTS = {"lr": 1e-4, "epochs": 3}
 #: Other names of keys, as the command line spells them (``--limit`` is ``max_samples``).
@@ -78,6 +80,7 @@ class RunConfig:
     dropout_masks: str = "fast"
     bn: str = "auto"
     dedup: bool = False
+    on_bad_rows: str = "skip"
     optimize: str | None = None
     positive_label: str | None = None
     good_accuracy: float = 0.80
@@ -111,11 +114,11 @@ class RunConfig:
         self.train_config().validate()
         LRSchedule(1, 0, self.schedule)
         if self.optimizer.lower() not in OPTIMIZERS:
-            raise FrostlineError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+            raise FrostlineError(f"unknown optimizer {shown(self.optimizer)}; expected one of {', '.join(OPTIMIZERS)}"
                                  f"{did_you_mean(self.optimizer.lower(), OPTIMIZERS)}")
         if self.accelerator not in ACCELERATORS:
-            raise FrostlineError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
-                                 f"{did_you_mean(self.accelerator, ACCELERATORS)}")
+            raise FrostlineError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got "
+                                 f"{shown(self.accelerator)}{did_you_mean(self.accelerator, ACCELERATORS)}")
         on_gpu = _check_device(self.accelerator)
         from ..training.distributed import check as check_distributed
 
@@ -125,17 +128,20 @@ class RunConfig:
             alias = PRECISION_ALIASES.get(self.precision.lower())
             hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
             raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
-                                 f"{self.precision!r}{hint}")
+                                 f"{shown(self.precision)}{hint}")
         from ..training.fabric import check_precision
 
         runs_on = "cpu" if self.accelerator == "auto" and not on_gpu else self.accelerator
         check_precision(runs_on, self.precision)
+        if self.on_bad_rows not in BAD_ROWS:
+            raise FrostlineError(f"--on-bad-rows must be one of {', '.join(BAD_ROWS)}, got {shown(self.on_bad_rows)}"
+                                 f"{did_you_mean(self.on_bad_rows, BAD_ROWS)}")
         if self.optimize is not None:
             parse_objective(self.optimize)
         parse_augment(self.augment)
         for name, frac in (("val_frac", self.val_frac), ("test_frac", self.test_frac)):
             if not 0 < frac < 1:
-                raise FrostlineError(f"{flag(name)} must be a fraction in (0, 1), got {frac!r}")
+                raise FrostlineError(f"{flag(name)} must be a fraction in (0, 1), got {shown(frac)}")
         if self.val_frac + self.test_frac >= 1:
             raise FrostlineError(f"--val-frac + --test-frac must leave training data, got {self.val_frac} + "
                                  f"{self.test_frac}")
@@ -150,14 +156,14 @@ class RunConfig:
         checks.append(("good_r2", self.good_r2 <= 1, "at most 1 (R^2 of a perfect fit)"))
         for name, ok, expected in checks:
             if not ok:
-                raise FrostlineError(f"{flag(name)} must be {expected}, got {getattr(self, name)!r}")
+                raise FrostlineError(f"{flag(name)} must be {expected}, got {shown(getattr(self, name))}")
         if self.text_column is not None and self.text_column == self.label_column:
-            raise FrostlineError(f"--text-column and --label-column are the same column ({self.text_column!r}); the "
-                                 "labels must come from another column than the texts")
+            raise FrostlineError(f"--text-column and --label-column are the same column ({shown(self.text_column)}); "
+                                 "the labels must come from another column than the texts")
         for name in ("data", "val_data", "test_data"):
             path = getattr(self, name)
             if path is not None and not Path(path).exists():
-                raise FrostlineError(f"{flag(name)} {path!r} does not exist")
+                raise FrostlineError(f"{flag(name)} {shown(path)} does not exist")
         _check_out(Path(self.out))
         return self
 
@@ -207,8 +213,8 @@ def _check_task(task: str | None, loss: str | None) -> None:
     kind = check_task(task)
     allowed = LOSSES[kind] if kind else tuple(dict.fromkeys(x for v in LOSSES.values() for x in v))
     if loss is not None and loss not in allowed:
-        raise FrostlineError(f"--loss {loss!r} is not a loss{' of a ' + kind + ' task' if kind else ''}; expected one "
-                             f"of {', '.join(allowed)}{did_you_mean(loss, allowed)}")
+        raise FrostlineError(f"--loss {shown(loss)} is not a loss{' of a ' + kind + ' task' if kind else ''}; "
+                             f"expected one of {', '.join(allowed)}{did_you_mean(loss, allowed)}")
 
 
 def config_keys() -> list[str]:
@@ -224,9 +230,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     from ..data.unlabelled import read_utf8
 
     try:
-        data = yaml.safe_load(read_utf8(p)) or {}
+        data = yaml.load(read_utf8(p), Loader=_NoAliases) or {}  # SafeLoader, aliases refused
     except yaml.YAMLError as exc:
-        raise FrostlineError(f"{p}: not valid YAML: {exc}") from None
+        raise FrostlineError(f"{p}: not valid YAML: {shorten(str(exc), 300)}") from None
     if not isinstance(data, dict):
         raise FrostlineError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
     names = [str(k).replace("-", "_") for k in data]
@@ -237,7 +243,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     keys = [*config_keys(), "strategies"]
     for key in data:
         if key not in keys:
-            raise FrostlineError(f"{p}: unknown key {key!r}{did_you_mean(key, keys)}")
+            raise FrostlineError(f"{p}: unknown key {shown(key)}{did_you_mean(str(key)[:100], keys)}")
     return data
 
 
@@ -270,10 +276,22 @@ def _check_out(out: Path) -> None:
 
 
 def _shown(value: Any) -> str:
-    """A value and its YAML kind, for type errors: ``'3' (a string)``."""
+    """A value and its YAML kind, for type errors: ``'3' (a string)`` (a long value is cut: never echoed whole)."""
     kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
              dict: "a mapping"}
-    return f"{value!r} ({kinds.get(type(value), 'null' if value is None else type(value).__name__)})"
+    return f"{shown(value)} ({kinds.get(type(value), 'null' if value is None else type(value).__name__)})"
+
+
+class _NoAliases(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``): a config never needs them, and nested aliases expand
+    exponentially (a "billion laughs" file of a few hundred bytes takes gigabytes)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: an alias (*name) repeats another value; frostline configs "
+                                 "do not accept aliases: write the value out")
+        return super().compose_node(parent, index)
 
 
 def check_types(cfg: RunConfig) -> None:

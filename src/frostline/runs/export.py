@@ -3,9 +3,11 @@
 * A Hugging Face ``*ForSequenceClassification`` / ``*ForImageClassification`` model: ``save_pretrained`` (safetensors,
   config with the class names, tokenizer); ``AutoModelFor...Classification.from_pretrained(folder)`` gives the run's
   predictions.
-* A text encoder with frostline's pooling (``--pooling mean`` ...): the encoder via ``save_pretrained``
-  (``AutoModel``), the tokenizer, ``classifier.safetensors`` (``weight``, ``bias``) and ``head.json`` (pooling and
-  class names); ``README.md`` holds the dozen lines of plain transformers that apply them.
+* A text encoder with frostline's pooling (``--pooling mean`` ...): ``encoder/`` with the encoder and tokenizer via
+  ``save_pretrained`` (``AutoModel``, without the pooler the head does not use), ``classifier.safetensors``
+  (``weight``, ``bias``) and ``head.json`` (pooling and class names); ``README.md`` holds the dozen lines of plain
+  transformers that apply them. The export folder itself has no ``config.json``: loading it with
+  ``AutoModelForSequenceClassification`` fails instead of giving a random head.
 * An image model: ``model.safetensors``, ``head.json`` with the preprocessing (size, normalisation) and the new
   head, and ``README.md``: plain PyTorch + PIL that builds the model, loads the weights and prepares a picture
   (:mod:`frostline.runs.export_images`; the recipe itself is run before the export is kept).
@@ -18,6 +20,7 @@ documented way, it must give the run's logits (with the adapters as trained, unm
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -30,6 +33,7 @@ from torch import nn
 
 from ..core.atomic import umask_mode
 from ..core.errors import FrostlineError
+from ..core.lock import folder_lock
 from ..models.heads import find_head
 from ..models.pooling import PooledTextClassifier
 from .export_images import check_recipe, image_meta, is_image_run, recipe
@@ -44,9 +48,9 @@ import json, torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
-folder = "{folder}"
-tokenizer, encoder = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
-# transformers may report pooler.dense as MISSING / newly initialised: harmless, this head does not use the pooler
+folder = "{folder}"  # encoder/ is the encoder alone; the head below sits on its pooled output
+tokenizer = AutoTokenizer.from_pretrained(f"{{folder}}/encoder")
+encoder = AutoModel.from_pretrained(f"{{folder}}/encoder"{encoder_kwargs}).eval()
 head, meta = load_file(f"{{folder}}/classifier.safetensors"), json.load(open(f"{{folder}}/head.json"))
 batch = tokenizer(["your text"], padding=True, truncation=True, max_length=meta["max_length"], return_tensors="pt")
 with torch.no_grad():
@@ -95,7 +99,8 @@ def _pooled_logits(folder: Path, x: dict[str, torch.Tensor]) -> torch.Tensor:
     from safetensors.torch import load_file
     from transformers import AutoModel
 
-    encoder = AutoModel.from_pretrained(folder).eval()
+    meta = json.loads((folder / "head.json").read_text(encoding="utf-8"))
+    encoder = AutoModel.from_pretrained(folder / "encoder", **meta["encoder_kwargs"]).eval()
     head = load_file(str(folder / "classifier.safetensors"))
     meta = json.loads((folder / "head.json").read_text(encoding="utf-8"))
     with torch.no_grad():
@@ -145,9 +150,15 @@ def _write(runm: RunModel, tmp: Path, final: Path, base_model: str | None = None
         auto = AutoModelForSequenceClassification if runm.tokenizer is not None else AutoModelForImageClassification
         return "transformers", lambda x: _logits(auto.from_pretrained(tmp).eval(), x)
     if isinstance(model, PooledTextClassifier) and model.pooling.mode != "pooler":
-        model.encoder.save_pretrained(tmp, safe_serialization=True)
-        _encoder_only(tmp / "config.json")
-        runm.tokenizer.save_pretrained(tmp)
+        # encoder/ holds the encoder: AutoModelForSequenceClassification on the export folder fails loudly (no
+        # config.json there) instead of putting a random head on it; without the pooler frostline dropped
+        # (unused), loaded with add_pooling_layer=False where the class takes it, so transformers warns of nothing
+        model.encoder.save_pretrained(tmp / "encoder", safe_serialization=True)
+        _encoder_only(tmp / "encoder" / "config.json")
+        runm.tokenizer.save_pretrained(tmp / "encoder")
+        no_pooler = getattr(model.encoder, "pooler", True) is None and "add_pooling_layer" in \
+            inspect.signature(type(model.encoder).__init__).parameters
+        meta["encoder_kwargs"] = {"add_pooling_layer": False} if no_pooler else {}
         save_file({"weight": model.classifier.weight.detach().contiguous(),
                    "bias": model.classifier.bias.detach().contiguous()}, str(tmp / "classifier.safetensors"))
         steps = list((runm.state.get("model") or {}).get("pooling", {}).get("steps") or [])
@@ -158,8 +169,9 @@ def _write(runm: RunModel, tmp: Path, final: Path, base_model: str | None = None
                       str(tmp / f"{step['path']}.safetensors"))
         (tmp / "head.json").write_text(json.dumps({**meta, "pooling": model.pooling.mode, "steps": steps}, indent=2),
                                        encoding="utf-8")
-        (tmp / "README.md").write_text(POOLED_USAGE.format(folder=final.resolve(), read=READ_OUTPUTS[runm.task.kind]),
-                                       encoding="utf-8")
+        kwargs = ", add_pooling_layer=False" if meta["encoder_kwargs"] else ""
+        (tmp / "README.md").write_text(POOLED_USAGE.format(folder=final.resolve(), read=READ_OUTPUTS[runm.task.kind],
+                                                           encoder_kwargs=kwargs), encoding="utf-8")
         return "transformers encoder + head", lambda x: _pooled_logits(tmp, x)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -192,6 +204,12 @@ def export_run(run: str | Path, dest: str | Path, model: str | None = None, stat
         status: Status-line context for the slow steps.
     """
     out = check_out(dest, "export")
+    with folder_lock(out, "exports a run"):
+        return _export(run, out, model, status)
+
+
+def _export(run: str | Path, out: Path, model: str | None, status: Status) -> str:
+    """:func:`export_run` with ``out`` held (made empty, replaced by the finished export)."""
     runm = load_run(run, model, status)
     x = _sample(runm)
     task = runm.task

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def check_out(path: str | Path, kind: str, allowed: set[str] | None = None) -> P
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise FrostlineError(f"--out {out} is a file, not a folder; choose a new folder for the {kind} results")
+    check_no_links(out)
     if allowed is None:  # new or empty (the temporary file of an interrupted first state.json aside)
         foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".state.json.")) \
             if out.is_dir() else []
@@ -75,6 +77,17 @@ def check_out(path: str | Path, kind: str, allowed: set[str] | None = None) -> P
                              f"{', ...' if len(foreign) > 5 else ''}); frostline does not write over them: choose "
                              f"a new folder for the {kind} results")
     return out
+
+
+def check_no_links(folder: Path) -> None:
+    """frostline never writes through a symbolic link inside a folder it writes (a ``train.log`` linked to a file
+    elsewhere would have the run's lines appended there): one error naming the link and its target."""
+    if not folder.is_dir():
+        return
+    for p in sorted(folder.iterdir()):
+        if p.is_symlink():
+            raise FrostlineError(f"{p} is a symbolic link (to {os.readlink(p)}); frostline never writes through a link "
+                                 "in a folder it writes: remove the link, or choose another --out")
 
 
 def state_checksum(state: dict[str, Any]) -> str:
@@ -124,7 +137,16 @@ class RunFolder:
         if not atomic.writes():
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.file("train.log"), "a", encoding="utf-8") as fh:
+        path = self.file("train.log")
+        try:  # O_NOFOLLOW: a link put there during the run is refused too, never written through
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                         atomic.umask_mode())
+        except OSError as exc:
+            if path.is_symlink():
+                raise FrostlineError(f"{path} is a symbolic link (to {os.readlink(path)}); frostline never writes "
+                                     "through a link in a run folder: remove it") from None
+            raise exc
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     def write_config(self, config: dict[str, Any]) -> None:

@@ -36,14 +36,18 @@ def split_metrics(pred: Predictions, labels: list[str], task: Task | None = None
     return m
 
 
-def data_summary(splits: Splits) -> dict[str, Any]:
-    """Where the data came from, split sizes and class counts, rows skipped."""
+def data_summary(splits: Splits, dropped: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where the data came from, split sizes and class counts, rows dropped (count, and per file each reason with
+    the rows: ``dropped``, from :attr:`Prepared.dropped`)."""
+    dropped = dropped or {}
     return {
         "source": splits.train.source,
         "sizes": splits.sizes(),
         "class_counts": {n: s.class_counts() for n, s in
                          (("train", splits.train), ("val", splits.val), ("test", splits.test))},
-        "skipped_rows": splits.train.skipped,
+        "skipped_rows": sum(len(w) for d in dropped.values() for w in d["reasons"].values()) if dropped
+        else splits.train.skipped,
+        "dropped": dropped,
     }
 
 
@@ -87,7 +91,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
                 **({"auto": choice} if (choice := strategy.choice()) is not None else {})},
         "model": model_info,
         "labels": labels,
-        "data": data_summary(prepared.splits),
+        "data": data_summary(prepared.splits, prepared.dropped),
         "head": head,
         "params": {"total": result.total_params, "trainable": result.trainable_params},
         "parts": [{"name": p.name, "params": sum(model.get_parameter(n).numel() for n in p.params),
@@ -107,7 +111,8 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     metrics["data"]["sha256"] = prepared.data_hashes
     metrics["data"]["path"] = str(Path(cfg.data).resolve()) if cfg.data else None
     if task.kind != "classification":
-        audit_task_run(metrics, val_pred, test_pred, prepared.leakage, cfg.thresholds(), label_thresholds)
+        audit_task_run(metrics, val_pred, test_pred, prepared.leakage, cfg.thresholds(), label_thresholds,
+                       prepared.splits.train.labels)
         return metrics, test_pred, None  # test_pred now decides at the per-label thresholds (predictions.csv)
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())

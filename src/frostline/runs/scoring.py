@@ -8,6 +8,8 @@ domain-shift line: these numbers beside the run's own test score, with the noise
 from __future__ import annotations
 
 import math
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,11 @@ import numpy as np
 
 from ..core import atomic
 from ..core.findings import Finding, by_severity
+from ..core.lock import folder_lock
 from ..core.task import Task
 from ..data import limit, split
 from ..data.batching import Encoded
+from ..data.dataset import dropped_summary
 from ..data.leakage import dedup, sample_keys
 from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
 from ..evaluation.metrics import classification_metrics
@@ -91,6 +95,16 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
         ``diagnoses``.
     """
     check_batch_size(batch_size)
+    if out is not None:
+        check_out(out, "evaluate")
+    with folder_lock(out, "evaluates a run") if out is not None else nullcontext():
+        return _evaluate(checkpoint, data, text_column, label_column, header, batch_size, out, model, status)
+
+
+def _evaluate(checkpoint: str | Path, data: str, text_column: str | None, label_column: str | None,
+              header: bool | None, batch_size: int, out: str | Path | None, model: str | None,
+              status: Status) -> dict[str, Any]:
+    """:func:`evaluate` with its ``out`` folder held."""
     dest = RunFolder(check_out(out, "evaluate")) if out is not None else None  # new or empty: never written over
     state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     labels = list(state["label_names"])
@@ -100,6 +114,9 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
     task = Task.from_dict(state.get("task"))
     with status(f"reading {data}"):
         ds = read_data(data, cfg, labels, task.kind, recorded_inputs(state, cfg).size)
+    bad = dropped_summary(ds)
+    if bad:
+        print(f"warning: {bad}", file=sys.stderr)
     runm = load_run(checkpoint, model, status)
     with status(f"scoring {len(ds)} samples"):
         pred = predict(runm.model, Encoded(ds, runm.tokenizer, runm.max_length, image_inputs=runm.inputs), batch_size,

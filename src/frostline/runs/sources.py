@@ -14,6 +14,7 @@ import torch
 from ..core.errors import FrostlineError
 from ..data import Dataset, read_image_folder, read_table
 from ..data.batching import Encoded
+from ..data.dataset import dropped_summary
 from ..data.normalise import DEFAULT_SIZE, ImageInputs
 from ..models.load import LoadedModel, load_model
 from ..reporting.pictures import misclassified
@@ -125,3 +126,19 @@ def check_forward(model: torch.nn.Module, enc: Encoded, spec: str) -> None:
     finally:
         model.train(was)
 
+
+def check_bad_rows(cfg: RunConfig, data: dict[str, Dataset | None], echo: Callable[[str], None]) -> dict[str, Any]:
+    """Rows the data files could not give (empty text or label, NaN target, unreadable picture): a warning line
+    for each file (``--on-bad-rows skip``) or one error (``error``); returns them per option for metrics.json."""
+    out: dict[str, Any] = {}
+    for key, ds in data.items():
+        line = dropped_summary(ds) if ds is not None else None
+        if line is None:
+            continue
+        if cfg.on_bad_rows == "error":
+            raise FrostlineError(f"--on-bad-rows error: {line}; fix those rows, or pass --on-bad-rows skip to drop "
+                                 "them")
+        echo(f"warning: {line}; --on-bad-rows error stops instead")
+        assert ds is not None
+        out[key] = {"source": ds.source, "line": line, "reasons": ds.dropped}
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..core.errors import FrostlineError
+from ..core.lock import folder_lock
 from ..core.task import Task
 from ..data import Splits, limit, split
 from ..data.augment import parse_augment
@@ -48,6 +49,7 @@ from .precision import choose_precision
 from .precision import describe as describe_precision
 from .results import score_run, split_metrics
 from .sources import (
+    check_bad_rows,
     check_forward,
     load_for_run,
     misclassified_pictures,
@@ -86,6 +88,7 @@ class Prepared:
     base_val: Any = None  # the base model's validation predictions in float32 (the precision check reuses them)
     head_inputs: HeadInputs | None = field(default=None, repr=False)  # shared by the scoring passes of this data
     inputs: ImageInputs | None = None  # images: the convention applied (the run's size, the model's normalisation)
+    dropped: dict[str, Any] = field(default_factory=dict)  # per data option: rows left out, why, and the warning line
 
     def reset(self) -> None:
         """Put the starting weights back (every strategy starts from the same model and head)."""
@@ -145,6 +148,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     names = full.label_names
     val = read_data(cfg.val_data, cfg, names, full.task, size) if cfg.val_data else None
     test = read_data(cfg.test_data, cfg, names, full.task, size) if cfg.test_data else None
+    bad_rows = check_bad_rows(cfg, {"data": full, "val_data": val, "test_data": test}, echo)
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
     task = Task.for_targets(full.task, splits.train.labels, cfg.loss)
     if task.kind == "classification":
@@ -205,7 +209,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
         leak.conflicting, leak.conflict_examples, leak.conflicts_deduped = conflicts[0], conflicts[1], True
     with status("hashing the data files"):
         hashes = data_hashes(_data_paths(cfg))
-    return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped,
+    return Prepared(loaded, splits, *enc, initial_state=state, leakage=leak, dedup_dropped=dropped, dropped=bad_rows,
                     data_hashes=hashes, base_hash=base_hash, task=task,
                     head_inputs=HeadInputs(loaded.model, find_head(loaded.model).name), inputs=inputs)
 
@@ -233,6 +237,15 @@ def train(cfg: RunConfig, prepared: Prepared | None = None, progress: Progress |
     dist = start_processes(cfg)
     if dist is not None and not dist.main:  # rank 0 reports
         echo, progress, status = (lambda _s: None), None, no_status
+    check_run_out(cfg.out)
+    # one writer per run folder (rank 0 of a distributed run): a second `train` into it stops with one line
+    with folder_lock(cfg.out, "trains a run") if dist is None or dist.main else nullcontext():
+        return _train(cfg, dist, prepared, progress, echo, status)
+
+
+def _train(cfg: RunConfig, dist: Dist | None, prepared: Prepared | None, progress: Progress | None,
+           echo: Callable[[str], None], status: Status) -> RunResult:
+    """:func:`train` with the run folder held."""
     run = RunFolder(check_run_out(cfg.out))
     state = run.state() if run.exists() else None
     if dist is not None:
@@ -297,6 +310,8 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
     if resume is not None:
         echo(f"{run.path}: resuming after epoch {resume.next_epoch} of {cfg.budget('epochs')}")
         run.log(f"resume at epoch {resume.next_epoch + 1}")
+    for bad in prepared.dropped.values():
+        run.log(f"warning: {bad['line']}")
     run.log(f"start strategy={strategy} model={cfg.model} data={cfg.data} sizes={prepared.splits.sizes()}")
     started, shown = time.time(), [""]
 
