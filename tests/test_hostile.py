@@ -53,15 +53,15 @@ def test_dropped_rows_are_said_in_the_terminal_the_log_the_metrics_and_the_repor
     result = _train(tmp_path, data, "--strategy", "linear-probe", model=f"hf:{tiny_hf_dir}")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    line = (f"3 of 40 rows of {data} were dropped: 1 with fewer than 2 columns (row 11); 1 with an empty text "
-            "(row 3); 1 with an empty label (row 7)")
+    line = (f"3 of 40 rows of {data} were dropped: 1 with an empty text (row 3); 1 with fewer than 2 columns "
+            "(row 11); 1 with an empty label (row 7)")
     assert f"warning: {line}" in text
     run = tmp_path / "r"
     assert line in (run / "train.log").read_text()
     m = json.loads((run / "metrics.json").read_text())
     assert m["data"]["skipped_rows"] == 3
-    assert m["data"]["dropped"]["data"]["reasons"] == {"with fewer than 2 columns": ["row 11"],
-                                                       "with an empty text": ["row 3"],
+    assert m["data"]["dropped"]["data"]["reasons"] == {"with an empty text": ["row 3"],
+                                                       "with fewer than 2 columns": ["row 11"],
                                                        "with an empty label": ["row 7"]}
     assert "1 with an empty label (row 7)" in (run / "report.html").read_text()
     stop = _train(tmp_path, data, "--strategy", "linear-probe", "--on-bad-rows", "error", model=f"hf:{tiny_hf_dir}",
@@ -131,7 +131,7 @@ def test_a_constant_multilabel_target_is_an_error_finding_and_never_good():
     varied[0, 1] = 1
     found = constant_target("multilabel", varied, ["a", "b", "c"])
     assert [f.code for f in found] == ["constant-labels"] and "'a', 'c' are on in every one" in found[0].message
-    assert constant_target("regression", np.full(5, 2.5), ["y"])[0].evidence == {"value": 2.5, "rows": 5}
+    assert constant_target("regression", np.full(5, 2.5), ["y"])[0].numbers == {"value": 2.5, "rows": 5}
 
 
 def test_a_run_on_a_constant_multilabel_column_is_not_called_good(tmp_path, tiny_hf_dir):
@@ -265,4 +265,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused_with_the_first_ones_
         holder.wait()
     with folder_lock(out, "trains a run"):  # kill -9 left no stale lock
         pass
-    assert not out.exists()  # made for the lock, still empty: removed again
+    fresh = tmp_path / "fresh"
+    with folder_lock(fresh, "trains a run"):
+        assert fresh.is_dir()
+    assert not fresh.exists()  # made for the lock and still empty: removed again

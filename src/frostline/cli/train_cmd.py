@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..core.errors import shorten_labels
 from ..reporting.terminal import class_table, compare_rows, compare_table, confusion_table, history_table, task_table
 from ..runs.comparison import Comparison, compare
 from ..runs.config import RunConfig
@@ -67,15 +68,17 @@ def _echo(text: str) -> None:
     console.print(text, highlight=False)
 
 
-def show_findings(findings: list[dict], title: str = "findings") -> None:
-    """Print diagnoses: severity, message and what to do (the same lines after train, compare and evaluate)."""
+def show_findings(findings: list[dict], title: str = "findings", labels: list[str] | None = None) -> None:
+    """Print diagnoses: severity, message and what to do (the same lines after train, compare and evaluate; class
+    names longer than a table column shortened)."""
     color = {"error": "red", "warning": "yellow", "info": "green"}
     console.print(f"[bold]{title}[/]")
     for f in findings:
-        console.print(f"  [{color[f['severity']]}]{f['severity']}[/] [bold]{f['code']}[/]: {escape(f['message'])}",
+        message, fix = shorten_labels(f["message"], labels or []), shorten_labels(f["fix"], labels or [])
+        console.print(f"  [{color[f['severity']]}]{f['severity']}[/] [bold]{f['code']}[/]: {escape(message)}",
                       highlight=False)
-        if f["fix"] not in ("-", ""):
-            console.print(f"      what to do: {f['fix']}", highlight=False, markup=False)
+        if fix not in ("-", ""):
+            console.print(f"      what to do: {fix}", highlight=False, markup=False)
 
 
 def show_comparison(result: Comparison) -> None:
@@ -83,7 +86,7 @@ def show_comparison(result: Comparison) -> None:
     rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
     console.print(compare_table(rows, width=console.width))
     for r in result.runs:
-        show_findings(r.metrics.get("diagnoses", []), f"findings: {r.strategy}")
+        show_findings(r.metrics.get("diagnoses", []), f"findings: {r.strategy}", r.metrics.get("labels"))
     console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}; "
                   f"report: {result.out / 'report.html'}")
 
@@ -113,7 +116,7 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STR
     if chosen:
         console.print(class_table(chosen["test"], title=f"test at threshold {chosen['threshold']:.4f} "
                                                          f"({chosen['objective']}, chosen on validation)"))
-    show_findings(m.get("diagnoses", []))
+    show_findings(m.get("diagnoses", []), labels=m.get("labels"))
     console.print(f"run folder: {result.out}; report: {result.out / 'report.html'}")
     if export is not None:
         kind = export_run(result.out, export, cfg.model if ":" in cfg.model and not cfg.model.startswith("hf:")

@@ -65,3 +65,10 @@ def shown(value: object, width: int = 80) -> str:
     """``repr(value)`` for an error message, at most ``width`` characters (a huge bad value is not echoed whole)."""
     text = repr(value)
     return text if len(text) <= width else f"{text[: width - 1]}… ({len(text):,} characters)"
+
+
+def shorten_labels(text: str, labels: Iterable[str], width: int = 48) -> str:
+    """``text`` with every label longer than ``width`` characters shortened (findings quote class names whole)."""
+    for label in sorted((str(n) for n in labels if len(str(n)) > width), key=len, reverse=True):
+        text = text.replace(label, shorten(label, width))
+    return text

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import atomic
-from ..core.errors import shorten
+from ..core.errors import shorten, shorten_labels
 from ..evaluation.metrics import HEADLINE
 from .importance import auto_html
 from .terminal import compare_rows
@@ -61,14 +61,15 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return "".join(out)
 
 
-def findings_html(findings: list[dict[str, Any]]) -> str:
-    """Every finding with its severity, message and fix."""
+def findings_html(findings: list[dict[str, Any]], labels: list[str] | None = None) -> str:
+    """Every finding with its severity, message and fix (long class names shortened, as in the tables)."""
     if not findings:
         return '<p class="muted">no findings</p>'
+    cut = lambda t: shorten_labels(t, labels or [])  # noqa: E731
     return "".join(
         f'<div class="finding {_e(f["severity"])}"><span class="badge">{_e(f["severity"])}</span>'
-        f'<b>{_e(f["code"])}</b>: {_e(f["message"])}'
-        + ("" if f["fix"] in ("-", "") else f'<div class="fix">what to do: {_e(f["fix"])}</div>') + "</div>"
+        f'<b>{_e(f["code"])}</b>: {_e(cut(f["message"]))}'
+        + ("" if f["fix"] in ("-", "") else f'<div class="fix">what to do: {_e(cut(f["fix"]))}</div>') + "</div>"
         for f in findings)
 
 
@@ -166,7 +167,7 @@ def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str
     chosen = th.get("chosen")
     threshold_text = ""
     if curves.get("roc_auc") is not None:
-        threshold_text = (f"<p>positive class <b>{_e(th['positive'])}</b>: ROC-AUC {curves['roc_auc']:.4f}, "
+        threshold_text = (f"<p>positive class <b>{_e(shorten(th['positive']))}</b>: ROC-AUC {curves['roc_auc']:.4f}, "
                           f"average precision {curves['average_precision']:.4f} (test).")
         if chosen:
             threshold_text += (f" Threshold {chosen['threshold']:.4f} chosen on validation for "
@@ -175,7 +176,7 @@ def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str
         threshold_text += "</p>"
     body = [
         summary,
-        "<h2>Findings</h2>", findings_html(m.get("diagnoses", [])),
+        "<h2>Findings</h2>", findings_html(m.get("diagnoses", []), m.get("labels")),
         "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), _table(["class", "precision", "recall", "F1", "support"],
                                                               per_class),
         "<h2>Learning curves</h2>", _img(plots.learning_curves(m["history"], m["best_epoch"]), "learning curves"),
@@ -214,7 +215,7 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
             _img(plots.compare_bars(rows), "test metrics by strategy"),
             "<h2>Learning curves</h2>", _img(plots.compare_curves(runs), "validation curves")]
     for name, m in runs:
-        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(m.get("diagnoses", [])),
+        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(m.get("diagnoses", []), m.get("labels")),
                  f"<h3>Freeze plan: {_e(name)}</h3>", freeze_plan_html(m)]
     return _page("frostline comparison", "".join(body))
 
@@ -260,12 +261,12 @@ def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -
     own_text = (f"<p>the run's own test split: accuracy {own['accuracy']:.4f} on {own['n']} samples.</p>"
                 if own.get("n") else "")
     c = th.get("curves") or {}
-    auc = (f"<p>positive class <b>{_e(th['positive'])}</b>: ROC-AUC {c['roc_auc']:.4f}, average precision "
+    auc = (f"<p>positive class <b>{_e(shorten(th['positive']))}</b>: ROC-AUC {c['roc_auc']:.4f}, average precision "
            f"{c['average_precision']:.4f}.</p>" if c.get("roc_auc") is not None else "")
     per_class = [[shorten(n), _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
                   _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
     body = [f"<p>checkpoint <b>{_e(m['checkpoint'])}</b> on <b>{_e(m['data'])}</b> ({test['n']} samples).</p>",
-            "<h2>Findings</h2>", findings_html(m.get("diagnoses", [])),
+            "<h2>Findings</h2>", findings_html(m.get("diagnoses", []), m.get("labels")),
             "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), own_text,
             _table(["class", "precision", "recall", "F1", "support"], per_class),
             "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),

@@ -59,7 +59,7 @@ def task_run_report(m: dict[str, Any], test_true: np.ndarray | None = None,
                        _f((th.get("label_thresholds") or {}).get(n))] for n in m["labels"]]
         per_label = _table(["label", "precision", "recall", "F1", "positives", "predicted", "threshold"], label_rows)
         extra = ["<h2>Per label (test)</h2>", _img(plots.label_bars(test), "per-label scores")]
-    body = [summary, "<h2>Findings</h2>", findings_html(m.get("diagnoses", [])), "<h2>Metrics</h2>",
+    body = [summary, "<h2>Findings</h2>", findings_html(m.get("diagnoses", []), m.get("labels")), "<h2>Metrics</h2>",
             _table(head, rows), per_label, "<h2>Learning curves</h2>",
             _img(plots.learning_curves(m["history"], m["best_epoch"]), "learning curves"), *extra,
             "<h2>Freeze plan</h2>", freeze_plan_html(m)]
