@@ -168,8 +168,8 @@ def test_unreadable_pictures_and_other_files_are_said_in_training_and_prediction
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
     flat = _flat(result.output)
-    assert ("2 image file(s) could not be read (damaged, empty or not the format their suffix says) and were "
-            "SKIPPED: left/broken.png, right/empty.jpg") in flat
+    assert ("pictures in " + str(data) + " were dropped: 2 unreadable pictures (damaged, empty or not the format "
+            "their suffix says) (left/broken.png, right/empty.jpg)") in flat
     assert "1 file(s) that are not pictures ignored (.txt): right/notes.txt" in flat
     assert json.loads((out / "metrics.json").read_text())["data"]["skipped_rows"] == 2
     predicted = runner.invoke(app, ["predict", "--checkpoint", str(out), "--model", FACTORY, "--data", str(data)])

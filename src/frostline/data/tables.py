@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..core.errors import FrostlineError, did_you_mean
 from .dataset import Dataset
@@ -56,10 +57,19 @@ def read_table(
         texts, raw, ids = _read_jsonl(p, str(text_column or "text"), str(label_column or "label"), dropped)
     else:
         texts, raw, ids = _read_delimited(p, text_column, label_column, header, dropped)
+    column = str(label_column if label_column is not None else "label")
+    return rows_to_dataset(p, texts, raw, ids, dropped, task, label_names, column)
+
+
+def rows_to_dataset(p: Path, inputs: list[Any], raw: list[str], ids: list[int], dropped: dict[str, list[str]],
+                    task: str | None, label_names: list[str] | None, column: str, kind: str = "text") -> Dataset:
+    """Rows read from a file as a :class:`Dataset`: rows without a target dropped (and said, in ``dropped``), the
+    task detected unless given, the targets encoded. ``inputs``: texts, or ``(3, H, W)`` uint8 pictures."""
+    texts = inputs
     missing = [i for i, r in enumerate(raw) if _missing(r)]
-    kind = task or detect_task([r for r in raw if not _missing(r)])[0]
-    if missing and kind != "multilabel":  # the same for an empty cell and a NaN (pandas writes either)
-        what = "with an empty or non-finite (NaN, inf) target" if kind == "regression" else \
+    task_kind = task or detect_task([r for r in raw if not _missing(r)])[0]
+    if missing and task_kind != "multilabel":  # the same for an empty cell and a NaN (pandas writes either)
+        what = "with an empty or non-finite (NaN, inf) target" if task_kind == "regression" else \
             "with an empty label"
         dropped.setdefault(what, []).extend(f"row {ids[i]}" for i in missing)
         keep = [i for i, r in enumerate(raw) if not _missing(r)]
@@ -70,10 +80,10 @@ def read_table(
     if not texts:
         raise FrostlineError(f"{p}: no usable rows (skipped {skipped}: "
                              f"{'; '.join(f'{len(v)} {k}' for k, v in dropped.items()) or 'the file is empty'})")
-    column = str(label_column if label_column is not None else "label")
-    labels, names, kind, note = encode_targets(raw, task, label_names, str(p), column, rows=ids)
-    return Dataset("text", texts, labels, names, np.array(ids, dtype=np.int64), str(p), skipped, task=kind,
-                   task_note=note, dropped=dropped)
+    labels, names, found, note = encode_targets(raw, task, label_names, str(p), column, rows=ids)
+    data: Any = texts if kind == "text" else torch.stack(texts)
+    return Dataset(kind, data, labels, names, np.array(ids, dtype=np.int64), str(p), skipped,  # type: ignore[arg-type]
+                   task=found, task_note=note, dropped=dropped)
 
 
 def _missing(label: str) -> bool:

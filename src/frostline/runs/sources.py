@@ -9,11 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..core.errors import FrostlineError
 from ..data import Dataset, read_image_folder, read_table
 from ..data.batching import Encoded
+from ..data.columnar import is_saved_dataset, read_parquet, read_saved_splits
 from ..data.dataset import dropped_summary
 from ..data.normalise import DEFAULT_SIZE, ImageInputs
 from ..models.load import LoadedModel, load_model
@@ -30,6 +32,14 @@ def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, t
     validation and test files; ``image_size``: the run's, default ``cfg.image_size`` or 224)."""
     p = Path(path)
     task = task or cfg.task
+    text_column = None if cfg.text_column is None else str(cfg.text_column)
+    label_column = None if cfg.label_column is None else str(cfg.label_column)
+    if is_saved_dataset(p):  # a datasets folder: its train split (validation and test: saved_split)
+        split = read_saved_splits(p, text_column, label_column, image_size or cfg.image_size or DEFAULT_SIZE, task)
+        return _relabel(split["train"], label_names, task)
+    if p.suffix.lower() == ".parquet":
+        return read_parquet(p, text_column, label_column, image_size or cfg.image_size or DEFAULT_SIZE, task,
+                            label_names)
     if p.is_dir():
         if task not in (None, "auto", "classification"):
             raise FrostlineError(f"{path} is an image folder (one sub-folder per class): a classification, not a "
@@ -142,3 +152,32 @@ def check_bad_rows(cfg: RunConfig, data: dict[str, Dataset | None], echo: Callab
         assert ds is not None
         out[key] = {"source": ds.source, "line": line, "reasons": ds.dropped}
     return out
+
+
+def _relabel(ds: Dataset, label_names: list[str] | None, task: str | None) -> Dataset:
+    """A split read on its own, encoded with the training data's label order (validation and test files)."""
+    if label_names is None or ds.label_names == label_names or ds.task != "classification":
+        return ds
+    unknown = sorted(set(ds.label_names) - set(label_names))
+    if unknown:
+        raise FrostlineError(f"{ds.source}: labels {unknown[:5]} are not among the training labels {label_names[:20]}")
+    index = [label_names.index(n) for n in ds.label_names]
+    return replace(ds, labels=np.asarray(index, dtype=np.int64)[ds.labels], label_names=list(label_names))
+
+
+def saved_splits(cfg: RunConfig, label_names: list[str], task: str, size: int | None) -> tuple[Dataset | None,
+                                                                                                Dataset | None]:
+    """The validation and test splits of a ``datasets`` folder given as ``--data`` (used as given, unless
+    ``--val-data`` / ``--test-data`` say otherwise)."""
+    p = Path(cfg.data) if cfg.data else None
+    if p is None or not is_saved_dataset(p):
+        return None, None
+    splits = read_saved_splits(p, None if cfg.text_column is None else str(cfg.text_column),
+                               None if cfg.label_column is None else str(cfg.label_column),
+                               size or cfg.image_size or DEFAULT_SIZE, task)
+    return (None if cfg.val_data else _relabel_opt(splits.get("val"), label_names, task),
+            None if cfg.test_data else _relabel_opt(splits.get("test"), label_names, task))
+
+
+def _relabel_opt(ds: Dataset | None, label_names: list[str], task: str) -> Dataset | None:
+    return _relabel(ds, label_names, task) if ds is not None else None

@@ -56,6 +56,7 @@ from .sources import (
     model_record,
     read_data,
     run_inputs,
+    saved_splits,
     text_length,
 )
 
@@ -148,6 +149,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     names = full.label_names
     val = read_data(cfg.val_data, cfg, names, full.task, size) if cfg.val_data else None
     test = read_data(cfg.test_data, cfg, names, full.task, size) if cfg.test_data else None
+    given_val, given_test = saved_splits(cfg, names, full.task, size)  # a datasets folder's own splits
+    val, test = val or given_val, test or given_test
     bad_rows = check_bad_rows(cfg, {"data": full, "val_data": val, "test_data": test}, echo)
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
     task = Task.for_targets(full.task, splits.train.labels, cfg.loss)
