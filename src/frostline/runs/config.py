@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ class RunConfig:
     bn: str = "auto"
     dedup: bool = False
     on_bad_rows: str = "skip"
+    log: list[str] = field(default_factory=list)
     optimize: str | None = None
     positive_label: str | None = None
     good_accuracy: float = 0.80
@@ -133,6 +134,13 @@ class RunConfig:
 
         runs_on = "cpu" if self.accelerator == "auto" and not on_gpu else self.accelerator
         check_precision(runs_on, self.precision)
+        if isinstance(self.log, str):
+            self.log = [self.log]
+        if not isinstance(self.log, list) or not all(isinstance(k, str) for k in self.log):
+            raise FrostlineError(f"--log must be a list of names (mlflow, tensorboard, csv), got {shown(self.log)}")
+        from .tracking import check_loggers
+
+        check_loggers(self.log)
         if self.on_bad_rows not in BAD_ROWS:
             raise FrostlineError(f"--on-bad-rows must be one of {', '.join(BAD_ROWS)}, got {shown(self.on_bad_rows)}"
                                  f"{did_you_mean(self.on_bad_rows, BAD_ROWS)}")
@@ -204,7 +212,7 @@ class RunConfig:
 
 #: how many processes run it: not part of a run's identity (the same global batch gives the same run, and an
 #: interrupted run may resume on another number of processes)
-PROCESS_KEYS = ("devices", "num_nodes", "distributed")
+PROCESS_KEYS = ("devices", "num_nodes", "distributed", "log")  # and where it is logged
 
 
 def _check_task(task: str | None, loss: str | None) -> None:

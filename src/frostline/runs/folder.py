@@ -42,7 +42,7 @@ METRICS_SCHEMA = "frostline.metrics/1"
 STATE_SCHEMA = "frostline.state/3"  # /3: with ``state_sha256``; /1 and /2 are read without it
 #: Files a run folder may hold (anything else in ``--out`` belongs to someone else).
 RUN_FILES = {"state.json", "config.yaml", "train.log", "model.safetensors", "metrics.json", "predictions.csv",
-             "report.html", "checkpoints", "last.safetensors", "optimizer.pt"}
+             "report.html", "checkpoints", "last.safetensors", "optimizer.pt", "tracking.json", "tensorboard", "logs"}
 RESULT_FILES = ("model.safetensors", "metrics.json", "predictions.csv", "report.html")
 
 

@@ -20,6 +20,8 @@ from ..data.dataset import dropped_summary
 from ..data.normalise import DEFAULT_SIZE, ImageInputs
 from ..models.load import LoadedModel, load_model
 from ..reporting.pictures import misclassified
+from ..training.distributed import Dist, launch
+from ..training.fabric import resolve_device
 from ..training.prediction import forward
 from .config import RunConfig
 
@@ -181,3 +183,13 @@ def saved_splits(cfg: RunConfig, label_names: list[str], task: str, size: int | 
 
 def _relabel_opt(ds: Dataset | None, label_names: list[str], task: str) -> Dataset | None:
     return _relabel(ds, label_names, task) if ds is not None else None
+
+
+def start_processes(cfg: RunConfig) -> Dist | None:
+    """Launch (or join) the processes of a distributed run (``cfg.devices`` x ``cfg.num_nodes``); ``None`` for one.
+
+    Local processes are started here, by running the same command again; under ``torchrun`` / ``fabric run``
+    every process is started by them and joins.
+    """
+    accelerator, precision = resolve_device(cfg.accelerator, cfg.precision)
+    return launch(accelerator, cfg.devices, cfg.num_nodes, cfg.distributed, precision)

@@ -31,9 +31,8 @@ from ..models.load import LoadedModel
 from ..models.parts import model_parts
 from ..reporting.html import write_run_report
 from ..training.adapters import initial_state as adapter_initial
-from ..training.distributed import Dist, launch
+from ..training.distributed import Dist
 from ..training.engine import fit
-from ..training.fabric import resolve_device
 from ..training.head_inputs import HeadInputs
 from ..training.plans import Strategy
 from ..training.prediction import predict
@@ -57,8 +56,10 @@ from .sources import (
     read_data,
     run_inputs,
     saved_splits,
+    start_processes,
     text_length,
 )
+from .tracking import Tracking
 
 Progress = Callable[[str, int], Callable[[float], None]]
 Status = Callable[[str], AbstractContextManager[Any]]
@@ -317,9 +318,12 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
         run.log(f"warning: {bad['line']}")
     run.log(f"start strategy={strategy} model={cfg.model} data={cfg.data} sizes={prepared.splits.sizes()}")
     started, shown = time.time(), [""]
+    tracking = Tracking(cfg.log if dist is None or dist.main else [], run.path, f"{strategy} ({run.path.name})")
+    tracking.start(cfg.to_dict(), list(resume.history) if resume else [])
 
     def on_epoch_end(record: EpochRecord, is_best: bool, popt: PlanOptimizer, step: int, ending: str | None) -> None:
         keeper.on_epoch_end(record, is_best, popt, step, ending)
+        tracking.epoch(record.to_dict())
         if not record.cache.startswith("cache reused") and record.cache != shown[-1]:
             echo(f"epoch {record.epoch}: {record.cache}")  # once per change: built, dropped, fell back, probe fit
             shown.append(record.cache)
@@ -376,21 +380,12 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
                      "metrics": {"test": {"n": test["n"], **headline(test)}
                                  | ({"f1_macro": test["f1"]["macro"]} if "accuracy" in test else {})},
                      "files": run.hashes()})
+    tracking.finish(metrics, [run.file(n) for n in ("report.html", "metrics.json", "predictions.csv")])
     checkpoint.remove_all(run.path)
     run.log("done: test " + ", ".join(f"{k} {v:.4f}" for k, v in headline(test).items() if v is not None))
     if dist is not None:
         dist.barrier()
     return RunResult(str(strategy), run.path, run.metrics(), resume.next_epoch if resume else None)
-
-
-def start_processes(cfg: RunConfig) -> Dist | None:
-    """Launch (or join) the processes of a distributed run (``cfg.devices`` x ``cfg.num_nodes``); ``None`` for one.
-
-    Local processes are started here, by running the same command again; under ``torchrun`` / ``fabric run``
-    every process is started by them and joins.
-    """
-    accelerator, precision = resolve_device(cfg.accelerator, cfg.precision)
-    return launch(accelerator, cfg.devices, cfg.num_nodes, cfg.distributed, precision)
 
 
 def _data_paths(cfg: RunConfig) -> dict[str, str | None]:
