@@ -5,6 +5,7 @@ merged and compares like any other run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,7 +60,8 @@ def test_in_a_cnn_lora_adapts_the_ungrouped_convolutions_of_the_blocks():
     ("lora:targets=qurey", r"targets 'qurey' matches no layer in the chosen blocks; .* named dense, key, query, "
                            r"value; closest names: query"),
     ("lora:targets=LayerNorm", r"targets 'LayerNorm' names LayerNorm layers .*which PEFT does not adapt"),
-    ("lora:blocks=7", r"blocks=7: .*out of range: the model has 4 blocks"),
+    ("lora:blocks=7", r"'lora:blocks=7': blocks=7 is out of range: the model has 4 blocks \(0-3\)"),
+    ("lora:", r"nothing after the last ':'; write 'lora' alone or add options"),
     ("lora:auto:0", r"expected 'lora:auto\[:K\]' with K >= 1 blocks"),
     ("lora:auto:5", r"'lora:auto:5' needs K in 1\.\.4: the model has 4 blocks"),
     ("lora:r=4:r=8", r"'r' is given twice"),
@@ -194,3 +196,41 @@ def test_inspect_shows_what_a_strategy_adapts_and_trains(tiny_hf_dir):
     assert f"{LAYER}.3.attention.self.query" in text and "trainable 1,090 of" in text
     result = runner.invoke(app, ["inspect", f"hf:{tiny_hf_dir}", "--strategy", "lora:auto:1"])
     assert result.exit_code == 2 and "chooses its blocks from importance scores on your data" in result.output
+
+
+def test_lora_refuses_convolutions_it_cannot_rebuild_and_ia3_adapts_them():
+    utils = pytest.importorskip("efficientnet_lite_pytorch.utils")
+    from torch import nn
+
+    class SamePadded(nn.Module):  # EfficientNet-Lite's convolutions: TF "SAME" padding, another constructor
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.Sequential(*[utils.Conv2dStaticSamePadding(4, 4, 3, image_size=8) for _ in range(2)])
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.blocks(x).mean((2, 3)))
+
+    model = SamePadded()
+    with pytest.raises(FrostlineError, match=r"convolutions are Conv2dStaticSamePadding, which PEFT's LoRA cannot "
+                                             r"rebuild .*ia3, bitfit or partial:N train them"):
+        parse_strategy("lora", model)
+    s = parse_strategy("ia3", model)
+    assert list(s.adapters.targets) == ["blocks.0", "blocks.1"]
+    x = torch.rand(2, 4, 8, 8)
+    before = model(x)
+    s.attach(model, 0)
+    torch.testing.assert_close(model(x), before)  # (IA)3 starts as the identity
+    s.detach(model)
+
+
+def test_lora_on_a_cnn_trains_its_convolutions(tmp_path):
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "pics", per_class=8)
+    result = fl.train(RunConfig(model="tests.models:tiny_efficientnet", data=data, strategy="lora", epochs=1,
+                                batch_size=8, out=str(tmp_path / "r")), echo=lambda _s: None)
+    saved = load_file(str(result.out / "model.safetensors"))
+    assert any(".lora_A." in n for n in saved) and all(adapter_param(n) or "lora" not in n for n in saved)
+    probs = fl.load_run(result.out, model="tests.models:tiny_efficientnet").predict(Path(data) / "red" / "0.png").probs
+    assert probs.shape == (1, 2)

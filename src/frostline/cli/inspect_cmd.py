@@ -131,8 +131,9 @@ def strategy_preview(model: nn.Module, spec: str) -> dict[str, Any]:
 
     strategy = parse_strategy(spec, model)
     if strategy.needs_data:
-        raise FrostlineError(f"strategy {spec!r} chooses its blocks from importance scores on your data: see the "
-                             "scores with frostline inspect MODEL --importance --data FILE (or frostline importance)")
+        raise FrostlineError(f"strategy {spec!r} chooses its blocks from importance scores on your data, when it "
+                             "trains: frostline importance MODEL --data FILE ranks the blocks now (it adapts or trains "
+                             "the top K); preview those blocks with --strategy lora:blocks=A,B or surgical:blocks:A,B")
     strategy.attach(model, 0)
     epoch = strategy.plan(0, model_parts(model), 1e-4, 1e-2)
     done = set_trainable(model, epoch.params)

@@ -32,7 +32,15 @@ from ..freezing.select import SelectorError, resolve
 from ..models.blocks import discover_blocks
 from ..models.heads import find_head
 from ..models.parts import Part
-from .adapters import AdapterSpec, Attached, adapter_param, attach, default_targets, named_targets
+from .adapters import (
+    AdapterSpec,
+    Attached,
+    adapter_param,
+    attach,
+    default_targets,
+    named_targets,
+    unrebuildable,
+)
 from .plans import EpochPlan, Group, Strategy
 
 #: the budget of each strategy kind when ``--lr`` / ``--epochs`` are not given: the learning rate its paper used, and
@@ -97,7 +105,8 @@ def _blocks(model: nn.Module, selector: str | None, spec: str) -> list[str]:
     try:
         return list(resolve(model, sel, blocks=layout).modules)
     except SelectorError as exc:
-        raise FrostlineError(f"bad strategy {spec!r}: blocks={selector}: {exc}") from None
+        said = str(exc).replace(repr(sel), f"blocks={selector}").replace(sel, f"blocks={selector}")
+        raise FrostlineError(f"bad strategy {spec!r}: {said}") from None
 
 
 class Adapted(Strategy):
@@ -130,13 +139,18 @@ class Adapted(Strategy):
 
     def _resolve(self, model: nn.Module, blocks: list[str]) -> AdapterSpec:
         if self.names is not None:
-            targets, ff = named_targets(model, self.names, blocks, self.name), []
+            targets, ff = named_targets(model, self.names, blocks, self.name, self.kind), []
             if self.kind == "ia3":
                 ff = default_targets(model, "ia3", blocks)[1]
                 ff = [t for t in ff if t in set(targets)]
         else:
             targets, ff = default_targets(model, self.kind, blocks)
         if not targets:
+            odd = unrebuildable(model, blocks) if self.kind == "lora" else []
+            if odd:
+                raise FrostlineError(f"strategy {self.name!r}: the chosen blocks' convolutions are {', '.join(odd)}, "
+                                     "which PEFT's LoRA cannot rebuild (it makes lora_A with nn.Conv2d's own "
+                                     "arguments, and this class takes others); ia3, bitfit or partial:N train them")
             raise FrostlineError(f"strategy {self.name!r}: the chosen blocks hold no layer PEFT can adapt (Linear or "
                                  "ungrouped convolution); use partial:N or full")
         return AdapterSpec(self.kind, tuple(targets), self.r, self.alpha, self.dropout, tuple(ff))
@@ -218,6 +232,9 @@ class BitFit(Strategy):
 
 def parse_adapted(kind: str, arg: str, spec: str, model: nn.Module | None) -> Strategy:
     """``lora...``, ``lora:auto[:K]``, ``ia3...`` and ``bitfit``."""
+    if spec.endswith(":"):
+        raise FrostlineError(f"bad strategy {spec!r}: nothing after the last ':'; write {spec.rstrip(':')!r} "
+                             f"alone or add options, e.g. {kind}:blocks=last:2")
     if kind == "bitfit":
         if arg:
             raise FrostlineError(f"bad strategy {spec!r}: bitfit takes no options")

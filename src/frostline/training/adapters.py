@@ -42,13 +42,43 @@ def base_name(name: str) -> str:
     return name.replace(".base_layer.", ".")
 
 
-def _supported(module: nn.Module) -> bool:
-    """Layers both LoRA and (IA)3 adapt: Linear, Conv1d/2d without groups, transformers' GPT-2 ``Conv1D``."""
+_CONV_ARGS = ["self", "in_channels", "out_channels", "kernel_size", "stride", "padding"]
+
+
+def rebuildable(module: nn.Module) -> bool:
+    """Whether LoRA can build its ``lora_A`` as ``type(module)(in, r, kernel, stride, padding)``, as PEFT does: a
+    plain ``nn.Conv2d``, or a subclass that takes the same leading arguments (EfficientNet-Lite's
+    ``Conv2dStaticSamePadding`` takes others: PEFT would pass its padding as the dilation)."""
+    import inspect
+
+    if type(module) in (nn.Conv1d, nn.Conv2d):
+        return True
+    try:
+        names = list(inspect.signature(type(module).__init__).parameters)[:6]
+    except (TypeError, ValueError):
+        return False
+    return names == _CONV_ARGS
+
+
+def _supported(module: nn.Module, kind: str = "ia3") -> bool:
+    """Layers PEFT adapts: Linear, Conv1d/2d without groups (LoRA: only those it can rebuild, :func:`rebuildable`),
+    transformers' GPT-2 ``Conv1D``."""
     if isinstance(module, nn.Linear):
         return True
     if isinstance(module, nn.Conv1d | nn.Conv2d):
-        return module.groups == 1
+        return module.groups == 1 and (kind != "lora" or rebuildable(module))
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def unrebuildable(model: nn.Module, within: list[str]) -> list[str]:
+    """Ungrouped convolutions inside ``within`` that (IA)3 adapts but LoRA cannot rebuild, by class name."""
+    return sorted({type(m).__name__ for n, m in model.named_modules()
+                   if _supported(m) and not _supported(m, "lora") and _inside(n, within)})
+
+
+def _inside(path: str, blocks: list[str]) -> bool:
+    """``path`` is one of ``blocks`` or below one (a block may be a single layer: a plain Sequential's)."""
+    return any(path == b or path.startswith(b + ".") for b in blocks)
 
 
 def _leaf(path: str) -> str:
@@ -113,10 +143,10 @@ class AdapterSpec:
         return cls(kind, tuple(targets), r, alpha, dropout, tuple(ff))
 
 
-def adaptable(model: nn.Module, within: list[str]) -> list[str]:
-    """Paths of the layers PEFT can adapt inside the modules ``within`` (block paths), in model order."""
+def adaptable(model: nn.Module, within: list[str], kind: str = "ia3") -> list[str]:
+    """Paths of the layers PEFT can adapt (with ``kind``) inside the modules ``within`` (block paths), in order."""
     return [n for n, m in model.named_modules()
-            if _supported(m) and any(n.startswith(b + ".") for b in within)]
+            if _supported(m, kind) and _inside(n, within)]
 
 
 def _by_names(paths: list[str], names: tuple[str, ...]) -> list[str]:
@@ -145,7 +175,7 @@ def default_targets(model: nn.Module, kind: str, blocks: list[str]) -> tuple[lis
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
     )
 
-    paths = adaptable(model, blocks)
+    paths = adaptable(model, blocks, kind)
     family = _model_type(model)
     table = (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING if kind == "lora"
              else TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING)
@@ -167,16 +197,20 @@ def default_targets(model: nn.Module, kind: str, blocks: list[str]) -> tuple[lis
     return [p for p in paths if p in set(chosen)], ff
 
 
-def named_targets(model: nn.Module, names: list[str], blocks: list[str], spec: str) -> list[str]:
+def named_targets(model: nn.Module, names: list[str], blocks: list[str], spec: str, kind: str = "lora") -> list[str]:
     """``targets=NAMES``: the adaptable layers of the chosen blocks whose path is or ends in one of ``names``."""
-    paths = adaptable(model, blocks)
-    everything = {n: type(m).__name__ for n, m in model.named_modules() if any(n.startswith(b + ".") for b in blocks)}
+    paths = adaptable(model, blocks, kind)
+    everything = {n: type(m).__name__ for n, m in model.named_modules() if _inside(n, blocks)}
     out = []
     for name in names:
         found = _by_names(paths, (name,))
         if not found:
             other = [p for p in everything if _matches(p, name)]
             leaves = sorted({_leaf(p) for p in paths})
+            if other and kind == "lora" and _supported(model.get_submodule(other[0])):
+                raise FrostlineError(f"strategy {spec!r}: targets {name!r} names {everything[other[0]]} layers "
+                                     f"({other[0]}), which PEFT's LoRA cannot rebuild (it makes lora_A with "
+                                     "nn.Conv2d's own arguments, and this class takes others); ia3 adapts them")
             if other:
                 raise FrostlineError(f"strategy {spec!r}: targets {name!r} names {everything[other[0]]} layers "
                                      f"({other[0]}), which PEFT does not adapt; it adapts Linear and ungrouped "
@@ -253,7 +287,8 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.]+$")
 def check_paths(model: nn.Module, spec: AdapterSpec, where: str) -> None:
     """Every recorded target is an adaptable layer of ``model`` (a run folder names modules, never code)."""
     modules = dict(model.named_modules())
-    bad = [t for t in spec.targets if not _SAFE.match(t) or t not in modules or not _supported(modules[t])]
+    bad = [t for t in spec.targets
+           if not _SAFE.match(t) or t not in modules or not _supported(modules[t], spec.kind)]
     if bad:
         raise FrostlineError(f"{where} adapts {bad[0]!r}, which is not an adaptable layer of this model; it is not "
                              "the model the run was trained on")
