@@ -44,8 +44,9 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "max_length": (int | None, typer.Option(help="Truncate text to this many tokens (batches pad dynamically); "
                                                  "default: where a sentence-transformers model's encode truncates "
                                                  "(MiniLM 256, MPNet 384), else 128; never over the model's limit.")),
-    "log": (list[str], typer.Option(metavar="<name>", help="Also log the run to mlflow (MLFLOW_TRACKING_URI; else MLflow's local "
-                                         "store) | tensorboard (event files in the run folder) | csv; repeatable.")),
+    "log": (list[str], typer.Option(metavar="<name>", help="Also log the run to mlflow (MLFLOW_TRACKING_URI; else "
+                                                           "MLflow's local store) | tensorboard (event files in the "
+                                                           "run folder) | csv; repeatable.")),
     "on_bad_rows": (str, typer.Option(help="Rows that cannot be used (empty text or label, NaN target, unreadable "
                                            "picture): skip (dropped, with a warning naming them) | error.")),
     "dropout": (float | None, typer.Option(help="Dropout before the new head.")),
