@@ -23,6 +23,7 @@ def _cfg(tmp_path: Path, tiny_hf_dir: str, out: str = "r", **kw) -> RunConfig:
 
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts in ./mlruns next to a sqlite store: not in the repository
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "frostline-tests")

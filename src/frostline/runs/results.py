@@ -78,7 +78,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
             train_eval = split_metrics(predict(model, prepared.train, cfg.eval_batch_size, task=task), labels, task)
     parts = model_parts(model)
     last_epoch = result.history[-1]["epoch"] if result.history else 1
-    final_plan = strategy.plan(last_epoch - 1, parts, cfg.lr, cfg.head_lr).params
+    final_plan = strategy.plan(last_epoch - 1, parts, cfg.body_lr(), cfg.head_lr).params
     metrics = {
         "run": {"model": cfg.model, "strategy": str(strategy), "epochs": cfg.budget("epochs"), "seed": cfg.seed,
                 "device": result.device, "precision": result.precision,

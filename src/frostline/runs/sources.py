@@ -34,19 +34,17 @@ def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, t
     validation and test files; ``image_size``: the run's, default ``cfg.image_size`` or 224)."""
     p = Path(path)
     task = task or cfg.task
-    text_column = None if cfg.text_column is None else str(cfg.text_column)
-    label_column = None if cfg.label_column is None else str(cfg.label_column)
-    if is_saved_dataset(p):  # a datasets folder: its train split (validation and test: saved_split)
-        split = read_saved_splits(p, text_column, label_column, image_size or cfg.image_size or DEFAULT_SIZE, task)
-        return _relabel(split["train"], label_names, task)
+    size = image_size or cfg.image_size or DEFAULT_SIZE
+    text_column, label_column = _column(cfg.text_column), _column(cfg.label_column)
+    if is_saved_dataset(p):  # a datasets folder: its train split (prepare takes its other splits: read_main_data)
+        return _relabel(read_saved_splits(p, text_column, label_column, size, task)["train"], label_names)
     if p.suffix.lower() == ".parquet":
-        return read_parquet(p, text_column, label_column, image_size or cfg.image_size or DEFAULT_SIZE, task,
-                            label_names)
+        return read_parquet(p, text_column, label_column, size, task, label_names)
     if p.is_dir():
         if task not in (None, "auto", "classification"):
             raise FrostlineError(f"{path} is an image folder (one sub-folder per class): a classification, not a "
                                  f"{task}; use a table (CSV/TSV/JSONL) for --task {task}")
-        return read_image_folder(p, image_size or cfg.image_size or DEFAULT_SIZE, label_names)
+        return read_image_folder(p, size, label_names)
     return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names, task)
 
 
@@ -156,7 +154,7 @@ def check_bad_rows(cfg: RunConfig, data: dict[str, Dataset | None], echo: Callab
     return out
 
 
-def _relabel(ds: Dataset, label_names: list[str] | None, task: str | None) -> Dataset:
+def _relabel(ds: Dataset, label_names: list[str] | None) -> Dataset:
     """A split read on its own, encoded with the training data's label order (validation and test files)."""
     if label_names is None or ds.label_names == label_names or ds.task != "classification":
         return ds
@@ -167,22 +165,20 @@ def _relabel(ds: Dataset, label_names: list[str] | None, task: str | None) -> Da
     return replace(ds, labels=np.asarray(index, dtype=np.int64)[ds.labels], label_names=list(label_names))
 
 
-def saved_splits(cfg: RunConfig, label_names: list[str], task: str, size: int | None) -> tuple[Dataset | None,
-                                                                                                Dataset | None]:
-    """The validation and test splits of a ``datasets`` folder given as ``--data`` (used as given, unless
-    ``--val-data`` / ``--test-data`` say otherwise)."""
-    p = Path(cfg.data) if cfg.data else None
-    if p is None or not is_saved_dataset(p):
-        return None, None
-    splits = read_saved_splits(p, None if cfg.text_column is None else str(cfg.text_column),
-                               None if cfg.label_column is None else str(cfg.label_column),
-                               size or cfg.image_size or DEFAULT_SIZE, task)
-    return (None if cfg.val_data else _relabel_opt(splits.get("val"), label_names, task),
-            None if cfg.test_data else _relabel_opt(splits.get("test"), label_names, task))
+def read_main_data(cfg: RunConfig, image_size: int | None) -> tuple[Dataset, dict[str, Dataset]]:
+    """``--data`` as read, and, for a ``datasets`` folder, its own ``val`` / ``test`` splits (read once, with the
+    training split's label order; used unless ``--val-data`` / ``--test-data`` are given)."""
+    assert cfg.data is not None
+    p = Path(cfg.data)
+    if not is_saved_dataset(p):
+        return read_data(cfg.data, cfg, image_size=image_size), {}
+    parts = read_saved_splits(p, _column(cfg.text_column), _column(cfg.label_column),
+                              image_size or cfg.image_size or DEFAULT_SIZE, cfg.task)
+    return parts["train"], {k: v for k, v in parts.items() if k != "train"}
 
 
-def _relabel_opt(ds: Dataset | None, label_names: list[str], task: str) -> Dataset | None:
-    return _relabel(ds, label_names, task) if ds is not None else None
+def _column(spec: str | int | None) -> str | None:
+    return None if spec is None else str(spec)
 
 
 def start_processes(cfg: RunConfig) -> Dist | None:

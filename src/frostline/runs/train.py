@@ -54,8 +54,8 @@ from .sources import (
     misclassified_pictures,
     model_record,
     read_data,
+    read_main_data,
     run_inputs,
-    saved_splits,
     start_processes,
     text_length,
 )
@@ -137,7 +137,11 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     inputs = run_inputs(loaded, cfg) if loaded is not None else None
     size = inputs.size if inputs else None
     with status(f"reading {cfg.data}"):
-        full = read_data(cfg.data, cfg, image_size=size)
+        full, given = read_main_data(cfg, size)  # given: a datasets folder's own validation / test splits
+    names = full.label_names
+    val = read_data(cfg.val_data, cfg, names, full.task, size) if cfg.val_data else given.get("val")
+    test = read_data(cfg.test_data, cfg, names, full.task, size) if cfg.test_data else given.get("test")
+    bad_rows = check_bad_rows(cfg, {"data": full, "val_data": val, "test_data": test}, echo)  # as read
     dropped, conflicts = 0, None
     if cfg.dedup:
         conflicts = label_conflicts(full)  # dedup keeps the first label: say which conflicted
@@ -147,12 +151,6 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     if full.task_note:
         echo(f"note: task: {full.task_note}")
     full = limit(full, cfg.max_samples, cfg.seed)
-    names = full.label_names
-    val = read_data(cfg.val_data, cfg, names, full.task, size) if cfg.val_data else None
-    test = read_data(cfg.test_data, cfg, names, full.task, size) if cfg.test_data else None
-    given_val, given_test = saved_splits(cfg, names, full.task, size)  # a datasets folder's own splits
-    val, test = val or given_val, test or given_test
-    bad_rows = check_bad_rows(cfg, {"data": full, "val_data": val, "test_data": test}, echo)
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
     task = Task.for_targets(full.task, splits.train.labels, cfg.loss)
     if task.kind == "classification":
@@ -194,7 +192,7 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     for spec in strategies if strategies is not None else [cfg.strategy]:
         checked = parse_strategy(spec, loaded.model)
         if checked.ready:  # automatic strategies plan once they have scored the model (in train)
-            checked.plan(0, parts, cfg.lr, cfg.head_lr)
+            checked.plan(0, parts, cfg.body_lr(), cfg.head_lr)
     augment = parse_augment(cfg.augment)
     what = "tokenising" if full.kind == "text" else "preparing"
     with status(f"{what} {len(splits.train) + len(splits.val) + len(splits.test)} samples"):
@@ -267,7 +265,7 @@ def _train(cfg: RunConfig, dist: Dist | None, prepared: Prepared | None, progres
     model = prepared.loaded.model
     strategy = parse_strategy(cfg.strategy, model)
     if strategy.ready:
-        strategy.plan(0, model_parts(model), cfg.lr, cfg.head_lr)  # a bad strategy fails before any work
+        strategy.plan(0, model_parts(model), cfg.body_lr(), cfg.head_lr)  # a bad strategy fails before any work
     identity = _identity(cfg, prepared)
     if state is not None:
         check_same_data(run.path, state, prepared.data_hashes, cfg)

@@ -134,7 +134,7 @@ class AdapterSpec:
         try:
             kind, targets = d["kind"], d["targets"]
             r, alpha, dropout, ff = int(d["r"]), float(d["alpha"]), float(d["dropout"]), d.get("feedforward") or []
-            ok = kind in ADAPTER_KINDS and r >= 1 and 0 <= dropout < 1 and all(
+            ok = kind in ADAPTER_KINDS and r >= 1 and 0 <= dropout < 1 and isinstance(targets, list) and all(
                 isinstance(t, str) and t for t in [*targets, *ff]) and set(ff) <= set(targets) and targets
         except (KeyError, TypeError, ValueError):
             ok = False
@@ -239,10 +239,6 @@ class Attached:
         """Fold the adapters into the base weights (PEFT's ``merge_and_unload``): the model is plain again."""
         self.tuner.merge_and_unload()
         _forget(self.model)
-
-    def params(self) -> list[str]:
-        """The adapter tensors' names, in model order."""
-        return [n for n, _ in self.model.named_parameters() if adapter_param(n)]
 
 
 def _forget(model: nn.Module) -> None:
