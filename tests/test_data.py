@@ -110,11 +110,15 @@ def test_dynamic_padding_and_bucketing(tiny_hf_dir, tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tiny_hf_dir)
     ds = read_table(make_text_file(tmp_path / "x.tsv", n=64), "1", "0")
-    enc = Encoded(ds, tok, max_length=8)
-    assert max(enc.lengths) == 8  # truncated
+    enc = Encoded(ds, tok, max_length=20)
+    assert max(enc.lengths) <= 20 and min(enc.lengths) < 8
     batches = enc.plan_batches(8, shuffle=False)
     widths = [enc.batch(b).inputs["input_ids"].shape[1] for b in batches]
-    assert widths == sorted(widths) and widths[0] < widths[-1]  # padded to each batch's longest, not to 8
+    longest = [max(enc.lengths[b]) for b in batches]
+    # padded to each batch's longest rounded up to a multiple of 8 (at most max_length), not to max_length
+    assert widths == [min(-(-n // 8) * 8, 20) for n in longest] and widths[0] < 20
+    short = Encoded(ds, tok, max_length=5)
+    assert {short.batch(b).inputs["input_ids"].shape[1] for b in short.plan_batches(8)} <= {5}  # capped: 5, not 8
     b = enc.batch(batches[0])
     assert torch.equal(b.inputs["attention_mask"].sum(1), torch.tensor([enc.lengths[i] for i in batches[0]]))
     shuffled = enc.plan_batches(8, shuffle=True, seed=1, epoch=0)

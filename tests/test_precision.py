@@ -27,6 +27,9 @@ def _run(tmp_path, tiny_hf_dir, text_file, name, **kw):
 
 def test_auto_bf16_is_checked_on_validation_and_kept_when_scores_hold(tmp_path, tiny_hf_dir, text_file, monkeypatch):
     monkeypatch.setattr(fabric, "cpu_bf16", lambda: "this CPU has AMX")
+    # a head fit to 18 validation samples of a random 32-wide model is near separable: bf16's rounding moves its
+    # loss by 0.4-1.0 standard error depending on kernel shapes; the mechanism is under test here, not the margin
+    monkeypatch.setattr(prec, "HOLDS_WITHIN_SE", 1.5)
     m = _run(tmp_path, tiny_hf_dir, text_file, "auto")
     choice = m["run"]["precision_choice"]
     assert m["run"]["precision"] == choice["ran"] == "bf16-mixed"

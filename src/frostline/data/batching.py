@@ -57,6 +57,24 @@ def _check_finite(ds: Dataset) -> None:
                              "or drop those samples (rows as the dataset's ids)")
 
 
+#: text batches are padded to a multiple of this many tokens (as transformers' ``pad_to_multiple_of=8``)
+PAD_MULTIPLE = 8
+
+#: texts tokenised at a time (the tokenizer's Python lists of one chunk are all that is held besides the tokens)
+TOKENISE_CHUNK = 4096
+
+
+def _tokenise(tokenizer: Any, texts: Any, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's token ids, end to end as int32 (4 bytes a token), and each text's length."""
+    parts, lengths = [], []
+    for start in range(0, len(texts), TOKENISE_CHUNK):
+        chunk = tokenizer(list(texts[start : start + TOKENISE_CHUNK]), truncation=True, max_length=max_length,
+                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        lengths.extend(len(x) for x in chunk)
+        parts.append(np.fromiter((t for x in chunk for t in x), dtype=np.int32))
+    return (np.concatenate(parts) if parts else np.zeros(0, np.int32)), np.asarray(lengths, dtype=np.int64)
+
+
 class Encoded:
     """A dataset prepared for batching: token ids for text, normalised floats for images.
 
@@ -76,15 +94,16 @@ class Encoded:
         dtype = torch.long if ds.task == "classification" else torch.float32
         self.labels = torch.as_tensor(np.asarray(ds.labels), dtype=dtype)
         self.pad_id = 0
-        self.ids: list[list[int]] = []
+        self.lengths: np.ndarray | None = None
+        self._tokens, self._starts = np.zeros(0, np.int32), np.zeros(1, np.int64)
         if ds.kind == "text":
             if tokenizer is None:
                 raise FrostlineError("text data needs a model with a tokenizer (a Hugging Face text model)")
             if max_length < 2:
                 raise FrostlineError(f"max_length must be >= 2, got {max_length}")
-            self.ids = tokenizer(list(ds.inputs), truncation=True, max_length=max_length)["input_ids"]
+            self._tokens, self.lengths = _tokenise(tokenizer, ds.inputs, max_length)
+            self._starts = np.concatenate([[0], np.cumsum(self.lengths)])
             self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.lengths = np.array([len(x) for x in self.ids]) if self.ids else None
         self.max_length = max_length
 
     @property
@@ -95,17 +114,24 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.ds)
 
+    def padded_width(self, longest: int) -> int:
+        """A text batch's width: its longest text rounded up to a multiple of :data:`PAD_MULTIPLE` (at most
+        ``max_length``). Few distinct shapes keep oneDNN's cache of compiled kernels small: padding to the longest
+        text alone made every batch a new shape, and the cache grew to about 600 MB on MiniLM under bf16."""
+        return max(longest, min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, self.max_length))
+
     def batch(self, positions: np.ndarray) -> Batch:
         """Collate the samples at ``positions``."""
         labels = self.labels[torch.as_tensor(positions)]
         if self.ds.kind == "text":
-            seqs = [self.ids[i] for i in positions]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, s in enumerate(seqs):
-                ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-                mask[row, : len(s)] = 1
+            assert self.lengths is not None
+            lengths = self.lengths[positions]
+            ids = torch.full((len(positions), self.padded_width(int(lengths.max()))), self.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, (i, n) in enumerate(zip(positions, lengths, strict=True)):
+                start = self._starts[i]
+                ids[row, :n] = torch.from_numpy(self._tokens[start : start + n])
+                mask[row, :n] = 1
             return Batch({"input_ids": ids, "attention_mask": mask}, labels, positions)
         x = self.ds.inputs[torch.as_tensor(positions)]
         if self.ds.kind == "image":

@@ -330,7 +330,9 @@ class PrefixCache:
         store = self.stores.get(split)
         if self.plan is None or store is None:
             return logits_of(fwd(batch.inputs))
-        acts = store.gather(batch.positions).to(batch.labels.device, non_blocking=True)
+        mask = batch.inputs.get("attention_mask") if isinstance(batch.inputs, dict) else None
+        width = int(mask.shape[1]) if mask is not None and mask.dim() == 2 else 0
+        acts = store.gather(batch.positions, width).to(batch.labels.device, non_blocking=True)
         if self.plan.kind == "head":
             with self.autocast():
                 x = acts

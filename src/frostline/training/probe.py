@@ -53,7 +53,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..core.errors import FrostlineError
-from .probe_solver import Basis, softmax, solve
+from .probe_solver import CHUNK, Basis, softmax, solve
 
 #: L2 strengths tried, as scikit-learn's C (inverse regularisation): 1e-3 .. 1e3 in half decades.
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 13))
@@ -104,11 +104,17 @@ class ProbeFit:
 
 
 def log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy (unpenalised) and accuracy of ``softmax(W x + b)`` on ``(x, y)``."""
-    z = x @ w.T + b
-    z = z - z.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-logp[np.arange(len(y)), y].mean()), float((z.argmax(axis=1) == y).mean())
+    """Mean cross-entropy (unpenalised) and accuracy of ``softmax(W x + b)`` on ``(x, y)`` (a chunk of samples at a
+    time: no float64 copy of ``x``)."""
+    y = np.asarray(y, dtype=np.int64)
+    total, right = 0.0, 0
+    for i in range(0, len(y), CHUNK):
+        z = np.asarray(x[i : i + CHUNK], dtype=np.float64) @ w.T + b
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        total -= float(logp[np.arange(len(z)), y[i : i + CHUNK]].sum())
+        right += int((z.argmax(axis=1) == y[i : i + CHUNK]).sum())
+    return total / len(y), right / len(y)
 
 
 def lowest(losses: Sequence[float]) -> int:
@@ -127,8 +133,8 @@ class _Path:
     """Fits of one training set along ascending C, each started from the linear extrapolation (in log C) of the
     previous two solutions or from the previous one, whichever has the lower objective."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, k: int) -> None:
-        self.basis, self.y, self.k = Basis(x), y, k
+    def __init__(self, basis: Basis, y: np.ndarray, k: int) -> None:
+        self.basis, self.y, self.k = basis, y, k
         self.done: list[tuple[float, np.ndarray, np.ndarray]] = []
 
     def fit(self, C: float) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -186,16 +192,21 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     """
     if len(x_train) == 0 or len(x_val) == 0:
         raise FrostlineError("the linear probe needs training and validation samples")
-    if not (np.isfinite(x_train).all() and np.isfinite(x_val).all()):
+    if not (all_finite(x_train) and all_finite(x_val)):
         raise FrostlineError("the frozen features hold NaN or infinite values: the linear probe cannot be fit "
                              "(check the model's output in eval mode, or its input data)")
     t0 = time.perf_counter()
-    x = np.ascontiguousarray(x_train, dtype=np.float64)
     xv = np.ascontiguousarray(x_val, dtype=np.float64)
     y, yv = np.asarray(y_train, dtype=np.int64), np.asarray(y_val, dtype=np.int64)
     grid_cs = sorted(float(c) for c in cs)
     splits = _cv_folds(y, folds, seed) if folds else []
     total, done = len(grid_cs) * (len(splits) + 1), 0
+    # one float64 basis of the training features, the folds' held-out rows contiguous in it: each fold's training
+    # rows are views of it (memory: 8 bytes per sample and feature, whatever the number of folds)
+    order = np.concatenate([te for _, te in splits]) if splits else np.arange(len(y))
+    ends = [int(e) for e in np.cumsum([len(te) for _, te in splits])]
+    bounds = list(zip([0, *ends[:-1]], ends, strict=True)) if ends else []
+    basis, y = Basis(x_train, order), y[order]
 
     def tick() -> None:
         nonlocal done
@@ -208,19 +219,19 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     with threadpool_limits(1):
         cv_loss: list[float] = []
         if splits:
-            paths = [_Path(x[tr], y[tr], k) for tr, _ in splits]
+            paths = [_Path(basis.without(lo, hi), np.concatenate([y[:lo], y[hi:]]), k) for lo, hi in bounds]
             for c in grid_cs:
                 loss = 0.0
-                for (_, te), path in zip(splits, paths, strict=True):
+                for (lo, hi), path in zip(bounds, paths, strict=True):
                     w, b, _ = path.fit(c)
-                    loss += log_loss(x[te], y[te], w, b)[0] * len(te) / len(y)
+                    loss += basis.loss(w, b, y[lo:hi], lo, hi) * (hi - lo) / len(y)
                     tick()
                 cv_loss.append(loss)
                 if past_minimum(cv_loss, PAST_MINIMUM):
                     break
         full: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]] = []
         val: list[tuple[float, float]] = []
-        path = _Path(x, y, k)
+        path = _Path(basis, y, k)
         for c in grid_cs[: lowest(cv_loss) + 1] if splits else grid_cs:  # with CV, only up to the chosen C
             w, b, info = path.fit(c)
             full.append((w, b, info))
@@ -249,8 +260,16 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
 
 
 def probs(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Class probabilities of the fitted probe."""
-    return softmax(np.asarray(x, dtype=np.float64) @ w.T + b)
+    """Class probabilities of the fitted probe (computed a chunk of samples at a time: no float64 copy of ``x``)."""
+    if not len(x):
+        return np.zeros((0, len(b)))
+    return np.concatenate([softmax(np.asarray(x[i : i + CHUNK], dtype=np.float64) @ w.T + b)
+                           for i in range(0, len(x), CHUNK)])
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """Whether every value of ``x`` is finite (checked a chunk of samples at a time)."""
+    return all(bool(np.isfinite(x[i : i + CHUNK]).all()) for i in range(0, len(x), CHUNK))
 
 
 def checked_features(x_train: np.ndarray, x_val: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:

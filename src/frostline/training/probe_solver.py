@@ -3,6 +3,7 @@ on centred, rotated and preconditioned features (the module docstring of ``probe
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -15,27 +16,86 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+#: samples converted to float64 at a time while a basis is built (the features are never copied whole)
+CHUNK = 8192
+
+
 class Basis:
     """Training features centred and rotated onto their principal axes: ``x - mean == f @ rot``, the rows of ``rot``
-    orthonormal, so that ``W = U @ rot`` has ``||W|| == ||U||`` (see the module docstring)."""
+    orthonormal, so that ``W = U @ rot`` has ``||W|| == ||U||`` (see the module docstring).
 
-    def __init__(self, x: np.ndarray) -> None:
+    Held as ``ft = f.T`` (components x samples, float64: 8 bytes per sample and component, the only copy of the
+    features it keeps), built from ``x`` (any float dtype, or anything indexed by arrays of rows) a chunk of samples
+    at a time, in the order ``order``. :meth:`without` is the same basis on all samples but a contiguous range, as
+    views (a cross-validation fold's training rows cost no copy); :attr:`parts` are the column blocks fit.
+    """
+
+    def __init__(self, x: Any, order: np.ndarray | None = None) -> None:
         n, d = x.shape
-        self.x, self.n = x, n
-        self.mean = x.mean(axis=0)
-        xc = x - self.mean
+        order = np.arange(n) if order is None else order
+        self.n = n
+
+        def rows(i: int) -> np.ndarray:
+            return np.asarray(x[order[i : i + CHUNK]], dtype=np.float64).reshape(-1, d)
+
+        total = np.zeros(d)
+        for i in range(0, n, CHUNK):
+            total += rows(i).sum(axis=0)
+        self.mean = total / max(n, 1)
         if n > d:  # a full rotation: the eigenvectors of the d x d scatter matrix
-            _, vecs = np.linalg.eigh(xc.T @ xc)
+            scatter = np.zeros((d, d))
+            for i in range(0, n, CHUNK):
+                xc = rows(i) - self.mean
+                scatter += xc.T @ xc
+            _, vecs = np.linalg.eigh(scatter)
             self.rot = np.ascontiguousarray(vecs.T)
-            self.f = xc @ vecs
+            self.ft = np.empty((d, n))
+            for i in range(0, n, CHUNK):
+                xc = rows(i) - self.mean
+                self.ft[:, i : i + len(xc)] = self.rot @ xc.T
         else:  # the data spans at most n directions, those of Q in (x - mean)^T = Q R; rotated within them
-            q, r = np.linalg.qr(xc.T)
+            xs = [rows(i) for i in range(0, n, CHUNK)] or [np.zeros((0, d))]
+            q, r = np.linalg.qr((np.concatenate(xs) - self.mean).T)
             _, vecs = np.linalg.eigh(r @ r.T)
             self.rot = np.ascontiguousarray((q @ vecs).T)
-            self.f = r.T @ vecs
-        self.ft = np.ascontiguousarray(self.f.T)
-        self.sq = (self.f * self.f).sum(axis=0)
+            self.ft = np.ascontiguousarray((r.T @ vecs).T)
+        self.parts = [self.ft]
+        self.sq = np.einsum("ij,ij->i", self.ft, self.ft)
         self.mean_max = float(np.abs(self.mean).max()) if d else 0.0
+
+    @property
+    def width(self) -> int:
+        """Components (columns of ``f``)."""
+        return self.ft.shape[0]
+
+    def without(self, lo: int, hi: int) -> Basis:
+        """This basis on every sample but ``lo:hi`` (in build order): views, no copy. Centred on the mean of all
+        samples, which moves only the bias: the minimum is the same (see the module docstring)."""
+        view = copy.copy(self)
+        view.parts = [p for p in (self.ft[:, :lo], self.ft[:, hi:]) if p.shape[1]]
+        view.n = self.n - (hi - lo)
+        view.sq = sum((np.einsum("ij,ij->i", p, p) for p in view.parts), np.zeros(self.width))
+        return view
+
+    def logits(self, u: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``U f^T + c`` over :attr:`parts` (classes x samples)."""
+        z = [u @ p for p in self.parts]
+        return (z[0] if len(z) == 1 else np.concatenate(z, axis=1)) + c[:, None]
+
+    def times_f(self, g: np.ndarray) -> np.ndarray:
+        """``g @ f`` over :attr:`parts` (``g``: classes x samples)."""
+        out, start = np.zeros((g.shape[0], self.width)), 0
+        for p in self.parts:
+            out += g[:, start : start + p.shape[1]] @ p.T
+            start += p.shape[1]
+        return out
+
+    def loss(self, w: np.ndarray, b: np.ndarray, y: np.ndarray, lo: int, hi: int) -> float:
+        """Mean cross-entropy of ``softmax(W x + b)`` on the samples ``lo:hi`` (labels ``y``) of the build order."""
+        u, c = self.to_basis(w, b)
+        z = u @ self.ft[:, lo:hi] + c[:, None]
+        z -= z.max(axis=0)
+        return float((np.log(np.exp(z).sum(axis=0)) - z[y, np.arange(hi - lo)]).mean())
 
     def to_basis(self, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(U, c)`` of the head ``(W, b)`` (``W``'s part outside the data's span dropped)."""
@@ -47,11 +107,16 @@ class Basis:
         return w, c - w @ self.mean
 
 
-def _raw_gradient_norm(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, penalty: float) -> float:
-    """Max-norm of the mean objective's gradient with respect to ``W`` and ``b``, on the original features."""
-    g = softmax(x @ w.T + b)
-    g[np.arange(len(y)), y] -= 1.0
-    return float(max(np.abs(g.T @ x + 2 * penalty * w).max(initial=0.0), np.abs(g.sum(axis=0)).max())) / len(x)
+def _raw_gradient_norm(basis: Basis, y: np.ndarray, w: np.ndarray, b: np.ndarray, penalty: float) -> float:
+    """Max-norm of the mean objective's gradient with respect to ``W`` and ``b``, on the original features
+    (``x = f rot + mean``: computed through the basis)."""
+    g = basis.logits(*basis.to_basis(w, b))
+    g = np.exp(g - g.max(axis=0))
+    g /= g.sum(axis=0)
+    g[y, np.arange(basis.n)] -= 1.0
+    gs = g.sum(axis=1)
+    gw = basis.times_f(g) @ basis.rot + np.outer(gs, basis.mean) + 2 * penalty * w
+    return float(max(np.abs(gw).max(initial=0.0), np.abs(gs).max(initial=0.0))) / basis.n
 
 
 class _Objective:
@@ -64,14 +129,14 @@ class _Objective:
         self.basis, self.k, self.tol = basis, k, tol
         self.penalty = (1.0 if k == 2 else 0.5) / C  # two rows for two classes: see the module docstring
         self.rows = (y, np.arange(basis.n))
-        self.q, self.qb = np.ones(basis.f.shape[1]), 1.0
-        self.gate = tol * basis.n * np.sqrt(max(basis.f.shape[1], 1))
+        self.q, self.qb = np.ones(basis.width), 1.0
+        self.gate = tol * basis.n * np.sqrt(max(basis.width, 1))
         self.theta = self.gu = self.gc = np.zeros(0)
         self.h = self.h_now = 1.0
 
     def forward(self, u: np.ndarray, c: np.ndarray) -> tuple[float, np.ndarray]:
         """Summed objective and class probabilities ``(k x n)`` at ``(U, c)``."""
-        z = u @ self.basis.ft + c[:, None]
+        z = self.basis.logits(u, c)
         z -= z.max(axis=0)
         lse = np.log(np.exp(z).sum(axis=0))
         loss = float(lse.sum() - z[self.rows].sum()) + self.penalty * float((u * u).sum())
@@ -105,7 +170,7 @@ class _Objective:
         loss, g = self.forward(u, c)
         self.h_now = self.curvature(g)
         g[self.rows] -= 1.0
-        self.theta, self.gu, self.gc = theta.copy(), g @ self.basis.f + 2 * self.penalty * u, g.sum(axis=1)
+        self.theta, self.gu, self.gc = theta.copy(), self.basis.times_f(g) + 2 * self.penalty * u, g.sum(axis=1)
         n = self.basis.n
         return loss / n, np.concatenate([(self.gu / self.q).ravel(), self.gc / self.qb]) / n
 
@@ -139,7 +204,7 @@ def solve(basis: Basis, y: np.ndarray, k: int, C: float, starts: list[tuple[np.n
 
     objective = _Objective(basis, y, k, C, tol)
     theta = objective.start([basis.to_basis(w, b) for w, b in starts]
-                            or [(np.zeros((k, basis.f.shape[1])), np.zeros(k))])
+                            or [(np.zeros((k, basis.width)), np.zeros(k))])
     reached, nit, restart = objective.done(theta), 0, False
 
     def callback(intermediate_result: Any) -> None:
@@ -159,7 +224,7 @@ def solve(basis: Basis, y: np.ndarray, k: int, C: float, starts: list[tuple[np.n
         theta, restart = objective.start([objective.split(theta)]), False  # preconditioned for where it is now
     w, b = basis.to_features(*objective.split(theta))
     info = {"iterations": nit, "converged": reached,
-            "grad_norm": _raw_gradient_norm(basis.x, y, w, b, objective.penalty)}
+            "grad_norm": _raw_gradient_norm(basis, y, w, b, objective.penalty)}
     return w, b, info
 
 

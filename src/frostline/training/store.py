@@ -98,12 +98,13 @@ class ActivationStore:
         t = torch.from_numpy(arr)
         return t.view(torch.bfloat16) if self.dtype == torch.bfloat16 else t
 
-    def gather(self, positions: np.ndarray) -> torch.Tensor:
-        """The activations of ``positions`` as one batch (sequences zero-padded to the longest), in their dtype."""
+    def gather(self, positions: np.ndarray, width: int = 0) -> torch.Tensor:
+        """The activations of ``positions`` as one batch (sequences zero-padded to the longest, or to ``width``, the
+        batch's padded width, where that is more), in their dtype."""
         assert self.data is not None
         if not self.variable:
             return self._tensor(np.stack([self.data[self.start[p]] for p in positions]))
-        width = int(self.length[positions].max())
+        width = max(int(self.length[positions].max()), width)
         out = np.zeros((len(positions), width, *self.feature), dtype=self.data.dtype)
         for i, p in enumerate(positions):
             out[i, : self.length[p]] = self.data[self.start[p] : self.start[p] + self.length[p]]
