@@ -12,7 +12,7 @@ from ..runs.config import RunConfig
 from ..runs.folder import check_out
 from ..runs.importance import score_importance, write_importance
 from .application import app, console, err_console, friendly, print_json
-from .inspect_cmd import ModelArg, PoolingOpt
+from .inspect_cmd import ModelArg, ModelOpt, PoolingOpt, pick_model
 from .status import status, status_stderr
 
 DataOpt = Annotated[str, typer.Option(help="Labelled CSV/TSV/JSONL file or image folder (scored on its train split).")]
@@ -24,8 +24,9 @@ LimitOpt = Annotated[int | None, typer.Option("--max-samples", "--limit", help="
 @app.command()
 @friendly
 def importance(
-    model: ModelArg,
     data: DataOpt,
+    model: ModelArg = None,
+    model_option: ModelOpt = None,
     text_column: TextOpt = None,
     label_column: LabelOpt = None,
     max_samples: LimitOpt = None,
@@ -43,6 +44,7 @@ def importance(
     """Score each part of MODEL (stem, blocks, post, head) on a few batches of your data with a new head:
     relative gradient norm, diagonal Fisher and weight x gradient relevance (the scores surgical:auto uses)."""
     check_score(score)
+    model = pick_model(model, model_option)
     cfg = RunConfig(model=model, data=data, text_column=text_column, label_column=label_column,
                     max_samples=max_samples, pooling=pooling, seed=seed)
     if out is not None:

@@ -18,8 +18,22 @@ from ..models.pooling import check_pooling
 from .application import app, console, friendly, print_json
 from .status import status
 
-ModelArg = Annotated[str, typer.Argument(
-    help="minilm | hf:<dir or hub id> | package.module:function | path/to/file.py:function")]
+MODEL_HELP = ("minilm | mpnet | efficientnet-lite0 | hf:<dir or hub id> | package.module:function | "
+              "path/to/file.py:function")
+ModelArg = Annotated[str | None, typer.Argument(help=f"{MODEL_HELP} (or --model)", show_default=False)]
+ModelOpt = Annotated[str | None, typer.Option("--model", help=f"{MODEL_HELP} (as in train and compare).",
+                                              show_default=False)]
+
+
+def pick_model(positional: str | None, option: str | None) -> str:
+    """The model named by the positional argument or by ``--model`` (one of them; both only if they agree)."""
+    if positional is not None and option is not None and positional != option:
+        raise FrostlineError(f"two models given: {positional!r} and --model {option!r}; give one")
+    chosen = positional if positional is not None else option
+    if chosen is None:
+        raise FrostlineError("no model given: name one, e.g. `frostline inspect minilm` or --model minilm "
+                             f"({MODEL_HELP})")
+    return chosen
 FreezeOpt = Annotated[list[str] | None, typer.Option("--freeze", help="Selector to freeze (repeatable).")]
 ExceptOpt = Annotated[
     list[str] | None, typer.Option("--freeze-except", help="Selector kept trainable (repeatable).")
@@ -66,7 +80,8 @@ def _with_importance(model: str, data: str | None, text_column: str | None, labe
 @app.command()
 @friendly
 def inspect(
-    model: ModelArg,
+    model: ModelArg = None,
+    model_option: ModelOpt = None,
     freeze_: FreezeOpt = None,
     freeze_except: ExceptOpt = None,
     bn: BnOpt = "eval",
@@ -88,6 +103,7 @@ def inspect(
     With --freeze, preview a freeze plan without training; with --importance --data FILE, add the score of each
     part (see frostline importance).
     """
+    model = pick_model(model, model_option)
     scores = None
     if importance:
         loaded, plan, scores = _with_importance(model, data, text_column, label_column, pooling, score, freeze_,
@@ -153,7 +169,8 @@ def strategy_preview(model: nn.Module, spec: str) -> dict[str, Any]:
 @app.command()
 @friendly
 def check(
-    model: ModelArg,
+    model: ModelArg = None,
+    model_option: ModelOpt = None,
     freeze_: FreezeOpt = None,
     freeze_except: ExceptOpt = None,
     bn: BnOpt = "eval",
@@ -163,6 +180,7 @@ def check(
 
     Exits with status 1 when an error is found.
     """
+    model = pick_model(model, model_option)
     loaded, _ = _prepare(model, freeze_, freeze_except, bn, num_classes)
     findings = check_model(loaded.model)
     if not findings:

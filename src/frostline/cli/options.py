@@ -30,6 +30,9 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "loss": (str | None, typer.Option(help="regression: mse | huber (default mse); classification: cross-entropy; "
                                            "multilabel: bce.")),
     "header": (bool | None, typer.Option("--header/--no-header", help="First row is a header (default: guess).")),
+    "delimiter": (str | None, typer.Option(help="Separator of a CSV-like file: one character, or tab | comma | "
+                                                "semicolon | pipe (default: tab for .tsv or a tab in the first line, "
+                                                "else comma).")),
     "val_data": (str | None, typer.Option(help="Your own validation file (else split from --data).")),
     "test_data": (str | None, typer.Option(help="Your own test file (else split from --data).")),
     "image_size": (int | None, typer.Option(help="Images are resized to this square size (default: the model's "
@@ -72,8 +75,9 @@ RUN_OPTIONS: dict[str, tuple[Any, Any]] = {
                                        "launched by frostline itself (CPU: the gloo backend).")),
     "num_nodes": (int, typer.Option(help="Machines of a distributed run (start each with torchrun or fabric run).")),
     "distributed": (str, typer.Option(help="auto | ddp | fsdp (CUDA only); auto is ddp when devices x nodes > 1.")),
-    "precision": (str | None, typer.Option(help="Fabric precision, e.g. 32-true, bf16-mixed (auto: bf16 where fast: "
-                                                "a bf16 GPU, a CPU with AVX-512 BF16 / AMX; checked on validation).")),
+    "precision": (str | None, typer.Option(help="auto (the default), or a Fabric precision: 32-true, bf16-mixed, "
+                                                "16-mixed... auto is bf16 where fast (a bf16 GPU, a CPU with AVX-512 "
+                                                "BF16 / AMX), checked on validation.")),
     "verify": (bool, typer.Option("--verify/--no-verify", help="Checksum frozen tensors when a plan starts, "
                                                              "verify when it ends.")),
     "cache": (bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's output (when valid).")),

@@ -18,6 +18,7 @@ from ..runs.config import RunConfig
 from ..runs.demo import DEMO_STRATEGIES, IMAGE_STRATEGIES, demo_config, demo_images_config
 from ..runs.export import export_run
 from ..runs.folder import check_out
+from ..runs.identity import default_out
 from ..runs.train import train
 from .application import app, console, friendly
 from .options import run_options
@@ -95,12 +96,22 @@ def show_comparison(result: Comparison) -> None:
 @friendly
 @run_options
 def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = "full",
-                  out: OutOpt = "runs/latest",
+                  out: Annotated[str | None, typer.Option(
+                      help="Run folder (resumed if interrupted, never overwritten). Default runs/latest, or "
+                           "runs/latest-2, -3... when that holds another run.", show_default=False)] = None,
                   export: Annotated[str | None, typer.Option(
                       help="Also write the best model to this new folder as a standalone model (transformers "
                            "safetensors + config + tokenizer; see `frostline export`).")] = None) -> None:
     """Fine-tune MODEL on DATA with one strategy and write the run folder."""
-    cfg.strategy, cfg.out = strategy, out
+    cfg.strategy = strategy
+    if out is None:
+        cfg.validate()
+        cfg.out = default_out("runs/latest", cfg)
+        if cfg.out != "runs/latest":
+            console.print(f"note: runs/latest holds another run: this one goes to {cfg.out} (--out chooses the "
+                          "folder)", highlight=False, markup=False)
+    else:
+        cfg.out = out
     if export is not None:
         check_out(export, "export")  # a taken export folder fails before training, not after
     with progress_bars() as progress:

@@ -25,6 +25,10 @@ ModelOpt = Annotated[str | None, typer.Option(help="Rebuild the model from this 
                                                    "own module:function; frostline never imports code a run names).")]
 
 
+DelimiterOpt = Annotated[str | None, typer.Option(help="Separator of a CSV-like file: one character, or tab | "
+                                                      "comma | semicolon | pipe (default: the run's).")]
+
+
 @app.command("evaluate")
 @friendly
 def evaluate_command(
@@ -32,14 +36,17 @@ def evaluate_command(
     data: Annotated[str, typer.Option(help="Labelled data file or image folder.")],
     text_column: Annotated[str | None, typer.Option(help="Text column (default: the run's).")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column (default: the run's).")] = None,
-    header: Annotated[bool | None, typer.Option("--header/--no-header")] = None,
+    header: Annotated[bool | None, typer.Option("--header/--no-header", help="First row is a header (default: "
+                                                                             "the run's setting).")] = None,
+    delimiter: DelimiterOpt = None,
     out: Annotated[str | None, typer.Option(help="Write predictions.csv, metrics.json and report.html to this new "
                                                  "folder.")] = None,
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
 ) -> None:
     """Score a finished run's best checkpoint on labelled data, with findings and the run's own test score."""
-    result = evaluate(checkpoint, data, text_column, label_column, header, out=out, model=model, status=status)
+    result = evaluate(checkpoint, data, text_column, label_column, header, out=out, model=model, status=status,
+                      delimiter=delimiter)
     if as_json:
         print_json(result)
         return
@@ -98,15 +105,16 @@ def predict_command(
                                            "(one text per line), or a folder of images.")],
     out: Annotated[str | None, typer.Option(help="Write a CSV (input, predicted, p_<class>...) to this new file; - "
                                                  "for standard output.")] = None,
-    text_column: Annotated[str | None, typer.Option(help="Text column: name or number (a one-column file needs "
-                                                         "none).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column: name or number (default: a one-column file's "
+                                                         "only column, else the run's text column).")] = None,
+    delimiter: DelimiterOpt = None,
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     show: Annotated[int, typer.Option(help="Rows to show in the terminal when no --out is given.")] = 20,
 ) -> None:
     """Predict the class of every input of an unlabelled file or image folder with a finished run."""
     result = predict_file(checkpoint, data, out, text_column, model, batch_size,
-                          status=status_stderr if out == "-" else status)
+                          status=status_stderr if out == "-" else status, delimiter=delimiter)
     if out == "-":
         return
     if result.task != "classification":

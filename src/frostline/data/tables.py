@@ -25,6 +25,7 @@ def read_table(
     header: bool | None = None,
     label_names: list[str] | None = None,
     task: str | None = None,
+    delimiter: str | None = None,
 ) -> Dataset:
     """Read a labelled text file: CSV, TSV (tab-separated, no quoting) or JSONL, as UTF-8 (a byte-order mark is
     dropped; other encodings, binary files and JSONL lines that are not JSON objects are errors naming the line).
@@ -42,6 +43,7 @@ def read_table(
         label_names: Fix the label order (e.g. a checkpoint's); otherwise sorted.
         task: ``classification``, ``regression`` or ``multilabel``; ``None`` detects it from the labels
             (:func:`frostline.data.targets.detect_task`; the dataset's ``task_note`` says why).
+        delimiter: The separator of a CSV-like file (default: tab for .tsv or a first line with a tab, else comma).
 
     Returns:
         A text :class:`Dataset`.
@@ -56,7 +58,7 @@ def read_table(
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         texts, raw, ids = _read_jsonl(p, str(text_column or "text"), str(label_column or "label"), dropped)
     else:
-        texts, raw, ids = _read_delimited(p, text_column, label_column, header, dropped)
+        texts, raw, ids = _read_delimited(p, text_column, label_column, header, dropped, delimiter)
     column = str(label_column if label_column is not None else "label")
     return rows_to_dataset(p, texts, raw, ids, dropped, task, label_names, column)
 
@@ -97,8 +99,9 @@ def _missing(label: str) -> bool:
 
 
 def _read_delimited(p: Path, text_column: str | int | None, label_column: str | int | None,
-                    header: bool | None, dropped: dict[str, list[str]]) -> tuple[list[str], list[str], list[int]]:
-    rows = read_rows(p)
+                    header: bool | None, dropped: dict[str, list[str]], delimiter: str | None = None,
+                    ) -> tuple[list[str], list[str], list[int]]:
+    rows = read_rows(p, delimiter)
     numeric = all(c is not None and str(c).isdigit() for c in (text_column, label_column))
     has_header = (not numeric) if header is None else header
     head = [h.strip() for h in rows[0]] if has_header else None

@@ -23,10 +23,37 @@ from .dataset import IMAGE_SUFFIXES, Dataset
 from .images import image_tensor, images_in, skipped_notes
 
 
-def _delimiter(path: Path, first_line: str) -> str:
+def _delimiter(path: Path, first_line: str, given: str | None = None) -> str:
+    if given is not None:
+        return check_delimiter(given)
     if path.suffix.lower() in (".tsv", ".tab"):
         return "\t"
     return "\t" if "\t" in first_line else ","
+
+
+#: other ways to write a separator on a command line
+DELIMITER_NAMES = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+
+
+def check_delimiter(given: str) -> str:
+    """The one-character separator ``given`` stands for (``\\t`` / ``tab`` for a tab), or one clear error."""
+    sep = DELIMITER_NAMES.get(given.lower(), given)
+    if len(sep) != 1 or sep in "\"\r\n":
+        raise FrostlineError(f"--delimiter must be one character (or tab, comma, semicolon, pipe, space), got "
+                             f"{given!r}")
+    return sep
+
+
+def _separator_hint(header: list[str]) -> str:
+    """When a file read with commas has one column holding another separator: which, and how to say so."""
+    if len(header) != 1:
+        return ""
+    found = [s for s in (";", "|", "\t", ":") if s in header[0]]
+    if not found:
+        return ""
+    name = {";": "';'", "|": "'|'", "\t": "tab", ":": "':'"}[found[0]]
+    return (f"; the file was read with commas and its header is one column holding {name}: it looks separated by "
+            f"{name}: pass --delimiter {name}")
 
 
 def column_index(spec: str | int | None, header: list[str] | None, default: str, what: str, path: Path) -> int:
@@ -39,6 +66,9 @@ def column_index(spec: str | int | None, header: list[str] | None, default: str,
             f"{path}: {what} column {spec!r} is a name but the file has no header; give a column number such as 0"
         )
     if spec not in header:
+        hint = _separator_hint(header)
+        if hint:
+            raise FrostlineError(f"{path}: no {what} column {spec!r}{hint}")
         raise FrostlineError(
             f"{path}: no {what} column {spec!r}; the header has {header}{did_you_mean(str(spec), header)} "
             "(a file without a header takes column numbers, e.g. --text-column 1 --label-column 0)"
@@ -91,10 +121,11 @@ def json_lines(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield i, obj
 
 
-def read_rows(p: Path) -> list[list[str]]:
-    """The rows of a CSV (quoted fields) or TSV (tab-separated, no quoting) file, read as UTF-8."""
+def read_rows(p: Path, delimiter: str | None = None) -> list[list[str]]:
+    """The rows of a CSV (quoted fields) or TSV (tab-separated, no quoting) file, read as UTF-8; ``delimiter``
+    overrides the separator (default: tab for .tsv or a first line with a tab, else comma)."""
     fh = io.StringIO(read_utf8(p), newline="")
-    delim = _delimiter(p, fh.readline())
+    delim = _delimiter(p, fh.readline(), delimiter)
     fh.seek(0)
     try:
         rows = list(csv.reader(fh, delimiter=delim, quoting=csv.QUOTE_NONE if delim == "\t" else csv.QUOTE_MINIMAL))
@@ -106,11 +137,13 @@ def read_rows(p: Path) -> list[list[str]]:
 
 
 def read_unlabelled(path: str | os.PathLike[str], text_column: str | int | None = None, header: bool | None = None,
-                    image_size: int = 64) -> tuple[Dataset, list[str]]:
+                    image_size: int = 64, delimiter: str | None = None, recorded: str | int | None = None,
+                    ) -> tuple[Dataset, list[str]]:
     """Read inputs without labels, for prediction: a text table's text column, a ``.txt`` file (one text per line),
     a folder of images (searched recursively; what was skipped is in the dataset's ``notes``) or one image file.
     Returns a dataset (labels all 0, no label names) and one display name per sample (the text, or the image's path
-    relative to the folder).
+    relative to the folder). ``recorded``: the text column a run was trained with, used for a table of several
+    columns when ``text_column`` is not given.
     """
 
     p = Path(path)
@@ -127,7 +160,7 @@ def read_unlabelled(path: str | os.PathLike[str], text_column: str | int | None 
         key = str(text_column or "text")
         pairs = [(i, str(obj[key])) for i, obj in json_lines(p) if obj.get(key) is not None and str(obj[key]).strip()]
     else:
-        pairs = _unlabelled_rows(p, text_column, header)
+        pairs = _unlabelled_rows(p, text_column, header, delimiter, recorded)
     if not pairs:
         raise FrostlineError(f"{p}: no texts found (column {text_column!r})")
     texts = [t for _, t in pairs]
@@ -135,17 +168,21 @@ def read_unlabelled(path: str | os.PathLike[str], text_column: str | int | None 
     return ds, texts
 
 
-def _unlabelled_rows(p: Path, text_column: str | int | None, header: bool | None) -> list[tuple[int, str]]:
-    rows = read_rows(p)
+def _unlabelled_rows(p: Path, text_column: str | int | None, header: bool | None, delimiter: str | None = None,
+                     recorded: str | int | None = None) -> list[tuple[int, str]]:
+    rows = read_rows(p, delimiter)
     first_row = [c.strip() for c in rows[0]]
+    if text_column is None and recorded is not None and str(recorded) in first_row and max(map(len, rows)) > 1:
+        text_column = recorded  # several columns, one named as the run's text column: that one
     if text_column is not None and not str(text_column).isdigit():
         has_header = True if header is None else header
     elif text_column is not None:
         has_header = bool(header)
     else:  # one column: a list of texts (a header only if it reads "text"); else the column must be named
         if max(len(r) for r in rows) > 1:
-            raise FrostlineError(f"{p} has {len(first_row)} columns; say which holds the text with --text-column "
-                                 f"(a name from {first_row} or a number)")
+            trained = f"; the run's text column {str(recorded)!r} is not in its header" if recorded is not None else ""
+            raise FrostlineError(f"{p} has {len(first_row)} columns{trained}; say which holds the text with "
+                                 f"--text-column (a name from {first_row} or a number)")
         has_header = first_row[0].lower() == "text" if header is None else header
         text_column = 0
     head = first_row if has_header else None

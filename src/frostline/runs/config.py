@@ -45,6 +45,7 @@ class RunConfig:
     task: str | None = None
     loss: str | None = None
     header: bool | None = None
+    delimiter: str | None = None
     val_data: str | None = None
     test_data: str | None = None
     image_size: int | None = None
@@ -125,10 +126,16 @@ class RunConfig:
 
         check_distributed(self.devices, self.num_nodes, self.distributed,
                           "cpu" if self.accelerator == "auto" and not on_gpu else self.accelerator)
+        if self.delimiter is not None:
+            from ..data.unlabelled import check_delimiter
+
+            self.delimiter = check_delimiter(self.delimiter)
+        if isinstance(self.precision, str) and self.precision.strip().lower() == "auto":
+            self.precision = None  # the help's "auto" is the unset option
         if self.precision is not None and self.precision not in PRECISIONS:
             alias = PRECISION_ALIASES.get(self.precision.lower())
             hint = f"; did you mean {alias}?" if alias else did_you_mean(self.precision, PRECISIONS)
-            raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or unset for auto), got "
+            raise FrostlineError(f"--precision must be one of {', '.join(PRECISIONS)} (or auto), got "
                                  f"{shown(self.precision)}{hint}")
         from ..training.fabric import check_precision
 

@@ -320,14 +320,19 @@ def load_run(path: str | Path, model: str | None = None, status: Status = no_sta
 
 
 def predict_file(checkpoint: str | Path, data: str, out: str | None = None, text_column: str | None = None,
-                 model: str | None = None, batch_size: int = 128, status: Status = no_status) -> PredictionSet:
-    """``frostline predict``: predictions for every input of ``data``; written to ``out`` (``-``: stdout)."""
+                 model: str | None = None, batch_size: int = 128, status: Status = no_status,
+                 delimiter: str | None = None) -> PredictionSet:
+    """``frostline predict``: predictions for every input of ``data``; written to ``out`` (``-``: stdout). A table of
+    several columns is read at ``text_column``, else at the run's own text column; ``delimiter``: its separator
+    (default: the run's)."""
     check_batch_size(batch_size)
     if out is not None and out != "-" and Path(out).exists():
         raise FrostlineError(f"{out} already exists; frostline does not overwrite results: choose another --out")
     state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     with status(f"reading {data}"):
-        ds, names = read_unlabelled(data, text_column, image_size=recorded_inputs(state, cfg).size)
+        ds, names = read_unlabelled(data, text_column, image_size=recorded_inputs(state, cfg).size,
+                                    delimiter=delimiter if delimiter is not None else cfg.delimiter,
+                                    recorded=cfg.text_column or "text")
     for note in ds.notes:
         print(f"note: {note}", file=sys.stderr)
     runm = load_run(checkpoint, model, status)

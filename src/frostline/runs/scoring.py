@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..data import limit, split
 from ..data.batching import Encoded
 from ..data.dataset import dropped_summary
 from ..data.leakage import dedup, sample_keys
+from ..data.unlabelled import check_delimiter
 from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
 from ..evaluation.metrics import classification_metrics
 from ..evaluation.threshold import curves, predict_at
@@ -34,24 +36,34 @@ from .folder import RunFolder, check_out
 from .identity import content_hash
 from .inference import check_batch_size, load_run, recorded_inputs, run_state
 from .results import split_metrics
-from .sources import read_data
+from .sources import read_data, read_main_data
 from .train import Status, no_status
 
 EVALUATE_SCHEMA = "frostline.evaluate/1"
 
 
 def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | None, str]:
-    """Normalised keys of the run's training + validation samples, re-derived from its data file if unchanged."""
-    path = state.get("data_path") or cfg.data  # absolute since 5/11: evaluate works from any directory
-    if not path or cfg.val_data or not Path(path).exists():
-        return None, f"the run's data file {path} is not available here"
-    recorded = (state.get("data_sha256") or {}).get("data")
-    if recorded is None or content_hash(path) != recorded:
-        return None, f"the run's data file {path} changed since training (or was not fingerprinted)"
-    full = read_data(path, cfg, image_size=recorded_inputs(state, cfg).size)
+    """Normalised keys of the run's training + validation samples, re-derived from its data files (``--data`` and,
+    if the run had them, ``--val-data`` / ``--test-data``) when each is here and unchanged (by content hash)."""
+    from .config import flag
+
+    paths = {"data": state.get("data_path") or cfg.data, "val_data": cfg.val_data, "test_data": cfg.test_data}
+    recorded = state.get("data_sha256") or {}
+    for key, path in paths.items():
+        if not path:
+            continue
+        if not Path(path).exists():
+            return None, f"the run's {flag(key)} file {path} is not available here"
+        if recorded.get(key) is None or content_hash(path) != recorded[key]:
+            return None, f"the run's {flag(key)} file {path} changed since training (or was not fingerprinted)"
+    size = recorded_inputs(state, cfg).size
+    full, given = read_main_data(replace(cfg, data=paths["data"]), size)
+    names = full.label_names
+    val = read_data(cfg.val_data, cfg, names, full.task, size) if cfg.val_data else given.get("val")
+    test = read_data(cfg.test_data, cfg, names, full.task, size) if cfg.test_data else given.get("test")
     if cfg.dedup:
         full, _ = dedup(full)
-    splits = split(limit(full, cfg.max_samples, cfg.seed), cfg.val_frac, cfg.test_frac, cfg.seed)
+    splits = split(limit(full, cfg.max_samples, cfg.seed), cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
     return set(sample_keys(splits.train, near=True)) | set(sample_keys(splits.val, near=True)), ""
 
 
@@ -86,8 +98,9 @@ def domain_shift(here: dict[str, Any], own: dict[str, Any] | None) -> Finding | 
 
 def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, label_column: str | None = None,
              header: bool | None = None, batch_size: int = 128, out: str | Path | None = None,
-             model: str | None = None, status: Status = no_status) -> dict[str, Any]:
-    """Score a finished run's best checkpoint on labelled ``data``, with findings; write ``out`` if given.
+             model: str | None = None, status: Status = no_status, delimiter: str | None = None) -> dict[str, Any]:
+    """Score a finished run's best checkpoint on labelled ``data``, with findings; write ``out`` if given
+    (``delimiter``: the separator of a CSV-like ``data``; default: the run's).
 
     Returns:
         The evaluation (``metrics.json`` content): ``test`` METRICS on ``data``, ``threshold`` (curves of the
@@ -98,19 +111,22 @@ def evaluate(checkpoint: str | Path, data: str, text_column: str | None = None, 
     if out is not None:
         check_out(out, "evaluate")
     with folder_lock(out, "evaluates a run") if out is not None else nullcontext():
-        return _evaluate(checkpoint, data, text_column, label_column, header, batch_size, out, model, status)
+        return _evaluate(checkpoint, data, text_column, label_column, header, batch_size, out, model, status,
+                         delimiter)
 
 
 def _evaluate(checkpoint: str | Path, data: str, text_column: str | None, label_column: str | None,
               header: bool | None, batch_size: int, out: str | Path | None, model: str | None,
-              status: Status) -> dict[str, Any]:
+              status: Status, delimiter: str | None = None) -> dict[str, Any]:
     """:func:`evaluate` with its ``out`` folder held."""
     dest = RunFolder(check_out(out, "evaluate")) if out is not None else None  # new or empty: never written over
     state, cfg = run_state(checkpoint)  # the data is read before the model loads: a bad column fails at once
     labels = list(state["label_names"])
+    trained = replace(cfg)  # the run's own options: its training data is re-read with them
     cfg.text_column = text_column or cfg.text_column
     cfg.label_column = label_column or cfg.label_column
     cfg.header = cfg.header if header is None else header
+    cfg.delimiter = check_delimiter(delimiter) if delimiter is not None else cfg.delimiter
     task = Task.from_dict(state.get("task"))
     with status(f"reading {data}"):
         ds = read_data(data, cfg, labels, task.kind, recorded_inputs(state, cfg).size)
@@ -136,7 +152,7 @@ def _evaluate(checkpoint: str | Path, data: str, text_column: str | None, label_
                              "test": classification_metrics(pred.labels, at, labels, pred.loss)}
     findings: list[Finding] = []
     with status("checking overlap with the run's training data"):
-        keys, why_not = _training_keys(cfg, state)
+        keys, why_not = _training_keys(trained, state)
     overlap: dict[str, Any] = {"checked": keys is not None, "note": why_not}
     judged, scope = metrics, ""  # with an overlap, the verdict and the domain shift judge the unseen samples
     if keys is not None:

@@ -45,7 +45,7 @@ def read_data(path: str, cfg: RunConfig, label_names: list[str] | None = None, t
             raise FrostlineError(f"{path} is an image folder (one sub-folder per class): a classification, not a "
                                  f"{task}; use a table (CSV/TSV/JSONL) for --task {task}")
         return read_image_folder(p, size, label_names)
-    return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names, task)
+    return read_table(p, cfg.text_column, cfg.label_column, cfg.header, label_names, task, cfg.delimiter)
 
 
 #: Tokens per text unless ``--max-length`` says otherwise (or the model accepts fewer).

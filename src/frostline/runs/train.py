@@ -150,6 +150,9 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
             echo(f"note: --dedup: dropped {dropped} repeated samples (the first copy of each is kept) before splitting")
     if full.task_note:
         echo(f"note: task: {full.task_note}")
+    if cfg.max_samples is not None and cfg.max_samples > len(full):
+        echo(f"note: --limit {cfg.max_samples} is more than the {len(full)} samples of {cfg.data}: all of them are "
+             "used")
     full = limit(full, cfg.max_samples, cfg.seed)
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
     task = Task.for_targets(full.task, splits.train.labels, cfg.loss)
@@ -358,6 +361,7 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
     metrics, test_pred, at = score_run(cfg, prepared, strategy, result, resume, started, head, model_info, base,
                                        status)
     metrics["run"]["precision_choice"] = prepared.precision
+    metrics["run"]["processes"] = {"total": dist.world if dist is not None else 1, "nodes": cfg.num_nodes}
     with status("writing predictions, metrics.json and report.html"):
         run.save_model(best_tensors, prepared.base_hash)
         run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
