@@ -43,8 +43,8 @@ def test_train_writes_complete_run_folder(tmp_path, text_args):
     assert result.exit_code == 0, result.output
     assert "partial:2: epochs" in result.output and "confusion matrix" in result.output
     files = {p.name for p in out.iterdir()}
-    assert files == {"config.yaml", "metrics.json", "predictions.csv", "model.safetensors", "state.json",
-                     "train.log", "report.html"}
+    assert files == {"config.yaml", "metrics.json", "predictions.csv", "validation.csv", "model.safetensors",
+                     "state.json", "train.log", "report.html"}
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["strategy"] == "partial:2" and cfg["epochs"] == 2
     m = json.loads((out / "metrics.json").read_text())

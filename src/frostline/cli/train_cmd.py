@@ -86,10 +86,26 @@ def show_comparison(result: Comparison) -> None:
     """Print the comparison table, each strategy's findings, and where the runs and reports are."""
     rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
     console.print(compare_table(rows, width=console.width))
+    for line in result.evidence.get("lines", []):
+        console.print(line, highlight=False, markup=False)
     for r in result.runs:
-        show_findings(r.metrics.get("diagnoses", []), f"findings: {r.strategy}", r.metrics.get("labels"))
+        chosen = (r.metrics["run"].get("auto") or {}).get("chosen")
+        if chosen:
+            console.print(f"{r.strategy} chose: {', '.join(map(str, chosen))}", highlight=False, markup=False)
+    # facts of the data are the same for every strategy: said once
+    first = result.runs[0].metrics.get("diagnoses", []) if result.runs else []
+    shared = [d for d in first if d.get("code") in DATA_CODES]
+    if shared:
+        show_findings(shared, "findings: the data (every strategy)", result.runs[0].metrics.get("labels"))
+    for r in result.runs:
+        own = [d for d in r.metrics.get("diagnoses", []) if d.get("code") not in DATA_CODES]
+        show_findings(own, f"findings: {r.strategy}", r.metrics.get("labels"))
     console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}; "
                   f"report: {result.out / 'report.html'}")
+
+
+#: findings about the data, not a strategy: a comparison says them once
+DATA_CODES = {"data-leakage", "conflicting-labels", "classes-absent", "constant-labels", "constant-target"}
 
 
 @app.command("train")

@@ -189,8 +189,11 @@ def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str
     return _page(f"frostline run: {run['strategy']} on {Path(m['data']['source']).name}", "".join(body))
 
 
-def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> str:
-    """HTML of a comparison: table with the change against the base model, curves, and each run's findings."""
+def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]],
+                   evidence: dict[str, Any] | None = None) -> str:
+    """HTML of a comparison: table with the change against the base model, what the evidence supports (the
+    recommendation on validation, test intervals and paired tests, cost against score), curves, each strategy's
+    confusion matrix and findings."""
     from . import plots
 
     rows = compare_rows(base, runs)
@@ -213,10 +216,14 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
             '<p class="muted">test split' + (", macro averages" if kind == "classification" else "")
             + "; val loss at the best epoch; base = pretrained body with the new head only initialised.</p>",
             _img(plots.compare_bars(rows), "test metrics by strategy"),
-            "<h2>Learning curves</h2>", _img(plots.compare_curves(runs), "validation curves")]
+            *_evidence_html(evidence or {}, runs),
+            "<h2>Learning curves</h2>", _img(plots.compare_curves(runs), "training and validation curves")]
     for name, m in runs:
-        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(m.get("diagnoses", []), m.get("labels")),
-                 f"<h3>Freeze plan: {_e(name)}</h3>", freeze_plan_html(m)]
+        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(m.get("diagnoses", []), m.get("labels"))]
+        if m["test"].get("confusion_matrix") is not None and m.get("labels"):
+            body.append(_img(plots.confusion_heatmap(m["test"]["confusion_matrix"], m["labels"],
+                                                     title=f"test: {name}"), f"confusion matrix of {name}"))
+        body += [f"<h3>Freeze plan: {_e(name)}</h3>", freeze_plan_html(m)]
     return _page("frostline comparison", "".join(body))
 
 
@@ -244,9 +251,34 @@ def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any =
     return _drawn(path, lambda: run_report(metrics, pictures))
 
 
-def write_compare_report(path: str | Path, base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]]) -> Path:
+def write_compare_report(path: str | Path, base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]],
+                         evidence: dict[str, Any] | None = None) -> Path:
     """Write the comparison's ``report.html`` (atomically)."""
-    return _drawn(path, lambda: compare_report(base, runs))
+    return _drawn(path, lambda: compare_report(base, runs, evidence))
+
+
+def _evidence_html(ev: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The recommendation, the test intervals and paired tests, and the cost-against-score plot."""
+    from . import plots
+
+    if not ev:
+        return []
+    out = ["<h2>What the evidence supports</h2>"]
+    out += [f"<p>{_e(line)}</p>" for line in ev.get("lines", [])[:1]]
+    rows = [[r["strategy"], _f(r["score"]), f"{_f(r['low'])} - {_f(r['high'])}",
+             (f"{_f(r['accuracy']['value'])} ({_f(r['accuracy']['low'])} - {_f(r['accuracy']['high'])})"
+              if r.get("accuracy") else "-"),
+             (f"{r['vs_recommended']['diff']:+.4f}, p={r['vs_recommended']['p']:.3g}"
+              + (f", McNemar p={r['vs_recommended']['accuracy_p']:.3g}" if "accuracy_p" in r['vs_recommended']
+                 else "") if r.get("vs_recommended") else "recommended" if r["strategy"] == ev.get("recommended")
+              else "-")] for r in ev.get("test", [])]
+    if rows:
+        score = ev.get("score", "score")
+        out.append(_table(["strategy", f"test {score}", "95 % interval (bootstrap)", "accuracy (Wilson 95 %)",
+                           "vs recommended (paired)"], rows))
+    out += [f"<p>{_e(line)}</p>" for line in ev.get("lines", [])[1:] if not line.startswith("  ")]
+    out.append(_img(plots.cost_vs_score(ev, runs), "cost against score"))
+    return out
 
 
 def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str:

@@ -140,22 +140,52 @@ def pr_curve(section: dict[str, Any]) -> bytes | None:
 
 @_literal
 def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
-    """Validation loss and accuracy (regression: R^2; multilabel: micro F1) per epoch for every strategy."""
+    """Training (dashed) and validation loss, and validation accuracy (regression: R^2; multilabel: micro F1), per
+    epoch for every strategy."""
     fig, axes = _subplots(1, 2, figsize=(9, 3.2))
     first = runs[0][1]["history"][0]["val"] if runs and runs[0][1]["history"] else {}
     key, name_ = ("r2", "R^2") if "r2" in first else ("micro_f1", "micro F1") if "subset_accuracy" in first \
         else ("accuracy", "accuracy")
     for name, m in runs:
         epochs = [h["epoch"] for h in m["history"]]
-        axes[0].plot(epochs, [h["val"]["loss"] for h in m["history"]], marker="o", label=name)
+        line, = axes[0].plot(epochs, [h["val"]["loss"] for h in m["history"]], marker="o", label=f"{name} (val)")
+        train_loss = [(h.get("train") or {}).get("loss") for h in m["history"]]
+        if any(v is not None for v in train_loss):
+            axes[0].plot(epochs, [np.nan if v is None else v for v in train_loss], linestyle="--", marker=".",
+                         color=line.get_color(), label=f"{name} (train)")
         values = [headline(h["val"])[key] for h in m["history"]]
         axes[1].plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=name)
-    for ax, label in zip(axes, ("validation loss", f"validation {name_}"), strict=True):
+    for ax, label in zip(axes, ("loss (dashed: training)", f"validation {name_}"), strict=True):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    return _png(fig)
+
+
+@_literal
+def cost_vs_score(evidence: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -> bytes | None:
+    """Each strategy's test score (95 % interval as error bars) against its seconds and its trainable parameters."""
+    tested = {r["strategy"]: r for r in evidence.get("test", [])}
+    points = [(name, m["seconds"]["total"], max(m["params"]["trainable"], 1), tested[name]) for name, m in runs
+              if name in tested and np.isfinite(tested[name]["score"])]
+    if not points:
+        return None
+    fig, axes = _subplots(1, 2, figsize=(9, 3.4))
+    rec = evidence.get("recommended")
+    for ax, j, xlabel in ((axes[0], 1, "seconds (training and scoring)"), (axes[1], 2, "trainable parameters")):
+        for point in points:
+            t = point[3]
+            ax.errorbar([point[j]], [t["score"]], yerr=[[t["score"] - t["low"]], [t["high"] - t["score"]]],
+                        fmt="*" if point[0] == rec else "o", markersize=11 if point[0] == rec else 6, capsize=4,
+                        label=point[0] + (" (recommended)" if point[0] == rec else ""))
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"test {evidence.get('score', 'score')}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("cost against score (95 % intervals; recommended: chosen on validation)", fontsize=10)
     return _png(fig)
 
 

@@ -23,9 +23,10 @@ from typing import Any
 from ..core import atomic
 from ..core.errors import FrostlineError, did_you_mean
 from ..core.lock import folder_lock
+from ..evaluation.comparing import evidence
 from ..reporting.html import write_compare_report
 from .config import RunConfig
-from .folder import check_out, check_run_out
+from .folder import RunFolder, check_out, check_run_out
 from .train import Progress, RunResult, Status, no_status, prepare, start_processes, train
 
 BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
@@ -119,6 +120,7 @@ class Comparison:
     base: dict[str, Any] | None
     runs: list[RunResult]
     out: Path
+    evidence: dict[str, Any] = field(default_factory=dict)  # :mod:`frostline.evaluation.comparing`
 
 
 def compare(cfg: RunConfig, strategies: list[str] | list[Any] | str, progress: Progress | None = None,
@@ -152,14 +154,24 @@ def _compare(cfg: RunConfig, items: list[StrategyRun], configs: list[RunConfig],
         result = train(sub, prepared, progress, echo, status)
         result.strategy = item.label
         runs.append(result)
+    with status("weighing the evidence: validation losses paired per sample, test intervals, paired tests"):
+        ev = comparison_evidence(runs, prepared.task.kind, prepared.splits.label_names, cfg.seed)
     atomic.write_json(out / "compare.json", {
         "schema": COMPARE_SCHEMA, "complete": True, "config": _identity(cfg),
-        "base": base,
+        "base": base, "evidence": ev,
         "runs": [{"strategy": r.strategy, "out": str(r.out), "metrics": r.metrics} for r in runs],
     })
     with status("writing the comparison report"):
-        write_compare_report(out / "report.html", base, [(r.strategy, r.metrics) for r in runs])
-    return Comparison(base, runs, out)
+        write_compare_report(out / "report.html", base, [(r.strategy, r.metrics) for r in runs], ev)
+    return Comparison(base, runs, out, ev)
+
+
+def comparison_evidence(runs: list[RunResult], kind: str, labels: list[str], seed: int = 0) -> dict[str, Any]:
+    """:func:`frostline.evaluation.comparing.evidence` of finished runs (their folders' predictions.csv and
+    validation.csv)."""
+    return evidence([{"strategy": r.strategy, "out": str(r.out), "trainable": r.metrics["params"]["trainable"],
+                      "seconds": r.metrics["seconds"]["total"],
+                      "val_losses": RunFolder(r.out).validation_losses()} for r in runs], kind, labels, seed)
 
 
 COMPARE_SCHEMA = "frostline.compare/1"

@@ -42,8 +42,9 @@ METRICS_SCHEMA = "frostline.metrics/1"
 STATE_SCHEMA = "frostline.state/3"  # /3: with ``state_sha256``; /1 and /2 are read without it
 #: Files a run folder may hold (anything else in ``--out`` belongs to someone else).
 RUN_FILES = {"state.json", "config.yaml", "train.log", "model.safetensors", "metrics.json", "predictions.csv",
-             "report.html", "checkpoints", "last.safetensors", "optimizer.pt", "tracking.json", "tensorboard", "logs"}
-RESULT_FILES = ("model.safetensors", "metrics.json", "predictions.csv", "report.html")
+             "validation.csv", "report.html", "checkpoints", "last.safetensors", "optimizer.pt", "tracking.json",
+             "tensorboard", "logs"}
+RESULT_FILES = ("model.safetensors", "metrics.json", "predictions.csv", "validation.csv", "report.html")
 
 
 def foreign_entries(folder: Path, allowed: set[str]) -> list[str]:
@@ -226,6 +227,21 @@ class RunFolder:
             row = [int(ids[pos]), label_names[y], label_names[yhat], *[repr(float(p)) for p in probs]]
             writer.writerow(row + ([label_names[at[i]]] if at is not None else []))
         return atomic.write_text(self.file("predictions.csv"), buf.getvalue())
+
+    def write_validation(self, pred: Predictions, ids: np.ndarray) -> Path:
+        """validation.csv: index and loss of each validation sample at the kept epoch (a comparison's strategies are
+        compared on these, paired sample by sample, to recommend one without looking at test)."""
+        lines = ["index,loss", *(f"{int(ids[pos])},{float(loss)!r}" for pos, loss in
+                                 zip(pred.positions, pred.losses, strict=True))]
+        return atomic.write_text(self.file("validation.csv"), "\n".join(lines) + "\n")
+
+    def validation_losses(self) -> dict[int, float] | None:
+        """validation.csv as {index: loss} (None for a run made before it was written)."""
+        path = self.file("validation.csv")
+        if not path.is_file():
+            return None
+        rows = path.read_text(encoding="utf-8").splitlines()[1:]
+        return {int(i): float(v) for i, v in (r.split(",") for r in rows if r)}
 
     def write_metrics(self, metrics: dict[str, Any]) -> Path:
         """metrics.json."""

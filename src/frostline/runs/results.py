@@ -53,11 +53,12 @@ def data_summary(splits: Splits, dropped: dict[str, Any] | None = None) -> dict[
 
 def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: FitResult, resume: Resume | None,
               started: float, head: dict[str, Any], model_info: dict[str, Any], base: dict[str, Any],
-              status: Status) -> tuple[dict[str, Any], Predictions, tuple[int, float] | None]:
+              status: Status) -> tuple[dict[str, Any], Predictions, tuple[int, float] | None, Predictions]:
     """Score the model (holding the best epoch's weights) and build metrics.json.
 
     Returns:
-        The metrics, the test predictions, and the operating threshold ``(positive class, t)`` if one was chosen.
+        The metrics, the test predictions, the operating threshold ``(positive class, t)`` if one was chosen, and the
+        validation predictions.
     """
     model, labels, task = prepared.loaded.model, prepared.splits.label_names, prepared.task
     with status(f"scoring the best epoch ({result.best_epoch}) on validation and test"):
@@ -113,12 +114,12 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     if task.kind != "classification":
         audit_task_run(metrics, val_pred, test_pred, prepared.leakage, cfg.thresholds(), label_thresholds,
                        prepared.splits.train.labels)
-        return metrics, test_pred, None  # test_pred now decides at the per-label thresholds (predictions.csv)
+        return metrics, test_pred, None, val_pred  # test_pred now decides at the per-label thresholds (predictions.csv)
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())
     chosen = metrics["threshold"].get("chosen")
     at = (labels.index(metrics["threshold"]["positive"]), chosen["threshold"]) if chosen else None
-    return metrics, test_pred, at
+    return metrics, test_pred, at, val_pred
 
 
 def bn_record(model: torch.nn.Module, mode: str) -> dict[str, Any]:

@@ -358,13 +358,14 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
         rest = f"epoch {epochs}" if done + 1 == epochs else f"epochs {done + 1}-{epochs}"
         echo(f"the linear probe converged in epoch {done}: {rest} would not change it and were skipped")
     best_tensors = keeper.load_best()
-    metrics, test_pred, at = score_run(cfg, prepared, strategy, result, resume, started, head, model_info, base,
-                                       status)
+    metrics, test_pred, at, val_pred = score_run(cfg, prepared, strategy, result, resume, started, head,
+                                                 model_info, base, status)
     metrics["run"]["precision_choice"] = prepared.precision
     metrics["run"]["processes"] = {"total": dist.world if dist is not None else 1, "nodes": cfg.num_nodes}
     with status("writing predictions, metrics.json and report.html"):
         run.save_model(best_tensors, prepared.base_hash)
         run.write_predictions(test_pred, prepared.splits.test.ids, labels, at)
+        run.write_validation(val_pred, prepared.splits.val.ids)
         run.write_metrics(metrics)
         write_run_report(run.file("report.html"), metrics, test_pred.labels, test_pred.preds,
                          misclassified_pictures(prepared, test_pred))
