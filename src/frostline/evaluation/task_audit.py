@@ -50,7 +50,8 @@ def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions,
         metrics["test"] = _rescored(test, labels, np.ones(len(test.labels), bool), None)
         metrics["test"]["loss_se"] = at_half.get("loss_se")
         metrics["threshold"] = {"label_thresholds": dict(zip(labels, map(float, label_thresholds), strict=True)),
-                                "chosen_on": "val", "objective": "f1 per label", "at_0.5": at_half}
+                                "chosen_on": "val (each kept only where it beats 0.5 out of fold)",
+                                "objective": "f1 per label", "at_0.5": at_half}
     metrics["leakage"] = leak.to_dict() if leak is not None else None
     leaked = (leak.positions.get("test") if leak is not None else None) or []
     metrics["test_clean"] = None

@@ -56,8 +56,10 @@ def task_run_report(m: dict[str, Any], test_true: np.ndarray | None = None,
             rows.insert(0, _multilabel_rows("test (base, before fine-tuning)", m["base"]["test"]))
         label_rows = [[shorten(n), _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
                        _f(test["f1"]["per_class"][n]), test["support"][n], test["predicted"][n],
-                       _f((th.get("label_thresholds") or {}).get(n))] for n in m["labels"]]
-        per_label = _table(["label", "precision", "recall", "F1", "positives", "predicted", "threshold"], label_rows)
+                       _f((th.get("label_thresholds") or {}).get(n)),
+                       (th.get("per_label") or {}).get(n, {}).get("why", "-")] for n in m["labels"]]
+        per_label = _table(["label", "precision", "recall", "F1", "positives", "predicted", "threshold",
+                            "why this threshold (judged on validation, out of fold)"], label_rows)
         extra = ["<h2>Per label (test)</h2>", _img(plots.label_bars(test), "per-label scores")]
     body = [summary, "<h2>Findings</h2>", findings_html(m.get("diagnoses", []), m.get("labels")), "<h2>Metrics</h2>",
             _table(head, rows), per_label, "<h2>Learning curves</h2>",

@@ -12,7 +12,7 @@ from ..core.task import Task
 from ..data import Splits
 from ..evaluation.audit import audit_run
 from ..evaluation.metrics import loss_se, point_metrics
-from ..evaluation.multilabel import choose_label_thresholds
+from ..evaluation.multilabel import judged_label_thresholds
 from ..evaluation.predictions import Predictions
 from ..evaluation.task_audit import audit_task_run
 from ..models.parts import model_parts
@@ -65,9 +65,9 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
         reuse = prepared.head_inputs  # after a linear probe the body is the base model's: its head inputs hold
         test_pred = predict(model, prepared.test, cfg.eval_batch_size, task=task, reuse=reuse)
         val_pred = predict(model, prepared.val, cfg.eval_batch_size, task=task, reuse=reuse)
-    label_thresholds = None
+    label_thresholds, threshold_record = None, None
     if task.kind == "multilabel":  # per-label thresholds chosen on validation, applied to test
-        label_thresholds = choose_label_thresholds(val_pred.probs, val_pred.labels)
+        label_thresholds, threshold_record = judged_label_thresholds(val_pred.probs, val_pred.labels, cfg.seed)
     test = split_metrics(test_pred, labels, task)
     train_eval = None
     kept = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
@@ -114,6 +114,11 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
     if task.kind != "classification":
         audit_task_run(metrics, val_pred, test_pred, prepared.leakage, cfg.thresholds(), label_thresholds,
                        prepared.splits.train.labels)
+        if threshold_record is not None and metrics.get("threshold"):
+            metrics["threshold"]["per_label"] = dict(zip(labels, threshold_record, strict=True))
+            metrics["threshold"]["kept"] = [n for n, r in zip(labels, threshold_record, strict=True) if r["kept"]]
+            metrics["threshold"]["rule"] = ("a threshold tuned on validation is kept only where, judged out of fold, "
+                                            "it beats 0.5 beyond noise (else 0.5)")
         return metrics, test_pred, None, val_pred  # test_pred now decides at the per-label thresholds (predictions.csv)
     audit_run(metrics, val_pred, test_pred, prepared.splits.train.labels, cfg.optimize, cfg.positive_label,
               prepared.leakage, cfg.thresholds())
