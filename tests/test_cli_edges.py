@@ -120,3 +120,16 @@ def test_inspect_importance_and_check_take_model_as_an_option_or_positional(tmp_
     assert result.exit_code != 0 and "two models given" in result.output
     result = _cli("importance", "--data", "missing.tsv")
     assert result.exit_code != 0 and "no model given" in result.output
+
+
+def test_every_option_is_described_and_flags_show_no_type():
+    import typer
+
+    command = typer.main.get_command(app)
+    missing = [f"{name} {p.name}" for name, sub in command.commands.items() for p in sub.params
+               if not getattr(p, "help", None)]
+    assert missing == []
+    for name in ("train", "compare", "evaluate", "predict", "inspect"):
+        shown = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
+        assert "--no-cache" in shown or name != "train"
+        assert "<bool>" not in shown, name

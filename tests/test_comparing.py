@@ -10,7 +10,8 @@ import pytest
 from sklearn.metrics import f1_score, r2_score
 
 import frostline as fl
-from frostline.evaluation.comparing import _score, evidence, mcnemar, wilson
+from frostline.evaluation.comparing import _score, evidence, mcnemar
+from frostline.evaluation.evidence import wilson
 
 from .conftest import make_text_file
 
@@ -27,9 +28,9 @@ def _run_folder(tmp_path, name, y, pred, val_losses):
 
 
 def test_wilson_and_mcnemar_against_known_values():
-    low, high = wilson(3, 3)  # not degenerate at the edge: 3 of 3 is not "100 % to 100 %"
+    low, high = wilson(1.0, 3)  # not degenerate at the edge: 3 of 3 is not "100 % to 100 %"
     assert high == 1.0 and low == pytest.approx(0.4385, abs=1e-4)
-    assert wilson(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert wilson(0.5, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)
     a = np.array([1, 1, 1, 1, 0, 1], bool)
     b = np.array([0, 0, 0, 0, 0, 1], bool)
     assert mcnemar(a, b) == pytest.approx(0.125)  # 4 discordant, all one way: 2 * 0.5**4
@@ -71,7 +72,7 @@ def test_recommends_the_cheapest_within_noise_on_validation_not_the_best_on_test
     assert test["full"]["low"] < test["full"]["score"] < test["full"]["high"]
     acc = test["linear-probe"]["accuracy"]
     assert acc["value"] == pytest.approx((cheap_pred == y).mean())
-    assert (acc["low"], acc["high"]) == pytest.approx(wilson(int((cheap_pred == y).sum()), n))
+    assert (acc["low"], acc["high"]) == pytest.approx(wilson(float((cheap_pred == y).mean()), n))
     vs = test["full"]["vs_recommended"]
     assert vs["accuracy_p"] == pytest.approx(mcnemar(big_pred == y, cheap_pred == y))
     assert not ev["separable"] and ev["samples_needed"] > n
@@ -103,3 +104,19 @@ def test_compare_records_the_evidence_and_reports_it(tmp_path, tiny_hf_dir):
     html = (tmp_path / "cmp" / "report.html").read_text()
     assert "What the evidence supports" in html and "cost against score" in html
     assert "confusion matrix of partial:1" in html
+
+
+def test_multiclass_curves_are_per_class_and_named():
+    from frostline.evaluation.threshold import curves
+    from frostline.reporting import plots
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    probs = rng.dirichlet(np.ones(4), 100)
+    probs[np.arange(100), y] += 1.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    c = curves(probs, y, 3)
+    assert len(c["per_class"]) == 4 and all(0.5 < pc["average_precision"] <= 1 for pc in c["per_class"])
+    section = {"positive": "d", "curves": c, "default": {"threshold": None}}
+    assert plots.pr_curve(section, "new.tsv", ["a", "b", "c", "d"]).startswith(b"\x89PNG")
+    assert plots.pr_curve(section, "new.tsv", ["a", "b"]) is not None  # two names: the positive class's curve

@@ -110,9 +110,24 @@ def test_one_class_output_whose_scores_rank_well_is_a_timid_classifier_not_a_bli
     (g,) = underfitting([], m, params, MINILM_PARTS, ranking={"roc_auc": 0.55})
     assert g.severity == "error" and "do not rank the classes either (ROC-AUC 0.550" in g.message
     assert g.message.endswith("the classifier ignores its input")
-    # 0.80 on 10 positives: the interval (Hanley-McNeil) stays above 0.5, so this is ranking, not noise
+    # 0.80 on 10 positives: the interval (Hanley-McNeil, around the AUC moved half a pair toward 0.5: 0.7999)
+    # stays above 0.5, so this is ranking, not noise
     (h,) = underfitting([], m, params, MINILM_PARTS, ranking={"roc_auc": 0.80})
-    assert h.severity == "warning" and h.numbers["roc_auc_interval"][0] == pytest.approx(0.6305, abs=1e-4)
+    assert h.severity == "warning" and h.numbers["roc_auc_interval"][0] == pytest.approx(0.6301, abs=1e-4)
+
+
+def test_a_tiny_test_split_is_a_finding_and_its_intervals_are_not_degenerate():
+    from frostline.evaluation.data_findings import small_test_split
+    from frostline.evaluation.diagnose import _ranking_auc
+
+    m = classification_metrics(np.array([0, 0, 1]), np.array([0, 0, 1]), NAMES, 0.1)
+    (f,) = small_test_split(m)
+    assert f.code == "small-test-split" and f.severity == "error"
+    assert "only 3 samples: accuracy 100.0% has a 95% interval of 43.8%-100.0% (Wilson)" in f.message
+    a, lo, hi = _ranking_auc({"roc_auc": 1.0}, m)
+    assert a == 1.0 and lo < 0.6 and hi == 1.0  # not "1.000, 95 % interval 1.000-1.000"
+    big = classification_metrics(np.array([0, 1] * 20), np.array([0, 1] * 20), NAMES, 0.1)
+    assert small_test_split(big) == []
 
 
 def test_overfitting_advice_never_repeats_the_plan_and_speaks_in_parameters():

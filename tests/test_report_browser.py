@@ -64,6 +64,9 @@ def test_run_report_in_browser(runs):
 
 def test_compare_report_in_browser(runs):
     tmp, _, page = runs
-    _check_page(page, tmp, ["Strategy comparison", "Learning curves", "Findings: linear-probe", "Findings: full"],
-                min_images=2)
-    assert "base model" in page.read_text() and "F1 change vs base" in page.read_text()
+    # bars, cost against score, learning curves, and each strategy's confusion matrix
+    _check_page(page, tmp, ["Strategy comparison", "What the evidence supports", "Learning curves",
+                            "Findings: linear-probe", "Findings: full"], min_images=5)
+    text = page.read_text()
+    assert "base model" in text and "F1 change vs base" in text and "recommended:" in text
+    assert 'alt="cost against score"' in text and 'alt="confusion matrix of full"' in text

@@ -28,6 +28,23 @@ app = typer.Typer(
     help="frostline: transfer learning for PyTorch. Freeze exactly what you ask, replace the head, fine-tune, "
     "and judge the result honestly.",
 )
+
+
+def _flags_without_type(display: Callable[..., str | None]) -> Callable[..., str | None]:
+    """typer (0.29) shows every option's type, ``<bool>`` beside ``--help`` and ``--cache / --no-cache`` too: a flag
+    takes no value, so its type column stays empty."""
+
+    def shown(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else display(self, ctx)
+
+    return shown
+
+
+_option = getattr(getattr(typer, "core", None), "TyperOption", None)
+if _option is not None and hasattr(_option, "display_type_rich"):
+    _option.display_type_rich = _flags_without_type(_option.display_type_rich)
+
+
 # Piped output (logs, CI, README) is not cut to 80 columns.
 def _width(stream: object) -> int | None:
     """The terminal's width; piped output takes COLUMNS when set, else 120 (not cut to 80)."""

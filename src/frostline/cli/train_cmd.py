@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.errors import shorten_labels
+from ..evaluation.comparing import DATA_CODES
 from ..reporting.terminal import class_table, compare_rows, compare_table, confusion_table, history_table, task_table
 from ..runs.comparison import Comparison, compare
 from ..runs.config import RunConfig
@@ -102,10 +103,6 @@ def show_comparison(result: Comparison) -> None:
         show_findings(own, f"findings: {r.strategy}", r.metrics.get("labels"))
     console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}; "
                   f"report: {result.out / 'report.html'}")
-
-
-#: findings about the data, not a strategy: a comparison says them once
-DATA_CODES = {"data-leakage", "conflicting-labels", "classes-absent", "constant-labels", "constant-target"}
 
 
 @app.command("train")

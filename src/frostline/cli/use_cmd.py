@@ -60,9 +60,12 @@ def evaluate_command(
     console.print(class_table(m, title=Path(data).name))
     console.print(confusion_table(m, result["labels"]))
     c = th.get("curves") or {}
-    if c.get("roc_auc") is not None:
+    if c.get("roc_auc") is not None and len(result["labels"]) == 2:
         console.print(f"positive class {th['positive']!r}: ROC-AUC {c['roc_auc']:.4f}, average precision "
                       f"{c['average_precision']:.4f}", highlight=False)
+    elif c.get("roc_auc_ovr_macro") is not None:
+        console.print(f"{len(result['labels'])} classes: ROC-AUC {c['roc_auc_ovr_macro']:.4f} (macro, each class "
+                      "against the rest)", highlight=False)
     if th.get("chosen"):
         console.print(class_table(th["chosen"]["test"], title=f"at the run's threshold {th['chosen']['threshold']:.4f} "
                                                                f"({th['chosen']['objective']})"))

@@ -24,20 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from .evidence import wilson
+
 #: two-sided 95 % normal quantile, and the one for 80 % power
 Z, Z_POWER = 1.959963984540054, 0.8416212335729143
 #: bootstrap resamples of the test samples
 BOOTSTRAPS = 2000
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """Wilson's 95 % score interval for ``k`` successes in ``n``."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
-    half = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n)) / (1 + Z * Z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+#: findings about the data, not a strategy: a comparison says them once
+DATA_CODES = frozenset({"data-leakage", "conflicting-labels", "classes-absent", "constant-labels", "constant-target",
+                        "small-test-split"})
 
 
 def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> float:
@@ -141,7 +136,7 @@ def evidence(runs: list[dict[str, Any]], kind: str, labels: list[str], seed: int
         row.update(low=float(low), high=float(high), method="bootstrap percentile")
         if kind == "classification":
             right = int((p == y).sum())
-            lo, hi = wilson(right, n)
+            lo, hi = wilson(right / n, n)
             row["accuracy"] = {"value": right / n if n else float("nan"), "low": lo, "high": hi, "method": "Wilson"}
         if rec is not None and s != rec:
             d = boot[s] - boot[rec]

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core.findings import Finding
 from ..data.leakage import LeakageReport
-from .evidence import pct, present_macro
+from .evidence import pct, present_macro, wilson
 
 
 def absent_classes(m: dict[str, Any], labels: list[str]) -> tuple[Finding | None, dict[str, float] | None]:
@@ -113,3 +113,26 @@ def leakage(report: LeakageReport | None, test: dict[str, Any] | None = None,
             {"conflicting": report.conflicting, "examples": report.conflict_examples},
         ))
     return found
+
+
+#: a test split smaller than this cannot judge a model: its scores' 95 % intervals span tens of points
+MIN_TEST_SAMPLES = 30
+
+
+def small_test_split(test: dict[str, Any]) -> list[Finding]:
+    """An error when the test split has fewer than :data:`MIN_TEST_SAMPLES` samples (with accuracy's Wilson interval,
+    not degenerate at 0 or 100 %, for classification)."""
+    n = int(test.get("n") or 0)
+    if n >= MIN_TEST_SAMPLES:
+        return []
+    numbers: dict[str, Any] = {"n": n, "min_samples": MIN_TEST_SAMPLES}
+    spread = ""
+    if test.get("accuracy") is not None:
+        lo, hi = wilson(test["accuracy"], n)
+        spread = f": accuracy {pct(test['accuracy'])} has a 95% interval of {pct(lo)}-{pct(hi)} (Wilson)"
+        numbers["accuracy_interval"] = [lo, hi]
+    return [Finding("small-test-split", "error",
+                    f"the test split has only {n} sample{'' if n == 1 else 's'}{spread}: too few to judge the model "
+                    "or to tell strategies apart; the scores and the verdict below are not evidence",
+                    f"score it on at least {MIN_TEST_SAMPLES} samples: more data, a larger --test-frac, or "
+                    "--test-data", numbers)]

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.findings import Finding, by_severity
 from ..data.leakage import LeakageReport
-from .data_findings import absent_classes, leakage
+from .data_findings import absent_classes, leakage, small_test_split
 from .evidence import count_text, options_text, pct, plural, present_macro, prior_loss, strategy_sizes, wilson
 from .mode_gap import train_eval_gap
 
@@ -302,16 +302,18 @@ def underfitting(history: list[dict[str, Any]], test: dict[str, Any] | None, par
 
 
 def _ranking_auc(ranking: dict[str, Any] | None, test: dict[str, Any]) -> tuple[float, float, float] | None:
-    """Binary ROC-AUC of the test scores with its 95 % interval (Hanley and McNeil 1982), or ``None``."""
+    """Binary ROC-AUC of the test scores with its 95 % interval (Hanley and McNeil 1982, around the AUC moved half a
+    pair toward 0.5, so 1.000 on 3 samples is not "1.000-1.000"), or ``None``."""
     if not ranking or ranking.get("roc_auc") is None or len(test["support"]) != 2:
         return None
-    a = float(ranking["roc_auc"])
+    a0 = float(ranking["roc_auc"])
     n1, n2 = sorted(int(v) for v in test["support"].values())
     if n1 == 0:
         return None
+    a = (a0 * n1 * n2 + 0.5) / (n1 * n2 + 1)  # half a pair toward 0.5: not degenerate at 0 or 1 (0 wrong of 2 pairs)
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
     se = math.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 0.0) / (n1 * n2))
-    return a, max(0.0, a - 1.96 * se), min(1.0, a + 1.96 * se)
+    return a0, max(0.0, a - 1.96 * se), min(1.0, a + 1.96 * se)
 
 
 def unexplained_advice(params: dict[str, int] | None = None, bn: dict[str, Any] | None = None) -> str:
@@ -376,7 +378,7 @@ def diagnose_run(metrics: dict[str, Any], leak: LeakageReport | None = None,
     clean = metrics.get("test_clean")
     best = metrics.get("best_epoch")
     mode_gap = train_eval_gap(history, best, metrics.get("train_eval"), metrics["run"].get("bn"))
-    found = [*leakage(leak, test, clean), *accuracy_paradox(test), *mode_gap,
+    found = [*small_test_split(test), *leakage(leak, test, clean), *accuracy_paradox(test), *mode_gap,
              *([] if mode_gap else overfitting(history, params, parts, metrics["data"]["sizes"]["train"], best,
                                                metrics.get("train_eval"))),
              *([] if mode_gap else under_trained(history, best, metrics.get("stopped_early", False),

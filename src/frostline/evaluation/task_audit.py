@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.findings import Finding, by_severity
 from ..data.leakage import LeakageReport
-from .data_findings import leakage
+from .data_findings import leakage, small_test_split
 from .evidence import pct, wilson
 from .metrics import point_metrics
 from .predictions import Predictions
@@ -60,7 +60,8 @@ def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions,
         keep[np.asarray(leaked, dtype=np.int64)] = False
         metrics["test_clean"] = {**_rescored(test, labels, keep, mean), "excluded": int((~keep).sum())}
     metrics["thresholds"] = thresholds.to_dict()
-    found = [*_graded_leakage(leak, metrics["test"], metrics["test_clean"]), *overfitting(metrics["history"]),
+    found = [*small_test_split(metrics["test"]), *_graded_leakage(leak, metrics["test"], metrics["test_clean"]),
+             *overfitting(metrics["history"]),
              *constant_target(kind, train_targets, labels)]
     if kind == "regression":
         found += no_better_than_mean(test, mean)
@@ -68,7 +69,9 @@ def audit_task_run(metrics: dict[str, Any], val: Predictions, test: Predictions,
         found += label_paradox(metrics["test"])
     judged = metrics["test_clean"] or metrics["test"]
     errors = sum(f.severity == "error" for f in found)
-    found = [*by_severity(found), task_verdict(kind, judged, thresholds, errors)]
+    scope = (f"on the {judged['n']} test samples not seen in training" if metrics["test_clean"]
+             else f"on the {judged['n']} test samples")
+    found = [*by_severity(found), task_verdict(kind, judged, thresholds, errors, scope)]
     metrics["diagnoses"] = [f.to_dict() for f in found]
     return metrics
 
@@ -185,8 +188,8 @@ def overfitting(history: list[dict[str, Any]]) -> list[Finding]:
          "last_val_loss": last["val"]["loss"], "change": change})]
 
 
-def task_verdict(kind: str, m: dict[str, Any], thresholds: Any, errors: int) -> Finding:
-    """good / fair / bad for a regression (R^2) or multi-label (micro F1) run."""
+def task_verdict(kind: str, m: dict[str, Any], thresholds: Any, errors: int, scope: str = "") -> Finding:
+    """good / fair / bad for a regression (R^2) or multi-label (micro F1) run (``scope``: which samples it scores)."""
     if kind == "regression":
         value, name, good = m.get("r2"), "R^2", thresholds.good_r2
         bad = value is None or value <= 0
@@ -200,11 +203,12 @@ def task_verdict(kind: str, m: dict[str, Any], thresholds: Any, errors: int) -> 
     why = f"{name} at least {good}" if level == "good" else (
         f"{errors} error finding(s) above" if errors else f"{name} below {good}" if level == "fair" else
         f"{name} {'at or below 0' if kind == 'regression' else 'below 0.3'}")
+    on = f" {scope}" if scope else ""
     return Finding(f"verdict-{level}", "info" if level == "good" else "warning",
-                   f"{level}: {shown} ({why})", "-" if level == "good" else
+                   f"{level}{on}: {shown} ({why})", "-" if level == "good" else
                    "see the findings and the residual plot in report.html" if kind == "regression" else
                    "see the findings and the per-label scores",
-                   {"level": level, name: value})
+                   {"level": level, name: value, "scope": scope or "test"})
 
 
 def constant_target(kind: str, targets: np.ndarray | None, labels: list[str]) -> list[Finding]:

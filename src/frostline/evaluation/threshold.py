@@ -112,11 +112,26 @@ def curves(probs: np.ndarray, labels: np.ndarray, positive: int, max_points: int
     out["average_precision"] = float(average_precision_score(y, score))
     out["roc_auc"] = float(roc_auc_score(y, score))
     present = np.unique(labels)
+    if probs.shape[1] > 2:  # several classes: each one against the rest (AP and its curve)
+        out["per_class"] = [_one_vs_rest(probs[:, j], (labels == j).astype(int), max_points)
+                            for j in range(probs.shape[1])]
     if probs.shape[1] > 2 and len(present) == probs.shape[1]:
         out["roc_auc_ovr_macro"] = float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
     else:
         out["roc_auc_ovr_macro"] = out["roc_auc"]
     return out
+
+
+def _one_vs_rest(score: np.ndarray, y: np.ndarray, max_points: int) -> dict[str, Any] | None:
+    """One class's precision-recall curve against the rest and its average precision (None when absent)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    if y.min(initial=1) == y.max(initial=0):
+        return None
+    precision, recall, _ = precision_recall_curve(y, score)
+    keep = np.unique(np.linspace(0, len(precision) - 1, min(max_points, len(precision))).astype(int))
+    return {"precision": precision[keep].tolist(), "recall": recall[keep].tolist(),
+            "average_precision": float(average_precision_score(y, score)), "positive_rate": float(y.mean())}
 
 
 def choose_threshold(probs: np.ndarray, labels: np.ndarray, positive: int,

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..core import atomic
 from ..core.errors import shorten, shorten_labels
+from ..evaluation.comparing import DATA_CODES
 from ..evaluation.metrics import HEADLINE
 from .importance import auto_html
 from .terminal import compare_rows
@@ -182,8 +183,9 @@ def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str
         "<h2>Learning curves</h2>", _img(plots.learning_curves(m["history"], m["best_epoch"]), "learning curves"),
         "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
                                           "confusion matrix"), pictures_html(pictures),
-        "<h2>Precision-recall trade-off</h2>", threshold_text, _img(plots.pr_curve(th) if th else None,
-                                                                     "precision-recall curve"),
+        "<h2>Precision-recall trade-off</h2>", threshold_text,
+        _img(plots.pr_curve(th, "test", labels) if th else None,
+             "precision-recall curve per class, one vs rest" if len(labels) > 2 else "precision-recall curve"),
         "<h2>Freeze plan</h2>", freeze_plan_html(m), auto_html(run.get("auto"), m["history"]),
     ]
     return _page(f"frostline run: {run['strategy']} on {Path(m['data']['source']).name}", "".join(body))
@@ -218,8 +220,12 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
             _img(plots.compare_bars(rows), "test metrics by strategy"),
             *_evidence_html(evidence or {}, runs),
             "<h2>Learning curves</h2>", _img(plots.compare_curves(runs), "training and validation curves")]
+    shared = [d for d in (runs[0][1].get("diagnoses", []) if runs else []) if d.get("code") in DATA_CODES]
+    if shared:
+        body += ["<h2>Findings: the data (every strategy)</h2>", findings_html(shared, runs[0][1].get("labels"))]
     for name, m in runs:
-        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(m.get("diagnoses", []), m.get("labels"))]
+        own = [d for d in m.get("diagnoses", []) if d.get("code") not in DATA_CODES]
+        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(own, m.get("labels"))]
         if m["test"].get("confusion_matrix") is not None and m.get("labels"):
             body.append(_img(plots.confusion_heatmap(m["test"]["confusion_matrix"], m["labels"],
                                                      title=f"test: {name}"), f"confusion matrix of {name}"))
@@ -286,7 +292,8 @@ def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -
     from . import plots
 
     test, labels, th = m["test"], m["labels"], m.get("threshold") or {}
-    rows = [_metrics_rows(f"this data ({Path(m['data']).name})", test)]
+    where = Path(m["data"]).name
+    rows = [_metrics_rows(f"this data ({where})", test)]
     if th.get("chosen"):
         rows.append(_metrics_rows(f"at the run's threshold {th['chosen']['threshold']:.3f}", th["chosen"]["test"]))
     own = m.get("run_test") or {}
@@ -301,11 +308,12 @@ def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -
             "<h2>Findings</h2>", findings_html(m.get("diagnoses", []), m.get("labels")),
             "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), own_text,
             _table(["class", "precision", "recall", "F1", "support"], per_class),
-            "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
+            "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels, title=where),
                                               "confusion matrix"), pictures_html(pictures, "evaluated"),
-            "<h2>Precision-recall trade-off</h2>", auc,
-            _img(plots.pr_curve(th) if c.get("pr") else None,
-                 f"precision-recall curve of {th.get('positive')!r}" + (f" ({c['note']})" if c.get("note") else ""))]
+            "<h2>Precision-recall trade-off</h2>", auc if len(labels) == 2 else "",
+            _img(plots.pr_curve(th, where, labels) if c.get("pr") or c.get("per_class") else None,
+                 ("precision-recall curve per class, one vs rest" if len(labels) > 2 else
+                  f"precision-recall curve of {th.get('positive')!r}") + (f" ({c['note']})" if c.get("note") else ""))]
     return _page(f"frostline evaluation: {Path(m['checkpoint']).name} on {Path(m['data']).name}", "".join(body))
 
 

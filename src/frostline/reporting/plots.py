@@ -110,9 +110,12 @@ def _nearest(curve: dict[str, list[float]], threshold: float) -> tuple[float, fl
 
 
 @_literal
-def pr_curve(section: dict[str, Any]) -> bytes | None:
-    """Precision-recall curve of the positive class on test, with the default and the chosen threshold."""
+def pr_curve(section: dict[str, Any], where: str = "test", labels: list[str] | None = None) -> bytes | None:
+    """Precision-recall curve of the positive class on ``where`` with the default and the chosen threshold; with
+    more than two ``labels``, every class's curve against the rest instead."""
     c = section["curves"]
+    if labels is not None and len(labels) > 2 and c.get("per_class"):
+        return _pr_per_class(c["per_class"], labels, where)
     if not c.get("pr"):
         return None
     fig, ax = _subplots(figsize=(4.6, 3.6))
@@ -134,7 +137,25 @@ def pr_curve(section: dict[str, Any]) -> bytes | None:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
-    ax.set_title("precision-recall (test)")
+    ax.set_title(f"precision-recall of {section['positive']!r} ({where})")
+    return _png(fig)
+
+
+def _pr_per_class(per_class: list[dict[str, Any] | None], labels: list[str], where: str) -> bytes | None:
+    """One-vs-rest precision-recall curve of every class present (legend: its average precision)."""
+    shown = [(n, c) for n, c in zip(labels, per_class, strict=True) if c]
+    if not shown:
+        return None
+    fig, ax = _subplots(figsize=(5.6, 4.0))
+    for name, c in shown:
+        ax.plot(c["recall"], c["precision"], label=f"{shorten(name, 24)} (AP {c['average_precision']:.3f})")
+    ax.set_xlabel("recall (each class against the rest)")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="lower left", ncol=2 if len(shown) > 6 else 1)
+    ax.set_title(f"precision-recall per class, one vs rest ({where})")
     return _png(fig)
 
 

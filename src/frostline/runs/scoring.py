@@ -209,7 +209,9 @@ def _evaluate_task(checkpoint: str | Path, data: str, state: dict[str, Any], cfg
               "task": task.to_dict(), "model": state.get("model"), "test": metrics, "threshold": None,
               "run_test": (state.get("metrics") or {}).get("test"), "overlap": {"checked": False},
               "diagnoses": [f.to_dict() for f in [*by_severity(findings),
-                                                  task_verdict(task.kind, metrics, cfg.thresholds(), errors)]]}
+                                                  task_verdict(task.kind, metrics, cfg.thresholds(), errors,
+                                                               f"on the {metrics['n']} samples of "
+                                                               f"{Path(data).name}")]]}
     if dest is not None:
         with status(f"writing {dest.path}"):
             dest.write_predictions(pred, ds.ids, labels)
