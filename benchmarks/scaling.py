@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--plot", help="draw the curve into this PNG")
     ap.add_argument("--from-json", help="only draw / print results measured before")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES), help="measure only these (comma-separated)")
+    ap.add_argument("--keep", help="results measured before (JSON) whose other strategies' rows are kept")
     ap.add_argument("--one", nargs=3, metavar=("DATA", "STRATEGY", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -106,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tmp = Path(tempfile.mkdtemp(prefix="frostline-scaling-"))
         results = []
+        measured = [x.strip() for x in args.strategies.split(",") if x.strip()]
+        if args.keep:
+            results = [r for r in json.loads(Path(args.keep).read_text()) if r["strategy"] not in measured]
         for n in (int(s) for s in args.sizes.split(",")):
             data = data_file(tmp, n)
-            for strategy in STRATEGIES:
+            for strategy in measured:
                 out = tmp / f"{n}-{strategy.replace(':', '_')}"
                 done = subprocess.run([sys.executable, __file__, "--one", str(data), strategy, str(out)],
                                       capture_output=True, text=True, check=False)
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = rows[100000]["ms_per_sample"] / rows[10000]["ms_per_sample"]
             print(f"{strategy}: time per sample at 100k / at 10k = {ratio:.2f} (flat within 20 %: "
                   f"{'yes' if abs(ratio - 1) <= 0.2 else 'no'})")
+    results.sort(key=lambda r: (r["size"], STRATEGIES.index(r["strategy"])))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     if args.plot:

@@ -14,7 +14,7 @@ import frostline as fl
 from frostline.cli import app
 from frostline.core.errors import FrostlineError
 from frostline.data.tables import read_table
-from frostline.training.engine import _kept_trainable
+from frostline.training.records import kept_trainable
 
 from .conftest import make_text_file
 
@@ -46,8 +46,8 @@ def test_precision_auto_is_the_unset_option():
 
 def test_the_kept_epochs_trainable_count_is_reported():
     history = [{"epoch": 1, "trainable": 22_600_000}, {"epoch": 2, "trainable": 3_550_000}]
-    assert _kept_trainable(history, 1) == 22_600_000
-    assert _kept_trainable(history, 2) == 3_550_000
+    assert kept_trainable(history, 1) == 22_600_000
+    assert kept_trainable(history, 2) == 3_550_000
 
 
 @pytest.fixture
@@ -107,16 +107,16 @@ def test_evaluate_checks_overlap_against_the_recorded_val_data(tmp_path, tiny_hf
 
 def test_inspect_importance_and_check_take_model_as_an_option_or_positional(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # outside the repository: the README's example model ships with frostline
-    result = _cli("check", "frostline.examples:misused")
+    result = _cli("check", "frostline.models.examples:misused")
     assert result.exit_code == 1 and "module-requires-grad-attribute" in result.output
     assert "parameter-attribute-typo" in result.output
-    result = _cli("check", "--model", "frostline.examples:misused")
+    result = _cli("check", "--model", "frostline.models.examples:misused")
     assert result.exit_code == 1 and "module-requires-grad-attribute" in result.output
-    result = _cli("inspect", "--model", "frostline.examples:misused")
+    result = _cli("inspect", "--model", "frostline.models.examples:misused")
     assert result.exit_code == 0 and "head: fc" in result.output
     result = _cli("inspect")
     assert result.exit_code != 0 and "no model given" in result.output
-    result = _cli("inspect", "frostline.examples:misused", "--model", "minilm")
+    result = _cli("inspect", "frostline.models.examples:misused", "--model", "minilm")
     assert result.exit_code != 0 and "two models given" in result.output
     result = _cli("importance", "--data", "missing.tsv")
     assert result.exit_code != 0 and "no model given" in result.output

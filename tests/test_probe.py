@@ -209,3 +209,35 @@ def test_probe_on_sms_equals_sklearn_on_the_same_features(tmp_path):
     assert m["test"]["accuracy"] >= default_acc - 0.02  # one test sample of 60
     assert m["test"]["recall"]["per_class"]["spam"] > 0.5  # no accuracy paradox on the right pooling
     assert "accuracy-paradox" not in [d["code"] for d in m["diagnoses"]]
+
+
+def test_a_spilled_basis_and_rows_read_on_demand_give_the_same_probe(monkeypatch):
+    """Past the budget the float64 copy of the features is a memory-mapped file; rows may come a chunk at a time."""
+    from frostline.training import probe_solver
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 12)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(np.int64)
+    xt = x[:240]
+
+    class Rows:  # as the cache's FeatureRows: shape, len and x[rows] only
+        shape = xt.shape
+
+        def __len__(self):
+            return len(xt)
+
+        def __getitem__(self, rows):
+            return xt[rows]
+
+    w0, b0, fit0 = fit_probe(xt, y[:240], x[240:], y[240:], 2)
+    seen = []
+    real = probe_solver.Basis.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append(self.spilled)
+
+    monkeypatch.setattr(probe_solver.Basis, "__init__", spy)
+    w1, b1, fit1 = fit_probe(Rows(), y[:240], x[240:], y[240:], 2, spill_over=0)
+    assert seen == [True]  # the training basis went to a memory-mapped file
+    assert fit1.C == fit0.C and np.allclose(w1, w0, atol=1e-10) and np.allclose(b1, b0, atol=1e-10)

@@ -151,7 +151,8 @@ def prepare(cfg: RunConfig, loaded: LoadedModel | None = None, status: Status = 
     if full.task_note:
         echo(f"note: task: {full.task_note}")
     if cfg.max_samples is not None and cfg.max_samples > len(full):
-        echo(f"note: --limit {cfg.max_samples} is more than the {len(full)} samples of {cfg.data}: all of them are "
+        what = "training samples" if val is not None or test is not None else "samples"
+        echo(f"note: --limit {cfg.max_samples} is more than the {len(full)} {what} of {cfg.data}: all of them are "
              "used")
     full = limit(full, cfg.max_samples, cfg.seed)
     splits = split(full, cfg.val_frac, cfg.test_frac, cfg.seed, val, test)

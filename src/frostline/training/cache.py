@@ -350,10 +350,14 @@ class PrefixCache:
 
     def features(self, split: str) -> np.ndarray:
         """Every cached input of the head for ``split``, in dataset order (head-only plans; eval-mode values)."""
+        return self.feature_rows(split)[:]
+
+    def feature_rows(self, split: str) -> FeatureRows:
+        """The cached inputs of the head for ``split``, read (as float32) only for the rows asked for."""
         store = self.stores.get(split)
         if self.plan is None or self.plan.kind != "head" or store is None:
             raise RuntimeError(f"no cached head features for split {split!r}")
-        return store.gather(np.arange(store.n)).float().numpy()
+        return FeatureRows(store)
 
     def _drop(self) -> None:
         for store in self.stores.values():
@@ -365,3 +369,21 @@ class PrefixCache:
     def close(self) -> None:
         """Free the cache."""
         self._drop()
+
+
+class FeatureRows:
+    """A split's cached head inputs as a read-only 2-D array that reads rows on demand (``x[rows]``, ``x[a:b]``,
+    ``len``, ``shape``): the probe takes them a chunk at a time, never all at once."""
+
+    def __init__(self, store: ActivationStore) -> None:
+        self.store = store
+        self.shape = (store.n, int(np.prod(store.feature)) if store.feature else 1)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        index = np.arange(self.shape[0])[rows]
+        if not len(index):
+            return np.zeros((0, self.shape[1]), np.float32)
+        return self.store.gather(index).float().numpy().reshape(len(index), -1)

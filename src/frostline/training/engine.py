@@ -37,6 +37,7 @@ from ..models.blocks import discover_blocks
 from ..models.heads import find_head
 from ..models.outputs import logits_of
 from ..models.parts import Part, model_parts
+from . import records
 from .batchnorm import apply_bn, reestimate, resolve_bn
 from .bestweights import BestState
 from .cache import PrefixCache
@@ -118,8 +119,7 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, conf
     assert run.plan is not None
     return FitResult(run.history, run.best_epoch, run.ending == "early-stop", time.perf_counter() - run.t_start,
                      sum(p.numel() for p in model.parameters()),
-                     _kept_trainable(run.history, run.best_epoch) if run.history
-                     else trainable_count(model, run.plan.params),
+                     records.kept_trainable(run.history, run.best_epoch) or trainable_count(model, run.plan.params),
                      str(run.fabric.device), run.precision, run.best.state, run.ending == "converged", run.bn)
 
 
@@ -393,10 +393,3 @@ def _close_epoch(run: _Run, ep: _Epoch, trained: tuple[np.ndarray, np.ndarray, f
         log.info("early stop after epoch %d: validation loss did not improve for %d epochs", epoch + 1,
                  run.bad_epochs)
     return record, is_best, ending
-
-
-def _kept_trainable(history: list[dict[str, Any]], best_epoch: int | None) -> int:
-    """Parameters that trained in the kept epoch (an automatic strategy's count changes from epoch to epoch: the
-    kept weights are those of the best epoch, not the last)."""
-    kept = next((h for h in history if h["epoch"] == best_epoch), history[-1])
-    return int(kept["trainable"])

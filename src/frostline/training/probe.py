@@ -165,7 +165,8 @@ def _cv_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np
 
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, k: int,
               cs: tuple[float, ...] = DEFAULT_CS, folds: int = 5, seed: int = 0,
-              progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, ProbeFit]:
+              progress: Callable[[int, int], None] | None = None, spill_over: int | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, ProbeFit]:
     """Fit the probe along the Cs and keep the C with the lowest held-out log-loss.
 
     C is chosen by ``folds``-fold stratified cross-validation on the training split (as scikit-learn's
@@ -186,6 +187,8 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         seed: Seed of the folds.
         progress: Called as ``progress(done, total)`` after each fit (one fold or the whole training split at one
             C); ``total`` is the most fits the grid can take, ``done`` ends below it when the search stops early.
+        spill_over: Bytes past which the float64 copy of the training features is a memory-mapped temporary file
+            instead of memory (the cache's ``--cache-budget``); ``None``: always in memory.
 
     Returns:
         ``W (k x d)``, ``b (k,)`` as float64, and the :class:`ProbeFit`.
@@ -196,7 +199,7 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
         raise FrostlineError("the frozen features hold NaN or infinite values: the linear probe cannot be fit "
                              "(check the model's output in eval mode, or its input data)")
     t0 = time.perf_counter()
-    xv = np.ascontiguousarray(x_val, dtype=np.float64)
+    xv = np.asarray(x_val[:], dtype=np.float64)
     y, yv = np.asarray(y_train, dtype=np.int64), np.asarray(y_val, dtype=np.int64)
     grid_cs = sorted(float(c) for c in cs)
     splits = _cv_folds(y, folds, seed) if folds else []
@@ -206,7 +209,7 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     order = np.concatenate([te for _, te in splits]) if splits else np.arange(len(y))
     ends = [int(e) for e in np.cumsum([len(te) for _, te in splits])]
     bounds = list(zip([0, *ends[:-1]], ends, strict=True)) if ends else []
-    basis, y = Basis(x_train, order), y[order]
+    basis, y = Basis(x_train, order, spill_over), y[order]
 
     def tick() -> None:
         nonlocal done

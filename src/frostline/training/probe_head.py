@@ -36,9 +36,19 @@ def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: E
     """Fit the head on the cached features to convergence (a regression: ridge in closed form); returns the probe
     record, train predictions (classes, or values in the target's units) and the training loss. ``progress`` is
     :func:`~frostline.training.probe.fit_probe`'s ``progress(done, total)`` (single-label classification only)."""
-    x_train, x_val = prefix.features("train"), prefix.features("val")
     head = model.get_submodule(linear)
-    if task is not None and task.kind == "regression":
+    if task is None or task.kind == "classification":  # read from the cache a chunk at a time, never whole
+        rows, val_rows = prefix.feature_rows("train"), prefix.feature_rows("val")
+        w, b, pfit = fit_probe(rows, train.ds.labels, val_rows, val.ds.labels, head.out_features,
+                               progress=progress, spill_over=prefix.budget)
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(w).to(head.weight))
+            if head.bias is not None:
+                head.bias.copy_(torch.from_numpy(b).to(head.bias))
+        loss, _ = log_loss(rows, train.ds.labels, w, b)
+        return pfit.to_dict(), probs(rows, w, b).argmax(axis=1), loss, pfit
+    x_train, x_val = prefix.features("train"), prefix.features("val")
+    if task.kind == "regression":
         z, zv = ((np.asarray(d.ds.labels, np.float64) - task.mean) / task.std for d in (train, val))
         w1, b1, rfit = fit_ridge_probe(x_train, z, x_val, zv)
         with torch.no_grad():
@@ -49,7 +59,7 @@ def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: E
         loss = float(((pred - z) ** 2).mean()) if task.loss == "mse" else float(
             torch.nn.functional.huber_loss(torch.from_numpy(pred), torch.from_numpy(z)))
         return rfit.to_dict(), pred * task.std + task.mean, loss, rfit
-    if task is not None and task.kind == "multilabel":
+    if task.kind == "multilabel":
         y = np.asarray(train.ds.labels, np.float64)
         w, b, mfit = fit_multilabel_probe(x_train, y, x_val, np.asarray(val.ds.labels, np.float64))
         with torch.no_grad():
@@ -57,14 +67,7 @@ def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: E
             if head.bias is not None:
                 head.bias.copy_(torch.from_numpy(b).to(head.bias))
         x = np.asarray(x_train, np.float64)
-        return mfit.to_dict(), (x @ w.T + b > 0).astype(np.uint8), bce(x, y, w, b), mfit
-    w, b, pfit = fit_probe(x_train, train.ds.labels, x_val, val.ds.labels, head.out_features, progress=progress)
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(w).to(head.weight))
-        if head.bias is not None:
-            head.bias.copy_(torch.from_numpy(b).to(head.bias))
-    loss, _ = log_loss(x_train, train.ds.labels, w, b)
-    return pfit.to_dict(), probs(x_train, w, b).argmax(axis=1), loss, pfit
+    return mfit.to_dict(), (x @ w.T + b > 0).astype(np.uint8), bce(x, y, w, b), mfit
 
 
 class FitBar:

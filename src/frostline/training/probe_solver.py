@@ -4,6 +4,10 @@ on centred, rotated and preconditioned features (the module docstring of ``probe
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import tempfile
+import weakref
 from typing import Any
 
 import numpy as np
@@ -30,10 +34,11 @@ class Basis:
     views (a cross-validation fold's training rows cost no copy); :attr:`parts` are the column blocks fit.
     """
 
-    def __init__(self, x: Any, order: np.ndarray | None = None) -> None:
+    def __init__(self, x: Any, order: np.ndarray | None = None, spill_over: int | None = None) -> None:
         n, d = x.shape
         order = np.arange(n) if order is None else order
         self.n = n
+        self.spilled = False
 
         def rows(i: int) -> np.ndarray:
             return np.asarray(x[order[i : i + CHUNK]], dtype=np.float64).reshape(-1, d)
@@ -49,7 +54,7 @@ class Basis:
                 scatter += xc.T @ xc
             _, vecs = np.linalg.eigh(scatter)
             self.rot = np.ascontiguousarray(vecs.T)
-            self.ft = np.empty((d, n))
+            self.ft = self._storage(d, n, spill_over)
             for i in range(0, n, CHUNK):
                 xc = rows(i) - self.mean
                 self.ft[:, i : i + len(xc)] = self.rot @ xc.T
@@ -62,6 +67,16 @@ class Basis:
         self.parts = [self.ft]
         self.sq = np.einsum("ij,ij->i", self.ft, self.ft)
         self.mean_max = float(np.abs(self.mean).max()) if d else 0.0
+
+    def _storage(self, d: int, n: int, spill_over: int | None) -> np.ndarray:
+        """``ft``: in memory, or past ``spill_over`` bytes a memory-mapped temporary file (removed with the basis):
+        its pages are the kernel's page cache, dropped under pressure, not the process's own memory."""
+        if spill_over is None or 8 * d * n <= spill_over:
+            return np.empty((d, n))
+        folder = tempfile.mkdtemp(prefix="frostline-probe-")
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        self.spilled = True
+        return np.memmap(os.path.join(folder, "basis.f64"), dtype=np.float64, mode="w+", shape=(d, n))
 
     @property
     def width(self) -> int:

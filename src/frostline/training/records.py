@@ -167,3 +167,9 @@ def epoch_metrics(task: Any, labels: list[str], trained: tuple[Any, Any, float],
     val_metrics["loss_se"] = loss_se(val_pred.losses) \
         if val_pred.losses is not None and len(val_pred.losses) > 1 else None
     return train_metrics, val_metrics
+
+def kept_trainable(history: list[dict[str, Any]], best_epoch: int | None) -> int:
+    """Parameters that trained in the kept epoch (an automatic strategy's count changes from epoch to epoch: the
+    kept weights are those of the best epoch, not the last)."""
+    kept = next((h for h in history if h["epoch"] == best_epoch), history[-1] if history else {"trainable": 0})
+    return int(kept["trainable"])

@@ -1,6 +1,6 @@
 """Small models that ship with frostline, for trying its commands without a model of your own.
 
-``frostline check frostline.examples:misused`` shows the freezing mistakes PyTorch accepts silently.
+``frostline check frostline.models.examples:misused`` shows the freezing mistakes PyTorch accepts silently.
 """
 
 from __future__ import annotations
