@@ -133,3 +133,9 @@ def test_every_option_is_described_and_flags_show_no_type():
         shown = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
         assert "--no-cache" in shown or name != "train"
         assert "<bool>" not in shown, name
+
+
+def test_a_missing_column_suggests_the_header_names_in_flag_order(tmp_path):
+    path = make_text_file(tmp_path / "sms.tsv", n=20, header=("Label", "SMS"))
+    with pytest.raises(FrostlineError, match=r"it looks like --text-column SMS --label-column Label"):
+        read_table(path)

@@ -56,6 +56,20 @@ def _separator_hint(header: list[str]) -> str:
             f"{name}: pass --delimiter {name}")
 
 
+#: header names that usually hold the text, and the label
+TEXT_NAMES = ("text", "sms", "message", "sentence", "review", "content", "body", "comment", "tweet", "document")
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y", "tag")
+
+
+def _column_guess(header: list[str]) -> str:
+    """``; this looks like --text-column SMS --label-column Label`` when the header's names say which is which."""
+    text = next((h for h in header if h.lower() in TEXT_NAMES), None)
+    label = next((h for h in header if h.lower() in LABEL_NAMES), None)
+    if text is None or label is None:
+        return ""
+    return f"; it looks like --text-column {text} --label-column {label}"
+
+
 def column_index(spec: str | int | None, header: list[str] | None, default: str, what: str, path: Path) -> int:
     """The number of the column ``spec`` (a name in ``header`` or a number; ``default`` when ``None``)."""
     spec = default if spec is None else spec
@@ -70,8 +84,9 @@ def column_index(spec: str | int | None, header: list[str] | None, default: str,
         if hint:
             raise FrostlineError(f"{path}: no {what} column {spec!r}{hint}")
         raise FrostlineError(
-            f"{path}: no {what} column {spec!r}; the header has {header}{did_you_mean(str(spec), header)} "
-            "(a file without a header takes column numbers, e.g. --text-column 1 --label-column 0)"
+            f"{path}: no {what} column {spec!r}; the header has {header}{did_you_mean(str(spec), header)}"
+            f"{_column_guess(header)} (a file without a header takes column numbers, e.g. --text-column 1 "
+            "--label-column 0)"
         )
     return header.index(spec)
 
