@@ -193,6 +193,10 @@ def _lines(ev: dict[str, Any]) -> list[str]:
     if rec is None:
         return [f"no recommendation: {ev.get('why')}"]
     lines.append(f"recommended: {rec} ({ev['why']}; chosen on validation, {ev['n_val']} samples, never on test)")
+    within = [r["strategy"] for r in ev.get("validation", []) if r["within_noise"]]
+    outside = [r["strategy"] for r in ev.get("validation", []) if not r["within_noise"]]
+    lines.append(f"  within noise of the lowest validation loss: {', '.join(within)}"
+                 + (f"; not: {', '.join(outside)}" if outside else "") + f"; {rec} is the cheapest of them")
     for r in ev.get("test", []):
         vs = r.get("vs_recommended")
         acc = r.get("accuracy")
@@ -205,7 +209,8 @@ def _lines(ev: dict[str, Any]) -> list[str]:
     best = ev.get("best_on_test")
     if best is not None and best != rec and not ev.get("separable", True):
         need = ev.get("samples_needed")
-        more = f"; about {need:,} test samples would separate them" if need else ""
+        more = (f"; if the gap is real, about {need:,} test samples would be needed to show it (5 %, 80 % power)"
+                if need else "")
         lines.append(f"the best on test ({best}) is within noise of {rec} on {ev['test'][0]['n']} test samples: "
                      f"the test split cannot separate them{more}")
     return lines

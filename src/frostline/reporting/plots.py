@@ -16,7 +16,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from ..core.errors import shorten
 from ..evaluation.metrics import headline
@@ -185,6 +185,14 @@ def compare_curves(runs: list[tuple[str, dict[str, Any]]]) -> bytes:
     return _png(fig)
 
 
+def _short(v: float) -> str:
+    """A tick value in a few characters: 0.5, 10, 1K, 3M."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if v >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
+
+
 @_literal
 def cost_vs_score(evidence: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -> bytes | None:
     """Each strategy's test score (95 % interval as error bars) against its seconds and its trainable parameters."""
@@ -195,13 +203,15 @@ def cost_vs_score(evidence: dict[str, Any], runs: list[tuple[str, dict[str, Any]
         return None
     fig, axes = _subplots(1, 2, figsize=(9, 3.4))
     rec = evidence.get("recommended")
-    for ax, j, xlabel in ((axes[0], 1, "seconds (training and scoring)"), (axes[1], 2, "trainable parameters")):
+    for ax, j, xlabel in ((axes[0], 1, "seconds (training and validation)"), (axes[1], 2, "trainable parameters")):
         for point in points:
             t = point[3]
             ax.errorbar([point[j]], [t["score"]], yerr=[[t["score"] - t["low"]], [t["high"] - t["score"]]],
                         fmt="*" if point[0] == rec else "o", markersize=11 if point[0] == rec else 6, capsize=4,
                         label=point[0] + (" (recommended)" if point[0] == rec else ""))
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _short(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # plain numbers: no mathtext in literal-text plots
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"test {evidence.get('score', 'score')}")
         ax.grid(alpha=0.3)
