@@ -8,27 +8,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from frostline.models.examples import SmallResNet, misused  # noqa: F401  (misused: for frostline check)
 
-class TinyResNet(nn.Module):
-    """torchvision ResNet layout: conv1/bn1 stem, numbered stages layer1..layer3, avgpool, fc."""
 
-    def __init__(self, num_classes: int = 5, width: int = 8) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU()
-        widths = [width, width, 2 * width, 4 * width]
-        for i in range(3):
-            stage = nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[i + 1]), nn.ReLU())
-            setattr(self, f"layer{i + 1}", stage)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(4 * width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+class TinyResNet(SmallResNet):
+    """torchvision ResNet layout: conv1/bn1 stem, numbered stages layer1..layer3, avgpool, fc (frostline's own
+    example model, under the name the tests' messages use)."""
 
 
 class TinyVGG(nn.Module):
@@ -232,14 +217,6 @@ def tiny_resnet() -> nn.Module:
     """Factory for the CLI: TinyResNet."""
     torch.manual_seed(0)
     return TinyResNet()
-
-
-def misused() -> nn.Module:
-    """A model with the classic freezing mistakes, for ``frostline check``."""
-    model = TinyResNet()
-    model.layer1.requires_grad = False  # a plain attribute: does nothing
-    model.fc.weight.require_grad = False  # typo: does nothing
-    return model
 
 
 def not_a_module() -> int:

@@ -123,6 +123,7 @@ def evidence(runs: list[dict[str, Any]], kind: str, labels: list[str], seed: int
     if any(not np.array_equal(p[0], first[0]) for p in preds.values()):
         out["test"] = []
         out["note"] = "the strategies' test samples differ: no paired test"
+        out["lines"] = [*_lines(out), out["note"]]
         return out
     y, n, k = first[1], len(first[1]), len(labels)
     rng = np.random.default_rng(seed)
@@ -136,7 +137,7 @@ def evidence(runs: list[dict[str, Any]], kind: str, labels: list[str], seed: int
         row.update(low=float(low), high=float(high), method="bootstrap percentile")
         if kind == "classification":
             right = int((p == y).sum())
-            lo, hi = wilson(right / n, n)
+            lo, hi = wilson(right / n if n else 0.0, n)
             row["accuracy"] = {"value": right / n if n else float("nan"), "low": lo, "high": hi, "method": "Wilson"}
         if rec is not None and s != rec:
             d = boot[s] - boot[rec]
@@ -188,15 +189,15 @@ def _recommend(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _lines(ev: dict[str, Any]) -> list[str]:
     """The evidence in a few terminal lines."""
-    lines = []
     rec = ev.get("recommended")
-    if rec is None:
-        return [f"no recommendation: {ev.get('why')}"]
-    lines.append(f"recommended: {rec} ({ev['why']}; chosen on validation, {ev['n_val']} samples, never on test)")
-    within = [r["strategy"] for r in ev.get("validation", []) if r["within_noise"]]
-    outside = [r["strategy"] for r in ev.get("validation", []) if not r["within_noise"]]
-    lines.append(f"  within noise of the lowest validation loss: {', '.join(within)}"
-                 + (f"; not: {', '.join(outside)}" if outside else "") + f"; {rec} is the cheapest of them")
+    if rec is None:  # the test intervals still stand on their own
+        lines = [f"no recommendation: {ev.get('why')}"]
+    else:
+        within = [r["strategy"] for r in ev.get("validation", []) if r["within_noise"]]
+        outside = [r["strategy"] for r in ev.get("validation", []) if not r["within_noise"]]
+        lines = [f"recommended: {rec} ({ev['why']}; chosen on validation, {ev['n_val']} samples, never on test)",
+                 f"  within noise of the lowest validation loss: {', '.join(within)}"
+                 + (f"; not: {', '.join(outside)}" if outside else "") + f"; {rec} is the cheapest of them"]
     for r in ev.get("test", []):
         vs = r.get("vs_recommended")
         acc = r.get("accuracy")
@@ -207,10 +208,15 @@ def _lines(ev: dict[str, Any]) -> list[str]:
             text += f"; vs {rec}: {vs['diff']:+.4f} (paired bootstrap p={vs['p']:.3g}{mc})"
         lines.append(text)
     best = ev.get("best_on_test")
-    if best is not None and best != rec and not ev.get("separable", True):
-        need = ev.get("samples_needed")
-        more = (f"; if the gap is real, about {need:,} test samples would be needed to show it (5 %, 80 % power)"
-                if need else "")
-        lines.append(f"the best on test ({best}) is within noise of {rec} on {ev['test'][0]['n']} test samples: "
-                     f"the test split cannot separate them{more}")
+    if best is not None and rec is not None and best != rec:
+        n = ev["test"][0]["n"]
+        if ev.get("separable"):
+            lines.append(f"the best on test ({best}) beats {rec} beyond noise on {n} test samples, which validation "
+                         "did not show: the validation split may be too small, or unlike the test split")
+        else:
+            need = ev.get("samples_needed")
+            more = (f"; if the gap is real, about {need:,} test samples would be needed to show it (5 %, 80 % "
+                    "power)" if need else "")
+            lines.append(f"the best on test ({best}) is within noise of {rec} on {n} test samples: the test split "
+                         f"cannot separate them{more}")
     return lines

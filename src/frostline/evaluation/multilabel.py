@@ -120,20 +120,24 @@ def judged_label_thresholds(probs: np.ndarray, y_true: np.ndarray, seed: int = 0
     for j in range(k):
         row: dict[str, Any] = {"tuned": float(tuned[j]), "kept": False}
         if int(t[:, j].sum()) < max(1, min_positives) or not folds:
-            record.append({**row, "why": f"fewer than {min_positives} positives on validation: 0.5"})
+            few = (f"fewer than {min_positives} positives" if folds else
+                   f"fewer than {2 * THRESHOLD_FOLDS} samples")
+            record.append({**row, "why": f"{few} on validation: 0.5"})
             continue
         held = np.zeros(n, bool)
         for f in folds:
             rest = np.setdiff1d(np.arange(n), f)
             cut = choose_label_thresholds(probs[rest][:, [j]], t[rest][:, [j]], min_positives)[0]
             held[f] = probs[f, j] >= cut
-        f1 = {}
+        f1, point = {}, {}
         for name, pred in (("tuned", held), ("half", probs[:, j] >= 0.5)):
-            tp, fp, fn = (weights @ (pred & t[:, j]), weights @ (pred & ~t[:, j]), weights @ (~pred & t[:, j]))
+            cells = np.stack([pred & t[:, j], pred & ~t[:, j], ~pred & t[:, j]]).astype(np.float64)  # tp, fp, fn
+            tp, fp, fn = (weights @ cells.T).T
             f1[name] = _div(2 * tp, 2 * tp + fp + fn)
+            ptp, pfp, pfn = cells.sum(axis=1)
+            point[name] = 2 * ptp / (2 * ptp + pfp + pfn) if ptp + pfp + pfn else 0.0
         worse = float((f1["tuned"] <= f1["half"]).mean())
-        row.update(out_of_fold_f1=float(np.median(f1["tuned"])), f1_at_half=float(np.median(f1["half"])),
-                   p_not_better=worse)
+        row.update(out_of_fold_f1=float(point["tuned"]), f1_at_half=float(point["half"]), p_not_better=worse)
         if worse < THRESHOLD_LEVEL:
             out[j] = tuned[j]
             row.update(kept=True, why=f"beats 0.5 out of fold (not better in {worse:.1%} of resamples)")

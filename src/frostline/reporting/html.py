@@ -270,7 +270,8 @@ def _evidence_html(ev: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -
     if not ev:
         return []
     out = ["<h2>What the evidence supports</h2>"]
-    out += [f"<p>{_e(line.strip())}</p>" for line in ev.get("lines", [])[:2]]
+    said = [line.strip() for line in ev.get("lines", []) if not line.startswith("  ") or "within noise" in line]
+    out += [f"<p>{_e(line)}</p>" for line in said[:2]]
     rows = [[r["strategy"], _f(r["score"]), f"{_f(r['low'])} - {_f(r['high'])}",
              (f"{_f(r['accuracy']['value'])} ({_f(r['accuracy']['low'])} - {_f(r['accuracy']['high'])})"
               if r.get("accuracy") else "-"),
@@ -282,7 +283,7 @@ def _evidence_html(ev: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -
         score = ev.get("score", "score")
         out.append(_table(["strategy", f"test {score}", "95 % interval (bootstrap)", "accuracy (Wilson 95 %)",
                            "vs recommended (paired)"], rows))
-    out += [f"<p>{_e(line)}</p>" for line in ev.get("lines", [])[2:] if not line.startswith("  ")]
+    out += [f"<p>{_e(line)}</p>" for line in said[2:]]
     out.append(_img(plots.cost_vs_score(ev, runs), "cost against score"))
     return out
 
