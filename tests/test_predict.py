@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -215,14 +214,6 @@ def test_column_numbers_out_of_range_and_too_long_texts_are_named(tmp_path, tiny
     assert result.exit_code == 2 and "text column 5 does not exist: the rows have 2 column(s)" in result.output
     result = _run(*base, "--text-column", "1", "--max-length", "100")
     assert result.exit_code == 2 and "--max-length 100 is more than" in result.output and "(64 tokens)" in result.output
-
-
-def test_old_import_paths_of_compare_and_evaluate_still_work():
-    with warnings.catch_warnings():  # frostline.train is an old path (FutureWarning, tests/test_structure.py)
-        warnings.simplefilter("ignore", FutureWarning)
-        from frostline.train import Comparison, compare, evaluate
-
-    assert evaluate is fl.evaluate and compare is fl.compare and Comparison.__name__ == "Comparison"
 
 
 def test_domain_shift_keeps_the_uncertainty_of_a_perfect_score():

@@ -1,27 +1,24 @@
 """The package's shape holds: sub-packages import one way (no cycles), modules stay small, the public API and the
-CLI are what they were, and the old module paths still work with a warning that names the new one."""
+CLI are what they were, and the command line starts without torch."""
 
 from __future__ import annotations
 
 import ast
-import importlib
-import json
 import subprocess
 import sys
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 import frostline as fl
-from frostline import _compat
 from frostline.cli import app
+from frostline.core.lazy import exported_names
 
 SRC = Path(fl.__file__).parent
 #: the sub-packages in import order: each imports only those before it (docs/architecture.md)
 LAYERS = ["core", "data", "models", "freezing", "evaluation", "training", "reporting", "runs", "integrations", "cli"]
-#: the top-level API before the sub-packages (0.1): unchanged
+#: the top-level API of 0.1
 API = [
     "Blocks", "Dataset", "Finding", "FreezePlan", "FrostlineError", "FrozenChangedError", "FrozenCheck", "HeadInfo",
     "LeakageReport", "LoadedModel", "PooledTextClassifier", "Pooling", "PredictionSet", "ProbeFit", "RunConfig",
@@ -86,7 +83,7 @@ def _sources() -> list[Path]:
 
 def test_every_module_is_in_a_stage_package_and_under_400_lines():
     top = sorted(p.name for p in SRC.glob("*.py"))
-    assert top == ["__init__.py", "_compat.py"]
+    assert top == ["__init__.py"]
     assert sorted(p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(LAYERS)
     long = {str(p.relative_to(SRC)): n for p in _sources() if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
@@ -165,71 +162,40 @@ def test_cli_keeps_its_commands():
     assert names == ["check", "compare", "demo", "evaluate", "export", "importance", "inspect", "predict", "train"]
 
 
-def test_every_public_name_of_the_0_1_modules_is_still_importable_from_its_old_path():
-    """``tests/data/api_0_1.json``: the public names of each flat module of frostline 0.1 (from git, commit 4cb26b1)."""
-    old_api = json.loads((Path(__file__).parent / "data" / "api_0_1.json").read_text())
-    missing = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        for module, names in old_api.items():
-            old = importlib.import_module(f"frostline.{module}")
-            missing += [f"frostline.{module}.{n}" for n in names if not hasattr(old, n)]
-    assert len(old_api) == 51 and sum(map(len, old_api.values())) == 297
-    assert missing == []
+def test_each_package_lists_its_names_once_and_loads_them_on_first_use():
+    """``__all__`` and the ``if TYPE_CHECKING:`` imports that :mod:`frostline.core.lazy` reads agree, name by name."""
+    for init in [SRC / "__init__.py", *sorted(SRC.glob("*/__init__.py"))]:
+        package = __import__(_module_name(init), fromlist=["__all__"])
+        lazy = exported_names(package.__name__, str(init))
+        if lazy:
+            assert sorted(lazy) == list(package.__all__), init
+            assert set(dir(package)) >= set(lazy)
+    with pytest.raises(AttributeError, match=r"module 'frostline\.data' has no attribute 'nope'"):
+        fl.data.nope  # noqa: B018
+    with pytest.raises(AttributeError, match=r"module 'frostline' has no attribute 'engine'"):
+        fl.engine  # noqa: B018  (0.1's flat module paths are gone)
+    assert fl.training.engine.fit is fl.fit  # a sub-module's name loads the sub-module
 
 
-def test_every_old_path_names_an_existing_module():
-    for old, new in _compat.MOVED.items():
-        assert not (SRC / f"{old}.py").exists()
-        assert (SRC / (new.replace(".", "/") + ".py")).exists(), (old, new)
-
-
-OLD_PATHS = """
-import warnings, frostline as fl
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    from frostline.engine import fit, TrainConfig, EpochRecord, Predictions, make_fabric
-    from frostline.freeze import FreezePlan
-    import frostline.summary
-    from frostline.data import IMAGENET_MEAN, images_in
-    from frostline.models import load_hf
-    from frostline.runs import check_run_out, STATE_SCHEMA
-    engine = fl.engine
-from frostline.training import fit as new_fit
-from frostline.training.records import TrainConfig as NewConfig
-from frostline.freezing.plan import FreezePlan as NewPlan
-assert fit is new_fit and TrainConfig is NewConfig and FreezePlan is NewPlan and engine.fit is new_fit
-assert callable(fl.freeze) and callable(fl.summary) and callable(fl.train)  # old imports rebind nothing
-texts = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
-print("\\n".join(texts))
+STARTUP = """
+import sys
+sys.argv = ["frostline", "--help"]
+from frostline.cli import app
 try:
-    fl.no_such_thing
-except AttributeError as e:
-    print("AttributeError:", e)
+    app()
+except SystemExit:
+    heavy = ("torch", "sklearn", "matplotlib", "lightning_fabric", "transformers", "numpy", "scipy", "pyarrow")
+    sys.stderr.write("loaded: " + ",".join(m for m in heavy if m in sys.modules) + "\\n")
 """
 
 
-def test_old_import_paths_work_with_a_warning_naming_the_new_path():
-    out = subprocess.run([sys.executable, "-c", OLD_PATHS], capture_output=True, text=True, check=True).stdout
-    assert "frostline.engine moved to frostline.training.engine; import it from there (frostline.engine goes in " \
-           "frostline 0.3)" in out
-    assert "frostline.freeze moved to frostline.freezing.plan" in out
-    assert "frostline.data.IMAGENET_MEAN moved to frostline.data.dataset.IMAGENET_MEAN" in out
-    assert "frostline.models.load_hf moved to frostline.models.load.load_hf" in out
-    assert "frostline.runs.check_run_out moved to frostline.runs.folder.check_run_out" in out
-    assert out.count("frostline.engine moved") == 1  # once per old module, not per name
-    assert "AttributeError: module 'frostline' has no attribute 'no_such_thing'" in out
-
-
-def test_an_old_module_path_without_the_name_says_where_it_moved():
-    engine = sys.modules["frostline.engine"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(AttributeError, match=r"'frostline.engine' \(moved to 'frostline.training.engine'\) has "
-                                                 r"no attribute 'nope'"):
-            engine.nope  # noqa: B018
-    with pytest.raises(AttributeError, match=r"module 'frostline\.data' has no attribute 'nope'"):
-        fl.data.nope  # noqa: B018
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["predict", "--help"], ["inspect", "--help"]])
+def test_the_command_line_answers_help_without_torch(argv):
+    code = STARTUP.replace('"--help"]', ", ".join(map(repr, argv)) + "]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: frostline" in done.stdout
+    assert done.stderr.strip().endswith("loaded:"), done.stderr
 
 
 def test_the_new_surfaces_reach_what_the_run_path_needs():

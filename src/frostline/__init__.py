@@ -8,11 +8,11 @@ The sub-packages follow the path of a run (docs/architecture.md): :mod:`.data` -
 and driven by :mod:`.cli`; :mod:`.core` holds what they all share. This module re-exports the public API.
 """
 
-# ruff: noqa: E402 (the Ctrl-C handler below goes in before the heavy imports)
+# ruff: noqa: E402 (the Ctrl-C handler below goes in first)
 import os as _os
 import signal as _signal
 import sys as _sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 
 def _quit_at_once(_signum: int, _frame: object) -> None:
@@ -25,82 +25,83 @@ if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "frostline" and \
         _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:  # the console script, from its first import
     _signal.signal(_signal.SIGINT, _quit_at_once)
 
-from . import _compat
-from .core import Finding, FrostlineError, FrozenChangedError, SelectorError
-from .data import (
-    Dataset,
-    LeakageReport,
-    Splits,
-    check_splits,
-    dedup,
-    from_tensors,
-    load_animal_mnist,
-    read_image_folder,
-    read_table,
-    split,
-    write_bundled,
-)
-from .evaluation import Thresholds, classification_metrics, diagnose_run
-from .freezing import (
-    FreezePlan,
-    FrozenCheck,
-    Importance,
-    Selection,
-    Snapshot,
-    check_model,
-    freeze,
-    importance_scores,
-    is_pinned,
-    module_rows,
-    raise_on_errors,
-    resolve,
-    resolve_params,
-    set_trainable,
-    snapshot,
-    summary,
-    trainable_state,
-    unfreeze,
-    verify_frozen,
-)
-from .models import (
-    Blocks,
-    HeadInfo,
-    LoadedModel,
-    PooledTextClassifier,
-    Pooling,
-    discover_blocks,
-    find_head,
-    load_model,
-    minilm_dir,
-    replace_head,
-)
-from .runs import (
-    PredictionSet,
-    RunConfig,
-    RunModel,
-    compare,
-    evaluate,
-    export_run,
-    load_run,
-    parse_strategies,
-    predict_file,
-    prepare,
-    score_importance,
-)
-from .runs.train import train
-from .training import (
-    ProbeFit,
-    Strategy,
-    TrainConfig,
-    fit,
-    fit_probe,
-    make_optimizer,
-    param_groups,
-    parse_strategy,
-    predict,
-)
+from .core.lazy import lazy_exports
 
-_compat.install()
+if TYPE_CHECKING:
+    from .core import Finding, FrostlineError, FrozenChangedError, SelectorError
+    from .data import (
+        Dataset,
+        LeakageReport,
+        Splits,
+        check_splits,
+        dedup,
+        from_tensors,
+        load_animal_mnist,
+        read_image_folder,
+        read_table,
+        split,
+        write_bundled,
+    )
+    from .evaluation import Thresholds, classification_metrics, diagnose_run
+    from .freezing import (
+        FreezePlan,
+        FrozenCheck,
+        Importance,
+        Selection,
+        Snapshot,
+        check_model,
+        freeze,
+        importance_scores,
+        is_pinned,
+        module_rows,
+        raise_on_errors,
+        resolve,
+        resolve_params,
+        set_trainable,
+        snapshot,
+        summary,
+        trainable_state,
+        unfreeze,
+        verify_frozen,
+    )
+    from .models import (
+        Blocks,
+        HeadInfo,
+        LoadedModel,
+        PooledTextClassifier,
+        Pooling,
+        discover_blocks,
+        find_head,
+        load_model,
+        minilm_dir,
+        replace_head,
+    )
+    from .runs import (
+        PredictionSet,
+        RunConfig,
+        RunModel,
+        compare,
+        evaluate,
+        export_run,
+        load_run,
+        parse_strategies,
+        predict_file,
+        prepare,
+        score_importance,
+    )
+    from .runs.train import train
+    from .training import (
+        ProbeFit,
+        Strategy,
+        TrainConfig,
+        fit,
+        fit_probe,
+        make_optimizer,
+        param_groups,
+        parse_strategy,
+        predict,
+    )
+
 
 __version__ = "0.1.0"
 
@@ -176,9 +177,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``frostline.engine`` and the other module paths from before the sub-packages (with a FutureWarning)."""
-    module = _compat.old_module(name)
-    if module is None:
-        raise AttributeError(f"module 'frostline' has no attribute {name!r}")
-    return module
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -263,10 +263,10 @@ def end_process(code: Any) -> None:
     import atexit
     import threading
 
-    from ..training.distributed import current
-
+    # a command that never loaded the training modules (``--help``) is in no distributed run
+    distributed = sys.modules.get("frostline.training.distributed")
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if not isinstance(code, int) or current() is not None or others:
+    if not isinstance(code, int) or (distributed is not None and distributed.current() is not None) or others:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

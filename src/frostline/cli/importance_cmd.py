@@ -6,11 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..freezing.importance import check_score
-from ..reporting.importance import importance_table
 from ..runs.config import RunConfig
-from ..runs.folder import check_out
-from ..runs.importance import score_importance, write_importance
 from .application import app, console, err_console, friendly, print_json
 from .inspect_cmd import ModelArg, ModelOpt, PoolingOpt, pick_model
 from .status import status, status_stderr
@@ -43,6 +39,11 @@ def importance(
 ) -> None:
     """Score each part of MODEL (stem, blocks, post, head) on a few batches of your data with a new head:
     relative gradient norm, diagonal Fisher and weight x gradient relevance (the scores surgical:auto uses)."""
+    from ..freezing.importance import check_score
+    from ..reporting.importance import importance_table
+    from ..runs.folder import check_out
+    from ..runs.importance import score_importance, write_importance
+
     check_score(score)
     model = pick_model(model, model_option)
     cfg = RunConfig(model=model, data=data, text_column=text_column, label_column=label_column,

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from torch import nn
 
 from ..core.errors import FrostlineError
-from ..freezing.check import check_model
-from ..freezing.overview import summary_table
-from ..freezing.plan import FreezePlan, freeze
-from ..models.blocks import discover_blocks
-from ..models.load import LoadedModel, load_model
-from ..models.pooling import check_pooling
 from .application import app, console, friendly, print_json
 from .status import status
+
+if TYPE_CHECKING:  # the model's modules load when a command runs, not for ``--help`` (torch)
+    from torch import nn
+
+    from ..freezing.plan import FreezePlan
+    from ..models.load import LoadedModel
 
 MODEL_HELP = ("minilm | mpnet | efficientnet-lite0 | hf:<dir or hub id> | package.module:function | "
               "path/to/file.py:function")
@@ -49,6 +48,10 @@ def _prepare(model: str, freeze_: list[str] | None, except_: list[str] | None, b
              num_classes: int | None, pooling: str = "auto") -> tuple[LoadedModel, FreezePlan | None]:
     if except_ and not freeze_:
         raise FrostlineError("--freeze-except needs --freeze, e.g. --freeze all --freeze-except last:2")
+    from ..freezing.plan import freeze
+    from ..models.load import load_model
+    from ..models.pooling import check_pooling
+
     check_pooling(pooling)
     loaded = load_model(model, num_classes, pooling=pooling)
     for note in loaded.notes:
@@ -61,6 +64,7 @@ def _with_importance(model: str, data: str | None, text_column: str | None, labe
                      pooling: str, score: str, freeze_: list[str] | None, except_: list[str] | None,
                      bn: str) -> tuple[LoadedModel, FreezePlan | None, dict[str, str]]:
     from ..freezing.importance import check_score
+    from ..freezing.plan import freeze
     from ..runs.config import RunConfig
     from ..runs.importance import module_scores, score_importance
 
@@ -103,6 +107,9 @@ def inspect(
     With --freeze, preview a freeze plan without training; with --importance --data FILE, add the score of each
     part (see frostline importance).
     """
+    from ..freezing.overview import summary_table
+    from ..models.blocks import discover_blocks
+
     model = pick_model(model, model_option)
     scores = None
     if importance:
@@ -180,6 +187,8 @@ def check(
 
     Exits with status 1 when an error is found.
     """
+    from ..freezing.check import check_model
+
     model = pick_model(model, model_option)
     loaded, _ = _prepare(model, freeze_, freeze_except, bn, num_classes)
     findings = check_model(loaded.model)

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..core.errors import shorten_labels
-from ..evaluation.comparing import DATA_CODES
-from ..reporting.terminal import class_table, compare_rows, compare_table, confusion_table, history_table, task_table
-from ..runs.comparison import Comparison, compare
 from ..runs.config import RunConfig
-from ..runs.demo import DEMO_STRATEGIES, IMAGE_STRATEGIES, demo_config, demo_images_config
-from ..runs.export import export_run
-from ..runs.folder import check_out
-from ..runs.identity import default_out
-from ..runs.train import train
 from .application import app, console, friendly
 from .options import run_options
 from .status import status
+
+if TYPE_CHECKING:  # the run's modules load when a command runs, not for ``--help`` (torch, matplotlib)
+    from ..runs.comparison import Comparison
 
 OutOpt = Annotated[str, typer.Option(help="Run folder (resumed if interrupted, never overwritten).")]
 STRATEGY_HELP = ("linear-probe | partial:N | full | gradual | discriminative[:F] | lp-ft[:K] | surgical:SELECTOR "
@@ -38,6 +32,8 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[float], None]]]:
 
     Each epoch's bar is its own live display, so piped output keeps bars in order under their run's heading.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[loss]}")]
     live: list[Progress] = []
@@ -85,6 +81,9 @@ def show_findings(findings: list[dict], title: str = "findings", labels: list[st
 
 def show_comparison(result: Comparison) -> None:
     """Print the comparison table, each strategy's findings, and where the runs and reports are."""
+    from ..evaluation.comparing import DATA_CODES
+    from ..reporting.terminal import compare_rows, compare_table
+
     rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
     console.print(compare_table(rows, width=console.width))
     for line in result.evidence.get("lines", []):
@@ -116,6 +115,12 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STR
                       help="Also write the best model to this new folder as a standalone model (transformers "
                            "safetensors + config + tokenizer; see `frostline export`).")] = None) -> None:
     """Fine-tune MODEL on DATA with one strategy and write the run folder."""
+    from ..reporting.terminal import class_table, confusion_table, history_table, task_table
+    from ..runs.export import export_run
+    from ..runs.folder import check_out
+    from ..runs.identity import default_out
+    from ..runs.train import train
+
     cfg.strategy = strategy
     if out is None:
         cfg.validate()
@@ -161,6 +166,8 @@ def compare_command(
     out: OutOpt = "runs/compare",
 ) -> None:
     """Run several strategies on the same split and starting weights; print one table with the base model."""
+    from ..runs.comparison import compare
+
     cfg.out = out
     with progress_bars() as progress:
         result = compare(cfg, strategies, progress=progress, echo=_echo, status=status)
@@ -181,6 +188,9 @@ def demo_command(
 ) -> None:
     """Compare strategies on built-in real data, offline: MiniLM on SMS spam (linear-probe, partial:2, full), or with
     --images EfficientNet-Lite0 on animal pictures (linear-probe, partial:2, gradual, auto-freeze, full)."""
+    from ..runs.comparison import compare
+    from ..runs.demo import DEMO_STRATEGIES, IMAGE_STRATEGIES, demo_config, demo_images_config
+
     if images:
         cfg, said = demo_images_config(out or "runs/demo-images", per_class, epochs)
         _echo(f"demo: {said}")

@@ -7,15 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..reporting.terminal import class_table, confusion_table, task_table
-from ..runs.export import export_run
-from ..runs.inference import predict_file
-from ..runs.scoring import evaluate
 from .application import app, console, friendly, print_json
 from .status import status, status_stderr
 from .train_cmd import show_findings
@@ -45,6 +40,9 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
 ) -> None:
     """Score a finished run's best checkpoint on labelled data, with findings and the run's own test score."""
+    from ..reporting.terminal import class_table, confusion_table, task_table
+    from ..runs.scoring import evaluate
+
     result = evaluate(checkpoint, data, text_column, label_column, header, out=out, model=model, status=status,
                       delimiter=delimiter)
     if as_json:
@@ -89,8 +87,8 @@ def _task_predictions(result: Any, out: str | None, show: int) -> None:
             t.add_row(escape(result.names[i]), f"{value:.4g}" if result.task == "regression" else escape(value or "-"))
         console.print(t)
     if result.task == "regression":
-        v = np.asarray(predicted, dtype=float)
-        summary = f"values {v.min():.4g} .. {v.max():.4g}, mean {v.mean():.4g}"
+        v = [float(x) for x in predicted]
+        summary = f"values {min(v):.4g} .. {max(v):.4g}, mean {sum(v) / len(v):.4g}"
     else:
         counts = Counter(n for row in predicted for n in row.split("|") if n)
         summary = ", ".join(f"{n} {counts[n]}" for n in result.label_names if counts[n]) or "no label anywhere"
@@ -116,6 +114,8 @@ def predict_command(
     show: Annotated[int, typer.Option(help="Rows to show in the terminal when no --out is given.")] = 20,
 ) -> None:
     """Predict the class of every input of an unlabelled file or image folder with a finished run."""
+    from ..runs.inference import predict_file
+
     result = predict_file(checkpoint, data, out, text_column, model, batch_size,
                           status=status_stderr if out == "-" else status, delimiter=delimiter)
     if out == "-":
@@ -151,5 +151,7 @@ def export_command(
     model: Annotated[str | None, typer.Option(help="Model spec, for runs built by your own module:function.")] = None,
 ) -> None:
     """Export a run's best model as a standalone model (safetensors + config + tokenizer) for plain transformers."""
+    from ..runs.export import export_run
+
     kind = export_run(checkpoint, out, model, status=status)
     console.print(f"exported {checkpoint} to {out}: {kind}", highlight=False, markup=False)

@@ -4,16 +4,20 @@ on both sides of a split (leakage); tokenised / tensor batches; training-time au
 Knows nothing about models or training.
 """
 
-from .._compat import old_names
-from .augment import Augment, parse_augment
-from .batching import Batch, Encoded
-from .bundled import load_animal_mnist, split_half_ceiling, write_bundled
-from .dataset import Dataset, Splits
-from .images import from_tensors, image_tensor, read_image_folder
-from .leakage import LeakageReport, check_splits, dedup, label_conflicts
-from .splits import limit, split
-from .tables import read_table
-from .unlabelled import read_unlabelled
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .augment import Augment, parse_augment
+    from .batching import Batch, Encoded
+    from .bundled import load_animal_mnist, split_half_ceiling, write_bundled
+    from .dataset import Dataset, Splits
+    from .images import from_tensors, image_tensor, read_image_folder
+    from .leakage import LeakageReport, check_splits, dedup, label_conflicts
+    from .splits import limit, split
+    from .tables import read_table
+    from .unlabelled import read_unlabelled
 
 __all__ = [
     "Augment",
@@ -38,7 +42,4 @@ __all__ = [
     "write_bundled",
 ]
 
-
-# the old flat module's names, with a warning
-__getattr__ = old_names(__name__, ["frostline.data.dataset", "frostline.data.images", "frostline.data.tables",
-                                   "frostline.data.splits"])
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

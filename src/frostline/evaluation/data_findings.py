@@ -4,11 +4,13 @@ conflicting labels, and trained classes absent from the scored data."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.findings import Finding
-from ..data.leakage import LeakageReport
 from .evidence import pct, present_macro, wilson
+
+if TYPE_CHECKING:
+    from ..data.leakage import LeakageReport
 
 
 def absent_classes(m: dict[str, Any], labels: list[str]) -> tuple[Finding | None, dict[str, float] | None]:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.findings import Finding, by_severity
-from ..data.leakage import LeakageReport
 from .data_findings import absent_classes, leakage, small_test_split
 from .evidence import count_text, options_text, pct, plural, present_macro, prior_loss, strategy_sizes, wilson
 from .mode_gap import train_eval_gap
+
+if TYPE_CHECKING:
+    from ..data.leakage import LeakageReport
 
 __all__ = ["Thresholds", "absent_classes", "accuracy_paradox", "diagnose_run", "leakage", "overfitting",
            "prior_loss", "strategy_sizes", "under_trained", "underfitting", "unexplained_advice", "verdict",

@@ -6,13 +6,18 @@ matter, and the module-tree overview.
 Knows nothing about training loops.
 """
 
-from .check import check_model, raise_on_errors
-from .importance import Importance, importance_scores
-from .masks import element_mask, freeze_elements, unfreeze_elements
-from .overview import module_rows, summary, summary_table
-from .plan import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
-from .select import Selection, resolve, resolve_params
-from .verify import FrozenCheck, Snapshot, snapshot, verify_frozen
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .check import check_model, raise_on_errors
+    from .importance import Importance, importance_scores
+    from .masks import element_mask, freeze_elements, unfreeze_elements
+    from .overview import module_rows, summary, summary_table
+    from .plan import FreezePlan, freeze, is_pinned, set_trainable, trainable_state, unfreeze
+    from .select import Selection, resolve, resolve_params
+    from .verify import FrozenCheck, Snapshot, snapshot, verify_frozen
 
 __all__ = [
     "FreezePlan",
@@ -39,3 +44,5 @@ __all__ = [
     "unfreeze_elements",
     "verify_frozen",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -5,13 +5,17 @@ into parts (stem, blocks, post, head).
 Knows nothing about freezing or training.
 """
 
-from .._compat import old_names
-from .blocks import Blocks, discover_blocks
-from .heads import HeadInfo, find_head, replace_head
-from .load import LoadedModel, check_model_spec, load_model, minilm_dir
-from .outputs import logits_of
-from .parts import Part, model_parts
-from .pooling import PooledTextClassifier, Pooling, check_pooling
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .blocks import Blocks, discover_blocks
+    from .heads import HeadInfo, find_head, replace_head
+    from .load import LoadedModel, check_model_spec, load_model, minilm_dir
+    from .outputs import logits_of
+    from .parts import Part, model_parts
+    from .pooling import PooledTextClassifier, Pooling, check_pooling
 
 __all__ = [
     "Blocks",
@@ -31,5 +35,4 @@ __all__ = [
     "replace_head",
 ]
 
-
-__getattr__ = old_names(__name__, ["frostline.models.load"])  # the old flat module's names, with a warning
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

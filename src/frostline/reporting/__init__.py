@@ -3,8 +3,13 @@
 Renders results it is given; knows nothing about how they were computed.
 """
 
-from .html import write_compare_report, write_evaluate_report, write_run_report
-from .terminal import class_table, compare_table, confusion_table, history_table
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .html import write_compare_report, write_evaluate_report, write_run_report
+    from .terminal import class_table, compare_table, confusion_table, history_table
 
 __all__ = [
     "class_table",
@@ -15,3 +20,5 @@ __all__ = [
     "write_evaluate_report",
     "write_run_report",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -7,15 +7,19 @@ fits (checkpointing each epoch atomically through :mod:`.checkpointer`) and scor
 (``predict``) and :mod:`.export` use a finished run. ``frostline.train`` is :func:`frostline.runs.train.train`.
 """
 
-from .._compat import old_names
-from .comparison import Comparison, compare, parse_strategies
-from .config import RunConfig
-from .export import export_run
-from .folder import RunFolder
-from .importance import score_importance, write_importance
-from .inference import PredictionSet, RunModel, load_run, predict_file
-from .scoring import evaluate
-from .train import Prepared, RunResult, prepare
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .comparison import Comparison, compare, parse_strategies
+    from .config import RunConfig
+    from .export import export_run
+    from .folder import RunFolder
+    from .importance import score_importance, write_importance
+    from .inference import PredictionSet, RunModel, load_run, predict_file
+    from .scoring import evaluate
+    from .train import Prepared, RunResult, prepare
 
 __all__ = [
     "Comparison",
@@ -36,5 +40,4 @@ __all__ = [
     "write_importance",
 ]
 
-
-__getattr__ = old_names(__name__, ["frostline.runs.folder"])  # the old flat module's names, with a warning
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

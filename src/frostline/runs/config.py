@@ -12,7 +12,6 @@ import yaml
 
 from ..core.errors import FrostlineError, did_you_mean, shorten, shown
 from ..evaluation.diagnose import Thresholds
-from ..training.optim import OPTIMIZERS
 from ..training.records import TrainConfig
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
@@ -104,6 +103,7 @@ class RunConfig:
         from ..evaluation.threshold import parse_objective
         from ..models.load import check_model_spec
         from ..models.pooling import check_pooling
+        from ..training.optim import OPTIMIZERS
         from ..training.schedule import LRSchedule
         from ..training.strategies import check_strategy_spec
 

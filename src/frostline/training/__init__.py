@@ -5,16 +5,21 @@ explicit loop on Lightning Fabric (:func:`fit`).
 The engine knows nothing about any model family and nothing about run folders.
 """
 
-from ..models.parts import model_parts
-from .cache import PrefixCache
-from .engine import fit
-from .fabric import make_fabric
-from .optim import make_optimizer, param_groups
-from .prediction import predict
-from .probe import ProbeFit, fit_probe
-from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, TrainConfig
-from .schedule import LRSchedule, PlanOptimizer
-from .strategies import EpochPlan, Strategy, parse_strategy
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ..models.parts import model_parts
+    from .cache import PrefixCache
+    from .engine import fit
+    from .fabric import make_fabric
+    from .optim import make_optimizer, param_groups
+    from .prediction import predict
+    from .probe import ProbeFit, fit_probe
+    from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, TrainConfig
+    from .schedule import LRSchedule, PlanOptimizer
+    from .strategies import EpochPlan, Strategy, parse_strategy
 
 __all__ = [
     "EpochPlan",
@@ -37,3 +42,5 @@ __all__ = [
     "parse_strategy",
     "predict",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import FrostlineError, did_you_mean
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 #: How a head-only plan on cached features trains: ``auto`` / ``lbfgs`` fit the convex problem to convergence
 #: (:mod:`frostline.training.probe`), ``sgd`` runs the epochs like any other plan.
