@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import json
 import os
 import shutil
@@ -147,6 +148,11 @@ def warnings_as_lines() -> Iterator[None]:
 
 #: commands whose run folders keep a checkpoint per epoch: an interrupted one resumes when run again
 RESUMABLE = ("train_command", "compare_command", "demo_command")
+#: what every command's work imports (torch and the run's stages), loaded before a command runs while a Ctrl-C
+#: still ends the process at once: a KeyboardInterrupt raised inside torch's C extension's import is a
+#: SystemError with a traceback, not an interruption. ``--help`` never gets here, so it stays light.
+COMMAND_MODULES = ("torch", "frostline.runs.train", "frostline.runs.comparison", "frostline.runs.scoring",
+                   "frostline.runs.inference", "frostline.runs.export", "frostline.runs.importance")
 
 
 def friendly(fn: F) -> F:
@@ -157,6 +163,8 @@ def friendly(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         quick = signal.getsignal(signal.SIGINT)  # frostline's at-once handler while starting (frostline/__init__)
+        for module in COMMAND_MODULES:
+            importlib.import_module(module)
         try:
             if quick is not signal.default_int_handler:
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # the command itself: KeyboardInterrupt
