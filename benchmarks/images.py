@@ -48,8 +48,8 @@ import torch
 from PIL import Image
 
 import frostline as fl
+from frostline.runs import prepare
 from frostline.runs.config import RunConfig
-from frostline.runs.train import prepare
 
 SECTIONS = ("normalisation", "probe", "random", "bn", "budget")
 CS = np.logspace(-3, 3, 13)

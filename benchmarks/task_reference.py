@@ -37,8 +37,8 @@ from probe_reference import features
 
 import frostline as fl
 from frostline.data import split_half_ceiling
-from frostline.runs.train import prepare
-from frostline.training.probe import DEFAULT_CS
+from frostline.runs import prepare
+from frostline.training.probe.logistic import DEFAULT_CS
 
 
 def regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

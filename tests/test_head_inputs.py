@@ -9,7 +9,7 @@ from torch import nn
 import frostline as fl
 from frostline.data.batching import Encoded
 from frostline.models.heads import find_head
-from frostline.runs.train import prepare
+from frostline.runs import prepare
 from frostline.training.head_inputs import HeadInputs
 from frostline.training.prediction import predict
 from tests.conftest import make_text_file

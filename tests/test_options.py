@@ -18,6 +18,7 @@ from tests.conftest import make_text_file
 
 runner = CliRunner()
 fl_train = importlib.import_module("frostline.runs.train")  # the module (frostline.train is the function)
+preparation = importlib.import_module("frostline.runs.preparation")
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def no_loading(monkeypatch):
 
     monkeypatch.setattr(fl_models, "load_hf", boom)
     monkeypatch.setattr(fl_models, "_load_factory", boom)
-    monkeypatch.setattr(fl_train, "read_data", boom)
+    monkeypatch.setattr(preparation, "read_data", boom)
 
 
 @pytest.mark.parametrize(("extra", "match"), [
@@ -166,8 +167,8 @@ def test_a_strategy_the_model_cannot_run_fails_before_scoring_anything(tmp_path,
     def boom(*_a, **_k):
         raise AssertionError("scored the base model before checking the strategy")
 
-    monkeypatch.setattr(fl_train.Prepared, "base_metrics", boom)
-    monkeypatch.setattr(fl_train, "Encoded", boom)  # nor tokenised
+    monkeypatch.setattr(preparation.Prepared, "base_metrics", boom)
+    monkeypatch.setattr(preparation, "Encoded", boom)  # nor tokenised
     data = make_text_file(tmp_path / "d.tsv", n=40)
     for strategy, match in (("partial:9", "needs 9 blocks but the model has 4"),
                             ("surgical:encoder.layr.0", "encoder.layer.0")):
@@ -222,12 +223,10 @@ def test_a_comparison_that_failed_before_any_run_does_not_block_its_folder(tmp_p
 
 
 def test_ctrl_c_says_the_run_resumes(monkeypatch, tmp_path, text_file):
-    import frostline.cli.train_cmd as train_cmd
-
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cmd, "train", interrupted)
+    monkeypatch.setattr(fl_train, "train", interrupted)  # the command imports it when it runs
     out = str(tmp_path / "r")
     result = CliRunner().invoke(app, ["train", "--data", text_file, "--text-column", "1", "--label-column", "0",
                                       "--out", out])
@@ -236,15 +235,33 @@ def test_ctrl_c_says_the_run_resumes(monkeypatch, tmp_path, text_file):
 
 
 def test_ctrl_c_in_predict_does_not_promise_a_resume(monkeypatch, tmp_path):
-    import frostline.cli.use_cmd as use_cmd
-
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(use_cmd, "predict_file", interrupted)
+    monkeypatch.setattr("frostline.runs.inference.predict_file", interrupted)
     out = str(tmp_path / "p.csv")
     result = CliRunner().invoke(app, ["predict", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "x.txt"),
                                       "--out", out])
     assert result.exit_code == 130, result.output
     assert f"interrupted: {out} holds no half-written file" in result.output and "resume" not in result.output
 
+
+
+def test_run_config_takes_each_shared_default_from_the_engine_and_the_verdict():
+    """One source per default: RunConfig's keys that TrainConfig or Thresholds also hold read their defaults there."""
+    import ast
+    from dataclasses import fields
+    from pathlib import Path
+
+    from frostline.evaluation.diagnose import Thresholds
+    from frostline.runs import config
+
+    assert fl.RunConfig().train_config() == fl.TrainConfig() and fl.RunConfig().thresholds() == Thresholds()
+    shared = ({f.name for f in fields(fl.TrainConfig)} | {f.name for f in fields(Thresholds)}) - {"lr", "epochs",
+                                                                                               "restore_best"}
+    tree = ast.parse(Path(config.__file__).read_text())
+    run_config = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RunConfig")
+    literal = [n.target.id for n in run_config.body if isinstance(n, ast.AnnAssign) and n.target.id in shared
+               and not (isinstance(n.value, ast.Attribute) and ast.unparse(n.value.value) in ("_TRAIN", "_VERDICT"))]
+    assert literal == []
+    assert {n.target.id for n in run_config.body if isinstance(n, ast.AnnAssign)} >= shared

@@ -16,9 +16,10 @@ from sklearn.model_selection import StratifiedKFold
 import frostline as fl
 from frostline.data import from_tensors, split
 from frostline.data.batching import Encoded
-from frostline.training import TrainConfig, fit, predict, probe
-from frostline.training.probe import DEFAULT_CS, fit_probe
-from frostline.training.probe_solver import fit_logistic
+from frostline.training import TrainConfig, fit, predict
+from frostline.training.probe import logistic as probe
+from frostline.training.probe.logistic import DEFAULT_CS, fit_probe
+from frostline.training.probe.solver import fit_logistic
 from frostline.training.strategies import parse_strategy
 from tests import models
 
@@ -180,7 +181,7 @@ def test_probe_on_sms_equals_sklearn_on_the_same_features(tmp_path):
     """The issue's target on real data: frostline's linear probe vs LogisticRegression on the same frozen
     mean-pooled MiniLM features of the same split (small sample for the suite; benchmarks/probe_reference.py
     runs the full comparison)."""
-    from frostline.runs.train import prepare
+    from frostline.runs import prepare
 
     cfg = fl.RunConfig(model="minilm", data=str(SMS), text_column="SMS", label_column="Label", dedup=True,
                        max_samples=400, strategy="linear-probe", out=str(tmp_path / "lp"))
@@ -213,7 +214,7 @@ def test_probe_on_sms_equals_sklearn_on_the_same_features(tmp_path):
 
 def test_a_spilled_basis_and_rows_read_on_demand_give_the_same_probe(monkeypatch):
     """Past the budget the float64 copy of the features is a memory-mapped file; rows may come a chunk at a time."""
-    from frostline.training import probe_solver
+    from frostline.training.probe import solver as probe_solver
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 12)).astype(np.float32)

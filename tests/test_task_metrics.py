@@ -125,7 +125,7 @@ def test_the_label_column_says_which_task():
 def test_the_ridge_probe_equals_sklearn_ridge_and_cross_validates_its_strength():
     from sklearn.linear_model import Ridge
 
-    from frostline.training.probe_ridge import fit_ridge, fit_ridge_probe
+    from frostline.training.probe.ridge import fit_ridge, fit_ridge_probe
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 8))
@@ -145,7 +145,7 @@ def test_the_ridge_probe_equals_sklearn_ridge_and_cross_validates_its_strength()
 def test_the_multilabel_probe_equals_one_sklearn_logistic_regression_per_label():
     from sklearn.linear_model import LogisticRegression
 
-    from frostline.training.probe_multilabel import fit_binary, fit_multilabel_probe
+    from frostline.training.probe.multilabel import fit_binary, fit_multilabel_probe
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(150, 6))
@@ -162,7 +162,7 @@ def test_the_multilabel_probe_equals_one_sklearn_logistic_regression_per_label()
 
 
 def test_the_multilabel_grid_stops_past_its_minimum_with_the_same_choice(monkeypatch):
-    from frostline.training import probe_multilabel as pm
+    from frostline.training.probe import multilabel as pm
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(200, 8))

@@ -122,7 +122,7 @@ def test_task_options_are_checked(tmp_path):
         RunConfig(task="regress").validate()
     data = _regression_file(tmp_path / "r.tsv", n=40)
     with pytest.raises(FrostlineError, match="a regression task has no positive class"):
-        from frostline.runs.train import prepare
+        from frostline.runs import prepare
         prepare(RunConfig(data=data, label_column="score", optimize="f1", out=str(tmp_path / "o")))
 
 

@@ -117,8 +117,7 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STR
     """Fine-tune MODEL on DATA with one strategy and write the run folder."""
     from ..reporting.terminal import class_table, confusion_table, history_table, task_table
     from ..runs.export import export_run
-    from ..runs.folder import check_out
-    from ..runs.identity import default_out
+    from ..runs.folder import check_out, default_out
     from ..runs.train import train
 
     cfg.strategy = strategy

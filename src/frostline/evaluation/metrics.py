@@ -5,11 +5,15 @@ confusion matrix. Computed from the confusion matrix with NumPy; equal to scikit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import FrostlineError
+
+if TYPE_CHECKING:
+    from ..core.task import Task
+    from .predictions import Predictions
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -146,3 +150,13 @@ def paired_change(now: np.ndarray | None, before: np.ndarray | None) -> dict[str
         return None
     d = now - before
     return {"diff": float(d.mean()), "se": loss_se(d)}
+
+
+def split_metrics(pred: Predictions, labels: list[str], task: Task | None = None) -> dict[str, Any]:
+    """Point metrics of one prediction pass (with the standard error of the mean loss); a regression's baseline is
+    its ``task``'s training mean."""
+    mean = task.mean if task is not None and task.kind == "regression" else None
+    m = point_metrics(pred.kind, pred.labels, pred.preds, labels, pred.loss, mean)
+    if pred.losses is not None and len(pred.losses) > 1:
+        m["loss_se"] = loss_se(pred.losses)
+    return m

@@ -2,119 +2,27 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..core import atomic
-from ..core.errors import shorten, shorten_labels
+from ..core.errors import shorten
 from ..evaluation.comparing import DATA_CODES
 from ..evaluation.metrics import HEADLINE
 from .importance import auto_html
+from .page import dropped_html, esc, findings_html, fmt, freeze_plan_html, img, page, table
+from .task_report import task_run_report
 from .terminal import compare_rows
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;padding:0 1.5rem;
-max-width:1100px;color:#222}
-h1{font-size:1.5rem} h2{font-size:1.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} td,th{border:1px solid #ddd;padding:.25rem .5rem}
-th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.finding{border-left:5px solid #999;padding:.4rem .8rem;margin:.5rem 0;background:#fafafa}
-.error{border-color:#c0392b} .warning{border-color:#e67e22} .info{border-color:#27ae60}
-.badge{font-weight:bold;text-transform:uppercase;font-size:.75rem;margin-right:.4rem}
-.fix{color:#555;font-size:.9rem} .on{background:#d5f5e3} .off{background:#d6eaf8} img{max-width:100%}
-.muted{color:#777;font-size:.85rem}
-"""
-
-# Marks every image once the browser has decoded it (used by the headless-browser test).
-SCRIPT = """window.addEventListener('load',()=>{for(const i of document.images){
-i.dataset.loaded=(i.complete&&i.naturalWidth>0)?'1':'0';}document.body.dataset.ready='1';});"""
-
-
-def _e(x: Any) -> str:
-    return html.escape(str(x))
-
-
-def _img(png: bytes | None, alt: str) -> str:
-    if png is None:
-        return f'<p class="muted">{_e(alt)}: not available</p>'
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4f}"
-
-
-def _is_num(cell: Any) -> bool:
-    return str(cell).replace(",", "").replace(".", "", 1).lstrip("-+").isdigit()
-
-
-def _table(head: list[str], rows: list[list[Any]]) -> str:
-    out = ["<table><tr>", *[f"<th>{_e(h)}</th>" for h in head], "</tr>"]
-    for row in rows:
-        out.append("<tr>" + "".join(f'<td class="{"num" if _is_num(c) else ""}">{_e(c)}</td>' for c in row)
-                   + "</tr>")
-    out.append("</table>")
-    return "".join(out)
-
-
-def findings_html(findings: list[dict[str, Any]], labels: list[str] | None = None) -> str:
-    """Every finding with its severity, message and fix (long class names shortened, as in the tables)."""
-    if not findings:
-        return '<p class="muted">no findings</p>'
-    cut = lambda t: shorten_labels(t, labels or [])  # noqa: E731
-    return "".join(
-        f'<div class="finding {_e(f["severity"])}"><span class="badge">{_e(f["severity"])}</span>'
-        f'<b>{_e(f["code"])}</b>: {_e(cut(f["message"]))}'
-        + ("" if f["fix"] in ("-", "") else f'<div class="fix">what to do: {_e(cut(f["fix"]))}</div>') + "</div>"
-        for f in findings)
 
 
 def _metrics_rows(name: str, m: dict[str, Any]) -> list[Any]:
-    return [name, _f(m["loss"]), _f(m["accuracy"]), _f(m["balanced_accuracy"]), _f(m["mcc"]),
-            _f(m["precision"]["macro"]), _f(m["recall"]["macro"]), _f(m["f1"]["macro"])]
+    return [name, fmt(m["loss"]), fmt(m["accuracy"]), fmt(m["balanced_accuracy"]), fmt(m["mcc"]),
+            fmt(m["precision"]["macro"]), fmt(m["recall"]["macro"]), fmt(m["f1"]["macro"])]
 
 
 METRIC_HEAD = ["", "loss", "accuracy", "balanced acc.", "MCC", "precision", "recall", "F1"]
-
-
-def freeze_plan_html(m: dict[str, Any]) -> str:
-    """Which parts trained in which epoch (each epoch's plan; runs from before it was recorded: the groups added so
-    far, which is the same for strategies that never freeze again)."""
-    open_parts: set[str] = set()
-    grid = []
-    for h in m["history"]:
-        open_parts |= set(h["groups_added"])
-        grid.append(set(h["parts"]) if "parts" in h else set(open_parts))
-    head = ["part", "parameters", *[f"epoch {h['epoch']}" for h in m["history"]]]
-    rows = []
-    for p in m["parts"]:
-        cells = "".join(f'<td class="{"on" if p["name"] in g else "off"}">{"trains" if p["name"] in g else "frozen"}'
-                        "</td>" for g in grid)
-        rows.append(f"<tr><td>{_e(p['name'])}</td><td class=\"num\">{p['params']:,}</td>{cells}</tr>")
-    checked = sum(h.get("frozen_verified", 0) for h in m["history"])
-    frozen_any = any(not all(p["name"] in g for p in m["parts"]) for g in grid)
-    note = ("nothing was frozen: every part trained in every epoch." if not frozen_any else
-            "frozen parts ran in eval mode (BatchNorm statistics and dropout pinned); "
-            + (f"{checked} checksums of frozen tensors were taken when each plan started and verified unchanged "
-               "when it ended." if checked else "checksum verification was off (--no-verify)."))
-    return ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
-            + f'<p class="muted">{note}</p>')
-
-
-def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{_e(title)}</h1>{body}</body></html>")
-
-
-def dropped_html(m: dict[str, Any]) -> str:
-    """The rows the data files could not give, one warning line per file ('' when none)."""
-    lines = [d["line"] for d in ((m.get("data") or {}).get("dropped") or {}).values()]
-    return "".join(f"<p><b>warning</b>: {_e(line)}</p>" for line in lines)
 
 
 def _setup_html(m: dict[str, Any]) -> str:
@@ -122,10 +30,10 @@ def _setup_html(m: dict[str, Any]) -> str:
     out = []
     pooling = (m.get("head") or {}).get("pooling")
     if pooling:
-        out.append(f"head on <b>{_e(pooling['mode'])}</b> pooling ({_e(pooling['source'])})")
+        out.append(f"head on <b>{esc(pooling['mode'])}</b> pooling ({esc(pooling['source'])})")
     probe = ((m["run"].get("budget") or {}).get("probe"))
     if probe:
-        out.append(f"linear probe fit by L-BFGS to convergence: C={probe['C']:g} chosen by {_e(probe['chosen_by'])}, "
+        out.append(f"linear probe fit by L-BFGS to convergence: C={probe['C']:g} chosen by {esc(probe['chosen_by'])}, "
                    f"{probe['iterations']} iterations, gradient {probe['grad_norm']:.1e}")
     return f"<p>{'; '.join(out)}.</p>" if out else ""
 
@@ -143,7 +51,7 @@ def pictures_html(shown: dict[str, Any] | None, split: str = "test") -> str:
     return (f"<h2>Misclassified pictures</h2><p>{shown['wrong']} of {shown['n']} {split} pictures are wrong"
             + (f"; the {kept} most confident mistakes" if kept < shown["wrong"] else "")
             + ", each titled true -> predicted (the predicted class's probability), as the model saw them (after "
-            "resizing, before normalisation).</p>" + _img(grid(shown), "misclassified pictures"))
+            "resizing, before normalisation).</p>" + img(grid(shown), "misclassified pictures"))
 
 
 def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str:
@@ -152,43 +60,43 @@ def run_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -> str
 
     run, labels, test = m["run"], m["labels"], m["test"]
     th = m.get("threshold") or {}
-    summary = (f"<p>model <b>{_e(run['model'])}</b>, strategy <b>{_e(run['strategy'])}</b>, "
-               f"{len(m['history'])} epochs on {_e(run['device'])} ({_e(run['precision'])}), "
+    summary = (f"<p>model <b>{esc(run['model'])}</b>, strategy <b>{esc(run['strategy'])}</b>, "
+               f"{len(m['history'])} epochs on {esc(run['device'])} ({esc(run['precision'])}), "
                f"{m['params']['trainable']:,} of {m['params']['total']:,} parameters trainable; data "
-               f"{_e(m['data']['source'])}: " + ", ".join(f"{k} {v}" for k, v in m["data"]["sizes"].items())
+               f"{esc(m['data']['source'])}: " + ", ".join(f"{k} {v}" for k, v in m["data"]["sizes"].items())
                + f"; {m['seconds']['total']:.1f} s.</p>" + dropped_html(m) + _setup_html(m))
     rows = [_metrics_rows("test (fine-tuned)", test)]
     if m.get("base"):
         rows.insert(0, _metrics_rows("test (base, before fine-tuning)", m["base"]["test"]))
     if th.get("chosen"):
         rows.append(_metrics_rows(f"test at threshold {th['chosen']['threshold']:.3f}", th["chosen"]["test"]))
-    per_class = [[shorten(n), _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
-                  _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
+    per_class = [[shorten(n), fmt(test["precision"]["per_class"][n]), fmt(test["recall"]["per_class"][n]),
+                  fmt(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
     curves = th.get("curves", {})
     chosen = th.get("chosen")
     threshold_text = ""
     if curves.get("roc_auc") is not None:
-        threshold_text = (f"<p>positive class <b>{_e(shorten(th['positive']))}</b>: ROC-AUC {curves['roc_auc']:.4f}, "
+        threshold_text = (f"<p>positive class <b>{esc(shorten(th['positive']))}</b>: ROC-AUC {curves['roc_auc']:.4f}, "
                           f"average precision {curves['average_precision']:.4f} (test).")
         if chosen:
             threshold_text += (f" Threshold {chosen['threshold']:.4f} chosen on validation for "
-                               f"<b>{_e(chosen['objective'])}</b> (validation precision {chosen['precision']:.3f}, "
+                               f"<b>{esc(chosen['objective'])}</b> (validation precision {chosen['precision']:.3f}, "
                                f"recall {chosen['recall']:.3f}{'' if chosen['met'] else '; constraint not met'}).")
         threshold_text += "</p>"
     body = [
         summary,
         "<h2>Findings</h2>", findings_html(m.get("diagnoses", []), m.get("labels")),
-        "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), _table(["class", "precision", "recall", "F1", "support"],
+        "<h2>Metrics</h2>", table(METRIC_HEAD, rows), table(["class", "precision", "recall", "F1", "support"],
                                                               per_class),
-        "<h2>Learning curves</h2>", _img(plots.learning_curves(m["history"], m["best_epoch"]), "learning curves"),
-        "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels),
+        "<h2>Learning curves</h2>", img(plots.learning_curves(m["history"], m["best_epoch"]), "learning curves"),
+        "<h2>Confusion matrix</h2>", img(plots.confusion_heatmap(test["confusion_matrix"], labels),
                                           "confusion matrix"), pictures_html(pictures),
         "<h2>Precision-recall trade-off</h2>", threshold_text,
-        _img(plots.pr_curve(th, "test", labels) if th else None,
+        img(plots.pr_curve(th, "test", labels) if th else None,
              "precision-recall curve per class, one vs rest" if len(labels) > 2 else "precision-recall curve"),
         "<h2>Freeze plan</h2>", freeze_plan_html(m), auto_html(run.get("auto"), m["history"]),
     ]
-    return _page(f"frostline run: {run['strategy']} on {Path(m['data']['source']).name}", "".join(body))
+    return page(f"frostline run: {run['strategy']} on {Path(m['data']['source']).name}", "".join(body))
 
 
 def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, Any]]],
@@ -212,38 +120,38 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
             return "-"
         return f"{r[judge] - ref[judge]:+.4f}"
 
-    table_rows = [[r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", _f(r["val_loss"]),
-                   *(_f(r.get(k)) for k, _t in scores), change(r)] for r in rows]
-    body = ["<h2>Strategy comparison</h2>", _table(head, table_rows),
+    table_rows = [[r["strategy"], r["budget"], f"{r['trainable']:,}", f"{r['seconds']:.1f}", fmt(r["val_loss"]),
+                   *(fmt(r.get(k)) for k, _t in scores), change(r)] for r in rows]
+    body = ["<h2>Strategy comparison</h2>", table(head, table_rows),
             '<p class="muted">test split' + (", macro averages" if kind == "classification" else "")
             + "; val loss at the best epoch; base = pretrained body with the new head only initialised.</p>",
-            _img(plots.compare_bars(rows), "test metrics by strategy"),
+            img(plots.compare_bars(rows), "test metrics by strategy"),
             *_evidence_html(evidence or {}, runs),
-            "<h2>Learning curves</h2>", _img(plots.compare_curves(runs), "training and validation curves")]
+            "<h2>Learning curves</h2>", img(plots.compare_curves(runs), "training and validation curves")]
     shared = [d for d in (runs[0][1].get("diagnoses", []) if runs else []) if d.get("code") in DATA_CODES]
     if shared:
         body += ["<h2>Findings: the data (every strategy)</h2>", findings_html(shared, runs[0][1].get("labels"))]
     for name, m in runs:
         own = [d for d in m.get("diagnoses", []) if d.get("code") not in DATA_CODES]
-        body += [f"<h2>Findings: {_e(name)}</h2>", findings_html(own, m.get("labels"))]
+        body += [f"<h2>Findings: {esc(name)}</h2>", findings_html(own, m.get("labels"))]
         if m["test"].get("confusion_matrix") is not None and m.get("labels"):
-            body.append(_img(plots.confusion_heatmap(m["test"]["confusion_matrix"], m["labels"],
+            body.append(img(plots.confusion_heatmap(m["test"]["confusion_matrix"], m["labels"],
                                                      title=f"test: {name}"), f"confusion matrix of {name}"))
-        body += [f"<h3>Freeze plan: {_e(name)}</h3>", freeze_plan_html(m)]
-    return _page("frostline comparison", "".join(body))
+        body += [f"<h3>Freeze plan: {esc(name)}</h3>", freeze_plan_html(m)]
+    return page("frostline comparison", "".join(body))
 
 
 def _drawn(path: str | Path, build: Callable[[], str]) -> Path:
     """Write the page ``build`` makes; if it fails (a plot library's error, memory), write a page naming the error
     and warn in one line: the run it reports on is finished, and a report must never lose it."""
     try:
-        page = build()
+        text = build()
     except Exception as exc:  # any failure of drawing: the metrics and weights are already written
         line = (f"report.html could not be drawn ({type(exc).__name__}: {shorten(str(exc), 160) or 'no message'}); "
                 "metrics.json, predictions.csv and the weights are complete")
         warnings.warn(line, UserWarning, stacklevel=3)
-        page = _page("frostline report", f"<p><b>error</b>: {_e(line)}</p>")
-    return atomic.write_text(path, page)
+        text = page("frostline report", f"<p><b>error</b>: {esc(line)}</p>")
+    return atomic.write_text(path, text)
 
 
 def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any = None, test_pred: Any = None,
@@ -251,8 +159,6 @@ def write_run_report(path: str | Path, metrics: dict[str, Any], test_true: Any =
     """Write ``report.html`` for one run (atomically); a regression's plot needs the test values; ``pictures``: the
     misclassified test pictures of an image run."""
     if (metrics.get("task") or {}).get("kind", "classification") != "classification":
-        from .task_report import task_run_report
-
         return _drawn(path, lambda: task_run_report(metrics, test_true, test_pred))
     return _drawn(path, lambda: run_report(metrics, pictures))
 
@@ -271,9 +177,9 @@ def _evidence_html(ev: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -
         return []
     out = ["<h2>What the evidence supports</h2>"]
     said = [line.strip() for line in ev.get("lines", []) if not line.startswith("  ") or "within noise" in line]
-    out += [f"<p>{_e(line)}</p>" for line in said[:2]]
-    rows = [[r["strategy"], _f(r["score"]), f"{_f(r['low'])} - {_f(r['high'])}",
-             (f"{_f(r['accuracy']['value'])} ({_f(r['accuracy']['low'])} - {_f(r['accuracy']['high'])})"
+    out += [f"<p>{esc(line)}</p>" for line in said[:2]]
+    rows = [[r["strategy"], fmt(r["score"]), f"{fmt(r['low'])} - {fmt(r['high'])}",
+             (f"{fmt(r['accuracy']['value'])} ({fmt(r['accuracy']['low'])} - {fmt(r['accuracy']['high'])})"
               if r.get("accuracy") else "-"),
              (f"{r['vs_recommended']['diff']:+.4f}, p={r['vs_recommended']['p']:.3g}"
               + (f", McNemar p={r['vs_recommended']['accuracy_p']:.3g}" if "accuracy_p" in r['vs_recommended']
@@ -281,10 +187,10 @@ def _evidence_html(ev: dict[str, Any], runs: list[tuple[str, dict[str, Any]]]) -
               else "-")] for r in ev.get("test", [])]
     if rows:
         score = ev.get("score", "score")
-        out.append(_table(["strategy", f"test {score}", "95 % interval (bootstrap)", "accuracy (Wilson 95 %)",
+        out.append(table(["strategy", f"test {score}", "95 % interval (bootstrap)", "accuracy (Wilson 95 %)",
                            "vs recommended (paired)"], rows))
-    out += [f"<p>{_e(line)}</p>" for line in said[2:]]
-    out.append(_img(plots.cost_vs_score(ev, runs), "cost against score"))
+    out += [f"<p>{esc(line)}</p>" for line in said[2:]]
+    out.append(img(plots.cost_vs_score(ev, runs), "cost against score"))
     return out
 
 
@@ -301,21 +207,21 @@ def evaluate_report(m: dict[str, Any], pictures: dict[str, Any] | None = None) -
     own_text = (f"<p>the run's own test split: accuracy {own['accuracy']:.4f} on {own['n']} samples.</p>"
                 if own.get("n") else "")
     c = th.get("curves") or {}
-    auc = (f"<p>positive class <b>{_e(shorten(th['positive']))}</b>: ROC-AUC {c['roc_auc']:.4f}, average precision "
+    auc = (f"<p>positive class <b>{esc(shorten(th['positive']))}</b>: ROC-AUC {c['roc_auc']:.4f}, average precision "
            f"{c['average_precision']:.4f}.</p>" if c.get("roc_auc") is not None else "")
-    per_class = [[shorten(n), _f(test["precision"]["per_class"][n]), _f(test["recall"]["per_class"][n]),
-                  _f(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
-    body = [f"<p>checkpoint <b>{_e(m['checkpoint'])}</b> on <b>{_e(m['data'])}</b> ({test['n']} samples).</p>",
+    per_class = [[shorten(n), fmt(test["precision"]["per_class"][n]), fmt(test["recall"]["per_class"][n]),
+                  fmt(test["f1"]["per_class"][n]), test["support"][n]] for n in labels]
+    body = [f"<p>checkpoint <b>{esc(m['checkpoint'])}</b> on <b>{esc(m['data'])}</b> ({test['n']} samples).</p>",
             "<h2>Findings</h2>", findings_html(m.get("diagnoses", []), m.get("labels")),
-            "<h2>Metrics</h2>", _table(METRIC_HEAD, rows), own_text,
-            _table(["class", "precision", "recall", "F1", "support"], per_class),
-            "<h2>Confusion matrix</h2>", _img(plots.confusion_heatmap(test["confusion_matrix"], labels, title=where),
+            "<h2>Metrics</h2>", table(METRIC_HEAD, rows), own_text,
+            table(["class", "precision", "recall", "F1", "support"], per_class),
+            "<h2>Confusion matrix</h2>", img(plots.confusion_heatmap(test["confusion_matrix"], labels, title=where),
                                               "confusion matrix"), pictures_html(pictures, "evaluated"),
             "<h2>Precision-recall trade-off</h2>", auc if len(labels) == 2 else "",
-            _img(plots.pr_curve(th, where, labels) if c.get("pr") or c.get("per_class") else None,
+            img(plots.pr_curve(th, where, labels) if c.get("pr") or c.get("per_class") else None,
                  ("precision-recall curve per class, one vs rest" if len(labels) > 2 else
                   f"precision-recall curve of {th.get('positive')!r}") + (f" ({c['note']})" if c.get("note") else ""))]
-    return _page(f"frostline evaluation: {Path(m['checkpoint']).name} on {Path(m['data']).name}", "".join(body))
+    return page(f"frostline evaluation: {Path(m['checkpoint']).name} on {Path(m['data']).name}", "".join(body))
 
 
 def write_evaluate_report(path: str | Path, m: dict[str, Any], pictures: dict[str, Any] | None = None) -> Path:

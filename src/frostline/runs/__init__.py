@@ -1,10 +1,11 @@
 """Whole runs, from a spec to a run folder, and the use of a finished one.
 
-:mod:`.config` validates every option first; :mod:`.train` reads the data, loads the model, replaces the head,
-fits (checkpointing each epoch atomically through :mod:`.checkpointer`) and scores the best epoch
-(:mod:`.results`); :mod:`.folder` is what a run leaves on disk and :mod:`.identity` what it is made of, as hashes.
-:mod:`.comparison` runs several strategies on one split; :mod:`.scoring` (``evaluate``), :mod:`.inference`
-(``predict``) and :mod:`.export` use a finished run. ``frostline.train`` is :func:`frostline.runs.train.train`.
+:mod:`.config` validates every option first; :mod:`.preparation` reads and splits the data, loads the model and
+replaces the head; :mod:`.train` fits (checkpointing each epoch atomically through :mod:`.checkpointer`) and
+scores the best epoch (:mod:`.results`); :mod:`.folder` is what a run leaves on disk and :mod:`.identity` what it
+is made of, as hashes. :mod:`.comparison` runs several strategies on one split; :mod:`.scoring` (``evaluate``),
+:mod:`.inference` (``predict``) and :mod:`.export` use a finished run.
+``frostline.train`` is :func:`frostline.runs.train.train`.
 """
 
 from typing import TYPE_CHECKING
@@ -18,8 +19,9 @@ if TYPE_CHECKING:
     from .folder import RunFolder
     from .importance import score_importance, write_importance
     from .inference import PredictionSet, RunModel, load_run, predict_file
+    from .preparation import Prepared, prepare
     from .scoring import evaluate
-    from .train import Prepared, RunResult, prepare
+    from .train import RunResult
 
 __all__ = [
     "Comparison",

@@ -27,7 +27,9 @@ from ..evaluation.comparing import evidence
 from ..reporting.html import write_compare_report
 from .config import RunConfig
 from .folder import RunFolder, check_out, check_run_out
-from .train import Progress, RunResult, Status, no_status, prepare, start_processes, train
+from .preparation import Progress, Status, no_status, prepare
+from .sources import start_processes
+from .train import RunResult, train
 
 BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
                                 "weight_decay": float, "warmup": float, "schedule": str, "patience": int,

@@ -18,7 +18,9 @@ ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 #: what a row that cannot be used does: dropped with a warning that names it, or an error
 BAD_ROWS = ("skip", "error")
 #: ``--lr`` (pretrained parts) and ``--epochs`` when unset, for strategies that name none of their own
-BUDGET_DEFAULTS = {"lr": 1e-4, "epochs": 3}
+#: the engine's and the verdict's own defaults: a RunConfig key they share takes its default from them (one source)
+_TRAIN, _VERDICT = TrainConfig(), Thresholds()
+BUDGET_DEFAULTS = {"lr": _TRAIN.lr, "epochs": _TRAIN.epochs}
 #: Other names of keys, as the command line spells them (``--limit`` is ``max_samples``).
 ALIASES = {"limit": "max_samples"}
 
@@ -55,42 +57,42 @@ class RunConfig:
     max_length: int | None = None
     dropout: float | None = None
     pooling: str = "auto"
-    probe: str = "auto"
+    probe: str = _TRAIN.probe
     strategy: str = "full"
     epochs: int | None = None  # unset: the strategy's own (:meth:`budget`)
-    batch_size: int = 32
-    eval_batch_size: int = 128
+    batch_size: int = _TRAIN.batch_size
+    eval_batch_size: int = _TRAIN.eval_batch_size
     lr: float | None = None  # unset: the strategy's own (:meth:`budget`)
-    head_lr: float = 1e-2
-    weight_decay: float = 0.01
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup: float = 0.1
-    clip: float | None = 1.0
-    patience: int | None = 3
-    seed: int = 0
-    accelerator: str = "auto"
-    precision: str | None = None
+    head_lr: float = _TRAIN.head_lr
+    weight_decay: float = _TRAIN.weight_decay
+    optimizer: str = _TRAIN.optimizer
+    schedule: str = _TRAIN.schedule
+    warmup: float = _TRAIN.warmup
+    clip: float | None = _TRAIN.clip
+    patience: int | None = _TRAIN.patience
+    seed: int = _TRAIN.seed
+    accelerator: str = _TRAIN.accelerator
+    precision: str | None = _TRAIN.precision
     devices: int = 1
     num_nodes: int = 1
     distributed: str = "auto"
-    verify: bool = True
-    cache: bool = True
-    cache_budget: float = 2048.0
-    dropout_masks: str = "fast"
-    bn: str = "auto"
+    verify: bool = _TRAIN.verify
+    cache: bool = _TRAIN.cache
+    cache_budget: float = _TRAIN.cache_budget
+    dropout_masks: str = _TRAIN.dropout_masks
+    bn: str = _TRAIN.bn
     dedup: bool = False
     on_bad_rows: str = "skip"
     log: list[str] = field(default_factory=list)
     optimize: str | None = None
     positive_label: str | None = None
-    good_accuracy: float = 0.80
-    good_precision: float = 0.75
-    good_recall: float = 0.75
-    bad_accuracy: float = 0.60
-    bad_class_recall: float = 0.20
-    good_r2: float = 0.50
-    good_f1: float = 0.70
+    good_accuracy: float = _VERDICT.good_accuracy
+    good_precision: float = _VERDICT.good_precision
+    good_recall: float = _VERDICT.good_recall
+    bad_accuracy: float = _VERDICT.bad_accuracy
+    bad_class_recall: float = _VERDICT.bad_class_recall
+    good_r2: float = _VERDICT.good_r2
+    good_f1: float = _VERDICT.good_f1
     out: str = "runs/latest"
 
     def validate(self, strategies: list[str] | None = None) -> RunConfig:
@@ -202,8 +204,7 @@ class RunConfig:
 
     def thresholds(self) -> Thresholds:
         """The verdict thresholds."""
-        return Thresholds(self.good_accuracy, self.good_precision, self.good_recall, self.bad_accuracy,
-                          self.bad_class_recall, self.good_r2, self.good_f1)
+        return Thresholds(**{f.name: getattr(self, f.name) for f in fields(Thresholds)})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for config.yaml)."""

@@ -39,7 +39,7 @@ from ..models.pooling import PooledTextClassifier
 from .export_images import check_recipe, image_meta, is_image_run, recipe
 from .folder import check_out
 from .inference import RunModel, load_run
-from .train import Status, no_status
+from .preparation import Status, no_status
 
 POOLED_USAGE = '''# Using this model with plain transformers
 

@@ -24,7 +24,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,7 +36,10 @@ from ..core import atomic
 from ..core.errors import FrostlineError
 from ..evaluation.predictions import Predictions
 from ..evaluation.threshold import predict_at
-from .identity import apply_tensors, file_hash
+from .identity import apply_tensors, check_same_run, file_hash
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 METRICS_SCHEMA = "frostline.metrics/1"
 STATE_SCHEMA = "frostline.state/3"  # /3: with ``state_sha256``; /1 and /2 are read without it
@@ -257,3 +260,19 @@ class RunFolder:
     def hashes(self, names: tuple[str, ...] = RESULT_FILES) -> dict[str, str]:
         """SHA-256 of each result file present."""
         return {n: file_hash(self.file(n)) for n in names if self.file(n).is_file()}
+
+
+def default_out(base: str, cfg: RunConfig) -> str:
+    """Where a run goes when no ``--out`` is given: ``base`` if it is new or holds this same run (resumed or reused),
+    else the first of ``base-2``, ``base-3``... that is (a different run, or a user's files, stay as they are)."""
+    for i in range(1, 10_000):
+        path = Path(base if i == 1 else f"{base}-{i}")
+        try:
+            check_run_out(path)
+            run = RunFolder(path)
+            if run.exists():
+                check_same_run(path, run.state(), cfg)
+            return str(path)
+        except FrostlineError:
+            continue
+    raise FrostlineError(f"no free folder from {base} to {base}-9999: give one with --out")

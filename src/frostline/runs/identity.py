@@ -127,21 +127,3 @@ def check_same_base(run: Path, state: dict[str, Any], identity: dict[str, Any]) 
     if recorded and recorded != identity["base"]["sha256"]:
         raise FrostlineError(f"the base model {identity['config']['model']!r} changed since the run in {run} "
                              "started (its weights hash differs); restore it, or start a new run with another --out")
-
-
-def default_out(base: str, cfg: RunConfig) -> str:
-    """Where a run goes when no ``--out`` is given: ``base`` if it is new or holds this same run (resumed or reused),
-    else the first of ``base-2``, ``base-3``... that is (a different run, or a user's files, stay as they are)."""
-    from .folder import RunFolder, check_run_out
-
-    for i in range(1, 10_000):
-        path = Path(base if i == 1 else f"{base}-{i}")
-        try:
-            check_run_out(path)
-            run = RunFolder(path)
-            if run.exists():
-                check_same_run(path, run.state(), cfg)
-            return str(path)
-        except FrostlineError:
-            continue
-    raise FrostlineError(f"no free folder from {base} to {base}-9999: give one with --out")

@@ -13,7 +13,7 @@ from ..models.parts import part_modules
 from ..training.auto import score_budget
 from .config import RunConfig
 from .folder import check_out
-from .train import Prepared, Status, no_status, prepare
+from .preparation import Prepared, Status, no_status, prepare
 
 
 def score_importance(cfg: RunConfig, *, batches: int | None = None, batch_size: int | None = None,

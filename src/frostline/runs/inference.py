@@ -35,8 +35,8 @@ from ..training.prediction import predict as predict_encoded
 from .config import RunConfig, check_types, config_keys
 from .folder import RunFolder
 from .identity import state_hash
+from .preparation import Status, no_status
 from .sources import text_length
-from .train import Status, no_status
 
 log = logging.getLogger("frostline")
 

@@ -75,7 +75,7 @@ def choose_precision(prepared: Any, accelerator: str, precision: str | None, bat
 def fitted_head_check(x32: torch.Tensor, x16: torch.Tensor, y: np.ndarray, k: int) -> dict[str, float]:
     """Validation loss and accuracy of one logistic head (L2, C=1, on standardised features) fit to the fp32 head
     inputs, on the fp32 and on the bf16 inputs: how far bf16's body moves a trained head's predictions."""
-    from ..training.probe_solver import fit_logistic
+    from ..training.probe.solver import fit_logistic
 
     a = x32.double().numpy().reshape(len(y), -1)
     b = x16.double().numpy().reshape(len(y), -1)

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core.task import Task
 from ..data import Splits
 from ..evaluation.audit import audit_run
-from ..evaluation.metrics import loss_se, point_metrics
+from ..evaluation.metrics import split_metrics
 from ..evaluation.multilabel import judged_label_thresholds
 from ..evaluation.predictions import Predictions
 from ..evaluation.task_audit import audit_task_run
@@ -23,17 +22,7 @@ from ..training.strategies import Strategy
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .train import Prepared, Status
-
-
-def split_metrics(pred: Predictions, labels: list[str], task: Task | None = None) -> dict[str, Any]:
-    """Point metrics of one prediction pass (with the standard error of the mean loss); a regression's baseline is
-    its ``task``'s training mean."""
-    mean = task.mean if task is not None and task.kind == "regression" else None
-    m = point_metrics(pred.kind, pred.labels, pred.preds, labels, pred.loss, mean)
-    if pred.losses is not None and len(pred.losses) > 1:
-        m["loss_se"] = loss_se(pred.losses)
-    return m
+    from .preparation import Prepared, Status
 
 
 def data_summary(splits: Splits, dropped: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -20,13 +20,12 @@ from ..core import atomic
 from ..core.findings import Finding, by_severity
 from ..core.lock import folder_lock
 from ..core.task import Task
-from ..data import limit, split
 from ..data.batching import Encoded
 from ..data.dataset import dropped_summary
-from ..data.leakage import dedup, sample_keys
+from ..data.leakage import sample_keys
 from ..data.unlabelled import check_delimiter
 from ..evaluation.diagnose import absent_classes, accuracy_paradox, verdict
-from ..evaluation.metrics import classification_metrics
+from ..evaluation.metrics import classification_metrics, split_metrics
 from ..evaluation.threshold import curves, predict_at
 from ..reporting.html import write_evaluate_report
 from ..reporting.pictures import misclassified
@@ -35,9 +34,8 @@ from .config import RunConfig
 from .folder import RunFolder, check_out
 from .identity import content_hash
 from .inference import check_batch_size, load_run, recorded_inputs, run_state
-from .results import split_metrics
-from .sources import read_data, read_main_data
-from .train import Status, no_status
+from .preparation import Status, no_status, read_splits
+from .sources import read_data
 
 EVALUATE_SCHEMA = "frostline.evaluate/1"
 
@@ -57,13 +55,7 @@ def _training_keys(cfg: RunConfig, state: dict[str, Any]) -> tuple[set[str] | No
         if recorded.get(key) is None or content_hash(path) != recorded[key]:
             return None, f"the run's {flag(key)} file {path} changed since training (or was not fingerprinted)"
     size = recorded_inputs(state, cfg).size
-    full, given = read_main_data(replace(cfg, data=paths["data"]), size)
-    names = full.label_names
-    val = read_data(cfg.val_data, cfg, names, full.task, size) if cfg.val_data else given.get("val")
-    test = read_data(cfg.test_data, cfg, names, full.task, size) if cfg.test_data else given.get("test")
-    if cfg.dedup:
-        full, _ = dedup(full)
-    splits = split(limit(full, cfg.max_samples, cfg.seed), cfg.val_frac, cfg.test_frac, cfg.seed, val, test)
+    splits = read_splits(replace(cfg, data=paths["data"]), size, echo=lambda _line: None).splits  # as training did
     return set(sample_keys(splits.train, near=True)) | set(sample_keys(splits.val, near=True)), ""
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .fabric import make_fabric
     from .optim import make_optimizer, param_groups
     from .prediction import predict
-    from .probe import ProbeFit, fit_probe
+    from .probe.logistic import ProbeFit, fit_probe
     from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, TrainConfig
     from .schedule import LRSchedule, PlanOptimizer
     from .strategies import EpochPlan, Strategy, parse_strategy

@@ -45,7 +45,7 @@ from .distributed import Dist, current, gather_epoch, shard
 from .dropout import FastDropout
 from .fabric import make_fabric, rewrap
 from .prediction import predict
-from .probe_head import probe_epoch, probe_target
+from .probe.head import probe_epoch, probe_target
 from .records import EpochRecord, FitResult, NonFiniteLoss, Resume, Status, TrainConfig, epoch_metrics, non_finite
 from .restore import restore_run
 from .schedule import LRSchedule, PlanOptimizer
@@ -192,7 +192,7 @@ class _Epoch:
     linear: str  # the head's Linear when a convex probe fit trains this plan, else ""
     active: AbstractContextManager[Any]
     t0: float
-    probe: dict[str, Any] | None = None  # how the convex probe was fit (:class:`frostline.training.probe.ProbeFit`)
+    probe: dict[str, Any] | None = None  # how the convex probe was fit (:class:`.probe.logistic.ProbeFit`)
 
 
 def _set_up(model: nn.Module, train: Encoded, val: Encoded, strategy: Strategy, config: TrainConfig,

@@ -74,7 +74,7 @@ class TrainConfig:
 class EpochRecord:
     """What happened in one epoch (``epoch`` counts from 1).
 
-    ``probe``: how a convex linear probe was fit (:class:`frostline.training.probe.ProbeFit`); ``val_change`` /
+    ``probe``: how a convex linear probe was fit (:class:`frostline.training.probe.logistic.ProbeFit`); ``val_change`` /
     ``val_vs_best``: mean per-sample change of the validation loss against the previous / best epoch so far, with
     its paired standard error (``{"diff", "se"}``), the evidence that a rise or fall is more than noise.
     """

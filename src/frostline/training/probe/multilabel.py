@@ -9,7 +9,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .probe import DEFAULT_CS, PAST_MINIMUM, ProbeFit, checked_features, kfold, past_minimum
+from .logistic import DEFAULT_CS, PAST_MINIMUM, ProbeFit, checked_features, kfold, past_minimum
 
 
 def bce(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray) -> float:

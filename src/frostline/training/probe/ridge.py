@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .probe import ProbeFit, checked_features, kfold
+from .logistic import ProbeFit, checked_features, kfold
 
 #: ridge strengths tried: 1e-3 .. 1e4 in half decades
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))

@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..core.errors import FrostlineError
-from .probe_solver import CHUNK, Basis, softmax, solve
+from ...core.errors import FrostlineError
+from .solver import CHUNK, Basis, softmax, solve
 
 #: L2 strengths tried, as scikit-learn's C (inverse regularisation): 1e-3 .. 1e3 in half decades.
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 13))

@@ -1,5 +1,5 @@
-"""The solver of the linear probe (:mod:`frostline.training.probe`): softmax regression with an L2 penalty by L-BFGS
-on centred, rotated and preconditioned features (the module docstring of ``probe`` says how and why), for one C."""
+"""The solver of the linear probe (:mod:`.logistic`): softmax regression with an L2 penalty by L-BFGS on centred,
+rotated and preconditioned features (the module docstring of :mod:`.logistic` says how and why), for one C."""
 
 from __future__ import annotations
 

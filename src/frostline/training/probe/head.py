@@ -1,5 +1,5 @@
 """The engine's side of the convex linear probe: which Linear a head-only plan on cached features can fit, and the
-fit itself (the solver is :mod:`frostline.training.probe`)."""
+fit itself (the solver is :mod:`frostline.training.probe.logistic`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.task import Task
-from ..data.batching import Encoded
-from ..models.heads import find_head
-from .cache import PrefixCache
-from .probe import ProbeFit, fit_probe, log_loss, probs
-from .probe_multilabel import bce, fit_multilabel_probe
-from .probe_ridge import fit_ridge_probe
+from ...core.task import Task
+from ...data.batching import Encoded
+from ...models.heads import find_head
+from ..cache import PrefixCache
+from .logistic import ProbeFit, fit_probe, log_loss, probs
+from .multilabel import bce, fit_multilabel_probe
+from .ridge import fit_ridge_probe
 
 
 def probe_target(model: nn.Module, plan_params: set[str], prefix: PrefixCache | None) -> str:
@@ -35,7 +35,7 @@ def fit_probe_epoch(model: nn.Module, linear: str, prefix: PrefixCache, train: E
                     ) -> tuple[dict[str, Any], np.ndarray, float, ProbeFit]:
     """Fit the head on the cached features to convergence (a regression: ridge in closed form); returns the probe
     record, train predictions (classes, or values in the target's units) and the training loss. ``progress`` is
-    :func:`~frostline.training.probe.fit_probe`'s ``progress(done, total)`` (single-label classification only)."""
+    :func:`~.logistic.fit_probe`'s ``progress(done, total)`` (single-label classification only)."""
     head = model.get_submodule(linear)
     if task is None or task.kind == "classification":  # read from the cache a chunk at a time, never whole
         rows, val_rows = prefix.feature_rows("train"), prefix.feature_rows("val")
