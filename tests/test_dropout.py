@@ -79,3 +79,79 @@ def test_disabled_keeps_pytorch_dropout():
     torch.manual_seed(4)
     b = model[:2](torch.ones(4, 16))
     assert torch.equal(a, b)
+
+
+def _bert(p_attention: float = 0.2):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, attention_probs_dropout_prob=p_attention, hidden_dropout_prob=0.0,
+                        attn_implementation="sdpa")
+    return BertModel(config)
+
+
+def _inputs():
+    ids = torch.randint(1, 50, (6, 9))
+    attention = torch.ones_like(ids)
+    attention[2, 5:] = 0  # padding: the mask must be applied as SDPA's
+    return {"input_ids": ids, "attention_mask": attention}
+
+
+def test_attention_dropout_draws_from_the_stream_and_the_model_gets_sdpa_back():
+    from frostline.training import dropout
+
+    model, inputs = _bert(), _inputs()
+    drops = FastDropout(model, seed=5)
+    assert drops.configs == [model.config]
+    model.train()
+    with drops.active(epoch=0):
+        assert model.config._attn_implementation == dropout.ATTENTION
+        drops.at(3)
+        state = torch.get_rng_state()
+        a = model(**inputs).last_hidden_state
+        assert torch.equal(torch.get_rng_state(), state)  # no bernoulli_ from the global generator
+        assert drops.calls == 2  # one mask per layer's attention probabilities
+        drops.at(3)
+        b = model(**inputs).last_hidden_state
+        drops.at(4)
+        c = model(**inputs).last_hidden_state
+    assert torch.equal(a, b) and not torch.allclose(a, c)  # keyed by the step
+    assert model.config._attn_implementation == "sdpa"
+    model.eval()
+    with torch.no_grad():
+        plain = model(**inputs).last_hidden_state
+        with drops.active(epoch=0):  # eval mode: transformers' own SDPA, the same numbers
+            assert torch.equal(model(**inputs).last_hidden_state, plain)
+
+
+def test_attention_with_the_fast_mask_is_sdpa_with_that_mask():
+    """The attention function computes softmax(QK^T * scale + mask), drops with the drawn mask, times V."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from frostline.training import dropout
+
+    module = nn.Module()
+    module.train()
+    q, k, v = (torch.randn(3, 4, 7, 8) for _ in range(3))
+    allowed = torch.ones(3, 1, 7, 7, dtype=torch.bool)
+    allowed[1, :, :, 5:] = False
+    drops = FastDropout(nn.Linear(2, 2), seed=9)
+    with drops.active(epoch=1):
+        drops.at(2)
+        out, _ = dropout._attention(module, q, k, v, allowed, dropout=0.3, scaling=0.25)
+    keep, scale = mask(torch.Size([3, 4, 7, 7]), 0.3, [9, 0, 1, 2, 1])
+    weights = torch.softmax((q @ k.transpose(2, 3) * 0.25).masked_fill(~allowed, torch.finfo(q.dtype).min), -1)
+    expected = ((weights * keep * scale) @ v).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    module.eval()  # no dropout: transformers' SDPA itself
+    with drops.active(epoch=1):
+        out, _ = dropout._attention(module, q, k, v, allowed, dropout=0.0, scaling=0.25)
+    torch.testing.assert_close(out, sdpa_attention_forward(module, q, k, v, allowed, dropout=0.0, scaling=0.25)[0])
+
+
+def test_torch_masks_leave_the_attention_alone():
+    model = _bert()
+    drops = FastDropout(model, seed=1, masks="torch")
+    with drops.active(epoch=0):
+        assert drops.configs == [] and model.config._attn_implementation == "sdpa"
