@@ -15,8 +15,7 @@ Then the short commands, each the fastest of ``--repeats`` runs, alternated:
 
 * ``frostline --help`` (the command line must not import torch to print its help);
 * ``frostline predict`` on 20 texts with the run just trained, against a plain transformers script that loads the
-  same model (``frostline export``'s folder) with ``AutoModelForSequenceClassification`` and predicts the same
-  20 texts.
+  same model from ``frostline export``'s folder, as the recipe in its README.md does, and predicts the same texts.
 """
 
 from __future__ import annotations
@@ -65,17 +64,15 @@ def textbook(args: argparse.Namespace, out: Path) -> None:
                                                  "test_accuracy": hits / len(enc[2]), "epochs": run["seconds"]}))
 
 
-PLAIN_PREDICT = """
-import sys, torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-folder, texts = sys.argv[1], open(sys.argv[2], encoding="utf-8").read().splitlines()
-tokenizer = AutoTokenizer.from_pretrained(folder)
-model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-with torch.inference_mode():
-    probs = model(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits.softmax(-1)
-for text, p in zip(texts, probs):
-    print(text, model.config.id2label[int(p.argmax())], *[f"{x:.4f}" for x in p.tolist()], sep=",")
-"""
+def plain_script(export: Path, texts: Path) -> str:
+    """The plain transformers script: the recipe ``frostline export`` writes into the folder's README.md (the
+    encoder with AutoModel and AutoTokenizer, its pooling, the head's weights), run on the texts of ``texts``."""
+    readme = (export / "README.md").read_text(encoding="utf-8")
+    recipe = readme.split("```python", 1)[1].split("```", 1)[0]
+    if '["your text"]' not in recipe:
+        raise SystemExit(f"{export}/README.md: no recipe with ['your text'] to run")
+    return (f"texts = open({str(texts)!r}, encoding='utf-8').read().splitlines()\n"
+            + recipe.replace('["your text"]', "texts"))
 
 
 def fastest(commands: dict[str, list[str]], repeats: int) -> dict[str, float]:
@@ -97,7 +94,7 @@ def short_commands(run: Path, tmp: Path, texts: list[str], repeats: int) -> None
     times = fastest({"help": [FROSTLINE, "--help"],
                      "predict": [FROSTLINE, "predict", "--checkpoint", str(run), "--data", str(tmp / "texts.txt"),
                                  "--out", "-"],
-                     "plain": [sys.executable, "-c", PLAIN_PREDICT, str(tmp / "export"), str(tmp / "texts.txt")]},
+                     "plain": [sys.executable, "-c", plain_script(tmp / "export", tmp / "texts.txt")]},
                     repeats)
     print(f"\nshort commands, fastest of {repeats}:")
     print("| command | wall s |\n|---|---|")
