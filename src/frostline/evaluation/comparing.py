@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .evidence import wilson
+from .evidence import bootstrap_weights, wilson
 
 #: two-sided 95 % normal quantile, and the one for 80 % power
 Z, Z_POWER = 1.959963984540054, 0.8416212335729143
@@ -127,8 +127,7 @@ def evidence(runs: list[dict[str, Any]], kind: str, labels: list[str], seed: int
         return out
     y, n, k = first[1], len(first[1]), len(labels)
     rng = np.random.default_rng(seed)
-    weights = [np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(min(200, BOOTSTRAPS - i))])
-               .astype(np.float64) for i in range(0, BOOTSTRAPS, 200)] if n else []
+    weights = [bootstrap_weights(rng, n, min(200, BOOTSTRAPS - i)) for i in range(0, BOOTSTRAPS, 200)] if n else []
     boot = {s: _bootstrap(kind, y, p[2], k, weights) for s, p in preds.items()}
     rows = []
     for s, (_, _, p) in preds.items():

@@ -4,7 +4,10 @@ of a model that learned nothing, and the few number formats findings use."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def pct(x: float) -> str:
@@ -70,3 +73,11 @@ def prior_loss(class_counts: dict[str, int] | None) -> float | None:
     counts = [c for c in class_counts.values() if c > 0]
     n = sum(counts)
     return float(-sum(c / n * math.log(c / n) for c in counts)) if n else None
+
+
+def bootstrap_weights(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
+    """Multiplicity weights (``resamples`` x ``n``, float64) of ``resamples`` bootstrap resamples of ``n`` samples:
+    row r says how often resample r drew each sample. Paired statistics weight both sides with the same rows."""
+    import numpy as np
+
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)]).astype(np.float64)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FrostlineError
+from .evidence import bootstrap_weights
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,8 +115,7 @@ def judged_label_thresholds(probs: np.ndarray, y_true: np.ndarray, seed: int = 0
     tuned = choose_label_thresholds(probs, t, min_positives)
     rng = np.random.default_rng(seed)
     folds = np.array_split(rng.permutation(n), THRESHOLD_FOLDS) if n >= 2 * THRESHOLD_FOLDS else []
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(THRESHOLD_BOOTSTRAPS)]
-                       ).astype(np.float64) if folds else np.zeros((0, n))
+    weights = bootstrap_weights(rng, n, THRESHOLD_BOOTSTRAPS) if folds else np.zeros((0, n))
     out, record = np.full(k, 0.5), []
     for j in range(k):
         row: dict[str, Any] = {"tuned": float(tuned[j]), "kept": False}
