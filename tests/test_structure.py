@@ -210,3 +210,21 @@ def test_the_new_surfaces_reach_what_the_run_path_needs():
     assert {"classification_metrics", "diagnose_run", "Predictions"} <= set(by_layer["evaluation"])
     assert {"write_run_report", "history_table"} <= set(by_layer["reporting"])
     assert {"RunConfig", "evaluate", "load_run", "export_run"} <= set(by_layer["runs"])
+
+
+def test_readme_is_short_and_every_section_links_to_its_docs():
+    """At most 220 lines; each section (but the list of documents) a paragraph, an example and a link that exists."""
+    import re
+
+    root = SRC.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 220
+    sections = re.split(r"\n## ", readme)[1:]
+    for section in sections:
+        title = section.splitlines()[0]
+        if title == "Documentation":
+            continue
+        assert "```" in section, title
+        assert re.search(r"\]\(docs/[\w-]+\.md", section), title
+    for target in re.findall(r"\]\((docs/[\w./-]+?\.md)", readme):
+        assert (root / target).is_file(), target
