@@ -418,7 +418,7 @@ def targets(rows: list[dict], case: str) -> list[str]:
         r = by["partial:2"]
         bf16 = " bf16 " in r["cache_built"]
         checks.append(("partial:2: cache stored in bf16 (half of fp32's bytes)", bf16 if text else None,
-                       f"{r['cache_mib']:.1f} MiB: {r['cache_built'][:110]}"))
+                       f"{r['cache_mib']:.1f} MiB: {r['cache_built'].rstrip(', ')}"))
         checks.append(("partial:2: peak memory not above textbook (5% allowed: repeated identical runs differ by "
                        "up to 4%)", r["frostline"]["peak_mib"] <= r["textbook"]["peak_mib"] * 1.05 if text else None,
                        f"{r['frostline']['peak_mib']:.0f} vs {r['textbook']['peak_mib']:.0f} MiB"))

@@ -8,7 +8,7 @@ For each model and data set it prepares a frostline run (all-MiniLM-L6-v2 or all
 pipeline: mean pooling then L2 normalisation, as ``SentenceTransformer.encode``; duplicates dropped, a stratified
 sample, train 70 % / validation 15 % / test 15 %, seed 0) and reports test accuracy and macro F1 of:
 
-* ``frostline linear-probe``: ``frostline.runs.train`` with the linear-probe strategy (convex fit, C chosen by
+* ``frostline linear-probe``: ``frostline.runs.training`` with the linear-probe strategy (convex fit, C chosen by
   cross-validation on train, validation held out), the number a user gets;
 * ``frostline before``: the probe as frostline ran it before 5/11 (``--pooling native`` = BERT's CLS pooler, SGD
   for 3 epochs with the cosine schedule), for contrast;

@@ -115,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.textbook:
         textbook(args, Path(args.textbook))
         return 0
-    tmp = Path(tempfile.mkdtemp(prefix="frostline-process-"))
+    with tempfile.TemporaryDirectory(prefix="frostline-process-") as folder:  # removed afterwards (about 175 MB)
+        run_jobs(args, Path(folder))
+    return 0
+
+
+def run_jobs(args: argparse.Namespace, tmp: Path) -> None:
+    """The textbook script and ``frostline train``, then the short commands, all writing under ``tmp``."""
     from frostline.runs.demo import demo_data_path
 
     rows = []
@@ -140,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"process-level textbook / frostline: {tb_wall / fl_wall:.2f}x; loop-level: {tb['loop'] / rows[1][2]:.2f}x")
     texts = [line.split("\t", 1)[1] for line in demo_data_path().read_text(encoding="utf-8").splitlines()[:20]]
     short_commands(tmp / "fl", tmp, texts, args.repeats)
-    return 0
 
 
 if __name__ == "__main__":

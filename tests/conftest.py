@@ -133,7 +133,7 @@ def interrupted_then_resumed(cfg, stop_at: str):
     both results."""
     from frostline.core import atomic
     from frostline.runs.config import RunConfig
-    from frostline.runs.train import train
+    from frostline.runs.training import train
 
     whole = train(RunConfig(**{**cfg.to_dict(), "out": cfg.out + "-whole"}), echo=lambda _s: None)
 

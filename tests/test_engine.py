@@ -11,7 +11,7 @@ from frostline.data import from_tensors, split
 from frostline.data.batching import Encoded
 from frostline.freezing.plan import set_trainable
 from frostline.runs.config import RunConfig
-from frostline.runs.train import train
+from frostline.runs.training import train
 from frostline.training import TrainConfig, fit, model_parts, parse_strategy
 from tests import models
 from tests.conftest import make_text_file

@@ -22,12 +22,12 @@ import torch
 from frostline.core import atomic
 from frostline.core.errors import FrostlineError
 from frostline.runs.config import RunConfig
-from frostline.runs.train import train
+from frostline.runs.training import train
 from tests.conftest import make_text_file, make_tiny_hf_dir
 
 RESULTS = ("model.safetensors", "predictions.csv")
 #: Imported once by the fork server: each child then costs its share of the run (~1 s), not the imports (~4 s).
-PRELOAD = ["frostline.runs.train", "frostline.reporting.plots", "transformers.models.bert.modeling_bert",
+PRELOAD = ["frostline.runs.training", "frostline.reporting.plots", "transformers.models.bert.modeling_bert",
            "transformers.models.bert.tokenization_bert", "lightning_fabric", "sklearn.model_selection",
            "sklearn.metrics", "scipy.optimize", "tests.test_faults"]
 

@@ -16,7 +16,7 @@ import torch
 import frostline as fl
 from frostline.runs.config import RunConfig
 from frostline.runs.demo import demo_data_path
-from frostline.runs.train import train
+from frostline.runs.training import train
 from tests.conftest import interrupted_then_resumed
 
 

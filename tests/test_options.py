@@ -17,7 +17,7 @@ from frostline.runs.comparison import parse_strategies
 from tests.conftest import make_text_file
 
 runner = CliRunner()
-fl_train = importlib.import_module("frostline.runs.train")  # the module (frostline.train is the function)
+fl_train = importlib.import_module("frostline.runs.training")  # the module (frostline.train is the function)
 preparation = importlib.import_module("frostline.runs.preparation")
 
 
@@ -222,7 +222,9 @@ def test_a_comparison_that_failed_before_any_run_does_not_block_its_folder(tmp_p
     assert [r.strategy for r in result.runs] == ["linear-probe"]
 
 
-def test_ctrl_c_says_the_run_resumes(monkeypatch, tmp_path, text_file):
+def test_ctrl_c_says_the_run_resumes_only_when_there_is_something_to_resume(monkeypatch, tmp_path, text_file):
+    from frostline.cli.application import resume_line
+
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
@@ -231,7 +233,32 @@ def test_ctrl_c_says_the_run_resumes(monkeypatch, tmp_path, text_file):
     result = CliRunner().invoke(app, ["train", "--data", text_file, "--text-column", "1", "--label-column", "0",
                                       "--out", out])
     assert result.exit_code == 130
-    assert "interrupted:" in result.output and "run the same command again to resume" in result.output
+    assert "interrupted: stopped before anything was written: run the same command again to start" in result.output
+    (tmp_path / "r").mkdir()
+    assert resume_line(out) == f"{out} holds no complete epoch yet: run the same command again to start it"
+    (tmp_path / "r" / "checkpoints" / "epoch-1").mkdir(parents=True)
+    assert resume_line(out) == (f"{out} keeps its newest complete checkpoint (writes are atomic): run the same "
+                                "command again to resume")
+
+
+def test_an_ignored_ctrl_c_stays_ignored(monkeypatch):
+    """A run started with SIGINT ignored (``nohup``, a background job of a script) is not made interruptible."""
+    import signal
+
+    from frostline.cli.application import friendly
+
+    @friendly
+    def command() -> object:
+        return signal.getsignal(signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        assert command() is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        assert command() is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_ctrl_c_in_predict_does_not_promise_a_resume(monkeypatch, tmp_path):
@@ -244,6 +271,9 @@ def test_ctrl_c_in_predict_does_not_promise_a_resume(monkeypatch, tmp_path):
                                       "--out", out])
     assert result.exit_code == 130, result.output
     assert f"interrupted: {out} holds no half-written file" in result.output and "resume" not in result.output
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "x.txt"),
+                                      "--out", "-"])
+    assert result.exit_code == 130 and "interrupted: stopped; run the command again" in result.output
 
 
 

@@ -18,7 +18,7 @@ import frostline as fl
 from frostline.cli import app
 from frostline.runs.config import RunConfig
 from frostline.runs.folder import state_checksum
-from frostline.runs.train import train
+from frostline.runs.training import train
 from frostline.training import NonFiniteLoss
 from tests.conftest import make_text_file
 

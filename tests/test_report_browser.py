@@ -13,7 +13,7 @@ from PIL import Image
 
 from frostline.runs import compare
 from frostline.runs.config import RunConfig
-from frostline.runs.train import train
+from frostline.runs.training import train
 from tests.conftest import make_text_file
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)

@@ -83,7 +83,7 @@ def _sources() -> list[Path]:
 
 def test_every_module_is_in_a_stage_package_and_under_400_lines():
     top = sorted(p.name for p in SRC.glob("*.py"))
-    assert top == ["__init__.py"]
+    assert top == ["__init__.py", "__main__.py"]
     assert sorted(p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(LAYERS)
     long = {str(p.relative_to(SRC)): n for p in _sources() if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
@@ -197,6 +197,11 @@ def test_the_command_line_answers_help_without_torch(argv):
     assert done.returncode == 0, done.stderr
     assert "Usage: frostline" in done.stdout
     assert done.stderr.strip().endswith("loaded:"), done.stderr
+
+
+def test_version_and_python_dash_m():
+    done = subprocess.run([sys.executable, "-m", "frostline", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"frostline {fl.__version__}", done.stderr
 
 
 def test_the_new_surfaces_reach_what_the_run_path_needs():

@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 
 from frostline.runs.config import RunConfig
 from frostline.runs.inference import load_run
-from frostline.runs.train import train
+from frostline.runs.training import train
 from tests.conftest import HAM_WORDS, SPAM_WORDS
 
 

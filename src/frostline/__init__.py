@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 def _quit_at_once(_signum: int, _frame: object) -> None:
     """Ctrl-C while the command line starts or ends (imports, parsing options, exiting): one line, status 130."""
-    _os.write(2, b"interrupted: stopped; a run folder keeps its newest complete checkpoint, run the command again\n")
+    resumable = len(_sys.argv) > 1 and _sys.argv[1] in ("train", "compare", "demo")
+    _os.write(2, b"interrupted: stopped; a run folder keeps its newest complete checkpoint, run the command again\n"
+              if resumable else b"interrupted: stopped; run the command again\n")
     _os._exit(130)
 
 
@@ -89,7 +91,7 @@ if TYPE_CHECKING:
         prepare,
         score_importance,
     )
-    from .runs.train import train
+    from .runs.training import train
     from .training import (
         ProbeFit,
         Strategy,

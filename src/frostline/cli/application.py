@@ -31,6 +31,21 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        import frostline  # the package this command line belongs to (its version is set there)
+
+        typer.echo(f"frostline {frostline.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                          help="Print frostline's version and exit.")) -> None:
+    """frostline: transfer learning for PyTorch. Freeze exactly what you ask, replace the head, fine-tune, and judge
+    the result honestly."""
+
+
 def _flags_without_type(display: Callable[..., str | None]) -> Callable[..., str | None]:
     """typer (0.29) shows every option's type, ``<bool>`` beside ``--help`` and ``--cache / --no-cache`` too: a flag
     takes no value, so its type column stays empty."""
@@ -151,8 +166,22 @@ RESUMABLE = ("train_command", "compare_command", "demo_command")
 #: what every command's work imports (torch and the run's stages), loaded before a command runs while a Ctrl-C
 #: still ends the process at once: a KeyboardInterrupt raised inside torch's C extension's import is a
 #: SystemError with a traceback, not an interruption. ``--help`` never gets here, so it stays light.
-COMMAND_MODULES = ("torch", "frostline.runs.train", "frostline.runs.comparison", "frostline.runs.scoring",
+COMMAND_MODULES = ("torch", "frostline.runs.training", "frostline.runs.comparison", "frostline.runs.scoring",
                    "frostline.runs.inference", "frostline.runs.export", "frostline.runs.importance")
+
+
+def resume_line(out: str | None) -> str:
+    """What an interrupted ``train`` / ``compare`` / ``demo`` leaves: a checkpoint to resume from, or nothing yet."""
+    from pathlib import Path
+
+    from ..runs.checkpoint import FOLDER
+
+    folder = Path(out) if out else None
+    if folder is not None and (any(folder.glob(f"**/{FOLDER}/epoch-*")) or any(folder.glob("**/metrics.json"))):
+        return f"{out} keeps its newest complete checkpoint (writes are atomic): run the same command again to resume"
+    if folder is not None and folder.exists():
+        return f"{out} holds no complete epoch yet: run the same command again to start it"
+    return "stopped before anything was written: run the same command again to start"
 
 
 def friendly(fn: F) -> F:
@@ -166,7 +195,7 @@ def friendly(fn: F) -> F:
         for module in COMMAND_MODULES:
             importlib.import_module(module)
         try:
-            if quick is not signal.default_int_handler:
+            if quick not in (signal.default_int_handler, signal.SIG_IGN):  # an ignored Ctrl-C stays ignored
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # the command itself: KeyboardInterrupt
             with warnings_as_lines():
                 result = fn(*args, **kwargs)
@@ -178,11 +207,10 @@ def friendly(fn: F) -> F:
             _at_once(quick)
             out = kwargs.get("out") or getattr(kwargs.get("cfg"), "out", None)
             if fn.__name__ in RESUMABLE:
-                where = f"{out} keeps its newest complete checkpoint (writes are atomic): " if out else ""
-                line = f"{where}run the same command again to resume"
+                line = resume_line(out)
             else:  # evaluate, predict, export, importance: nothing to resume, and no half-written file
-                line = (f"{out} holds no half-written file (writes are atomic); run the command again" if out
-                        else "stopped; run the command again")
+                line = (f"{out} holds no half-written file (writes are atomic); run the command again"
+                        if out and out != "-" else "stopped; run the command again")
             from ..training.distributed import current
 
             if current() is None or current().main:  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""``frostline train``, ``compare`` and ``demo``: thin wrappers over :mod:`frostline.runs.train` and
+"""``frostline train``, ``compare`` and ``demo``: thin wrappers over :mod:`frostline.runs.training` and
 :mod:`frostline.runs.comparison`."""
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def train_command(cfg: RunConfig, strategy: Annotated[str, typer.Option(help=STR
     from ..reporting.terminal import class_table, confusion_table, history_table, task_table
     from ..runs.export import export_run
     from ..runs.folder import check_out, default_out
-    from ..runs.train import train
+    from ..runs.training import train
 
     cfg.strategy = strategy
     if out is None:

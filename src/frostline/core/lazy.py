@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: names every lazy package's module holds that are not its surface
+HIDDEN = frozenset({"TYPE_CHECKING", "lazy_exports"})
+
 
 def exported_names(package: str, init_file: str) -> dict[str, str]:
     """``{name: module}`` for each ``from .module import name`` under ``if TYPE_CHECKING:`` in ``init_file``."""
@@ -52,7 +55,7 @@ def lazy_exports(package: str, init_file: str) -> tuple[Callable[[str], Any], Ca
         setattr(module, name, value)
         return value
 
-    def __dir__() -> list[str]:
-        return sorted(set(vars(sys.modules[package])) | set(where))
+    def __dir__() -> list[str]:  # the public names and the sub-modules, not this machinery
+        return sorted((set(vars(sys.modules[package])) | set(where)) - HIDDEN)
 
     return __getattr__, __dir__

@@ -209,7 +209,7 @@ def under_trained(history: list[dict[str, Any]], best_epoch: int | None, stopped
             f"@epochs={epochs + max(2, epochs // 2)} on this strategy in compare") if epochs else "more epochs"
     return [Finding(
         "under-trained", "warning",
-        f"under-trained: validation loss fell in {'each of the last 2 epochs' if n == 2 else 'the last epoch'} "
+        f"validation loss fell in {'each of the last 2 epochs' if n == 2 else 'the last epoch'} "
         f"({losses}; the last by "
         f"{-last['diff']:.3f} +/- {last['se']:.3f} per sample) and accuracy went {accs}; the last epoch is the best",
         f"train longer ({more}); the learning rate had decayed to its end, so more epochs, not a higher rate",

@@ -100,9 +100,11 @@ def compare_rows(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, An
         rows.append({"strategy": "base model", "trainable": 0, "seconds": 0.0, "budget": "-",
                      "val_loss": base["val"]["loss"], **_test(base["test"])})
     for name, m in runs:
-        best = next(h for h in m["history"] if h["epoch"] == m["best_epoch"])
+        # the kept weights' validation loss as scored at the end (the losses compare's recommendation reads from
+        # validation.csv); runs from before it was recorded: the epoch's own evaluation
+        best = m.get("val") or next(h for h in m["history"] if h["epoch"] == m["best_epoch"])["val"]
         rows.append({"strategy": name, "trainable": m["params"]["trainable"], "seconds": m["seconds"]["total"],
-                     "budget": budget_text(m), "val_loss": best["val"]["loss"], **_test(m["test"])})
+                     "budget": budget_text(m), "val_loss": best["loss"], **_test(m["test"])})
     return rows
 
 

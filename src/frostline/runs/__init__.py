@@ -1,11 +1,11 @@
 """Whole runs, from a spec to a run folder, and the use of a finished one.
 
 :mod:`.config` validates every option first; :mod:`.preparation` reads and splits the data, loads the model and
-replaces the head; :mod:`.train` fits (checkpointing each epoch atomically through :mod:`.checkpointer`) and
+replaces the head; :mod:`.training` fits (checkpointing each epoch atomically through :mod:`.checkpointer`) and
 scores the best epoch (:mod:`.results`); :mod:`.folder` is what a run leaves on disk and :mod:`.identity` what it
 is made of, as hashes. :mod:`.comparison` runs several strategies on one split; :mod:`.scoring` (``evaluate``),
 :mod:`.inference` (``predict``) and :mod:`.export` use a finished run.
-``frostline.train`` is :func:`frostline.runs.train.train`.
+``frostline.train`` and ``frostline.runs.train`` are :func:`frostline.runs.training.train`.
 """
 
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .inference import PredictionSet, RunModel, load_run, predict_file
     from .preparation import Prepared, prepare
     from .scoring import evaluate
-    from .train import RunResult
+    from .training import RunResult, train
 
 __all__ = [
     "Comparison",
@@ -39,6 +39,7 @@ __all__ = [
     "predict_file",
     "prepare",
     "score_importance",
+    "train",
     "write_importance",
 ]
 

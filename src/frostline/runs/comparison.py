@@ -29,7 +29,7 @@ from .config import RunConfig
 from .folder import RunFolder, check_out, check_run_out
 from .preparation import Progress, Status, no_status, prepare
 from .sources import start_processes
-from .train import RunResult, train
+from .training import RunResult, train
 
 BUDGET_KEYS: dict[str, type] = {"epochs": int, "lr": float, "head_lr": float, "batch_size": int,
                                 "weight_decay": float, "warmup": float, "schedule": str, "patience": int,

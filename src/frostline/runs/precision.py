@@ -101,8 +101,8 @@ def describe(record: dict[str, Any]) -> str:
         return f"precision {record['ran']} ({record['why']})"
     fitted = check.get("fitted_head")
     if fitted:
-        return (f"precision {record['ran']} ({record['why']}; a head fit to the validation features: loss "
-                f"{fitted['loss_bf16']:.4f} in bf16 vs {fitted['loss_fp32']:.4f} in fp32, standard error "
-                f"{fitted['loss_se']:.4f})")
+        return (f"precision {record['ran']} ({record['why']}; a head fit to the validation features, only to "
+                f"compare the two: its in-sample loss {fitted['loss_bf16']:.4f} in bf16 vs {fitted['loss_fp32']:.4f} "
+                f"in fp32, standard error {fitted['loss_se']:.4f})")
     return (f"precision {record['ran']} ({record['why']}; base model's validation loss {check['loss_bf16']:.4f} in "
             f"bf16 vs {check['loss_fp32']:.4f} in fp32, standard error {check['loss_se']:.4f})")

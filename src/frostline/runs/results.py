@@ -93,6 +93,7 @@ def score_run(cfg: RunConfig, prepared: Prepared, strategy: Strategy, result: Fi
         "seconds": {"total": round(result.seconds, 3),
                     "per_epoch": [round(h["seconds"], 3) for h in result.history]},
         "test": test,
+        "val": split_metrics(val_pred, labels, task),  # the kept weights, scored as test is (validation.csv's losses)
         "train_eval": train_eval,
         "base": base,
     }

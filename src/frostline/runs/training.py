@@ -190,8 +190,10 @@ def _train_attached(cfg: RunConfig, prepared: Prepared, strategy: Strategy, run:
     epochs = cfg.budget("epochs")
     if result.converged and len(result.history) < epochs:
         done = result.history[-1]["epoch"]
-        rest = f"epoch {epochs}" if done + 1 == epochs else f"epochs {done + 1}-{epochs}"
-        echo(f"the linear probe converged in epoch {done}: {rest} would not change it and were skipped")
+        one = done + 1 == epochs
+        rest = f"epoch {epochs} would not change it and was" if one else \
+            f"epochs {done + 1}-{epochs} would not change it and were"
+        echo(f"the linear probe converged in epoch {done}: {rest} skipped")
     best_tensors = keeper.load_best()
     metrics, test_pred, at, val_pred = score_run(cfg, prepared, strategy, result, resume, started, head,
                                                  model_info, base, status)

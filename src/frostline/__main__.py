@@ -1,0 +1,5 @@
+"""``python -m frostline``: the ``frostline`` command."""
+
+from .cli import main
+
+main()
