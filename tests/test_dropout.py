@@ -155,3 +155,26 @@ def test_torch_masks_leave_the_attention_alone():
     drops = FastDropout(model, seed=1, masks="torch")
     with drops.active(epoch=0):
         assert drops.configs == [] and model.config._attn_implementation == "sdpa"
+
+
+def test_a_causal_model_keeps_its_causal_attention():
+    """A decoder (GPT-2) is left to SDPA's causal path: later tokens never change earlier outputs."""
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(0)
+    model = GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=50, bos_token_id=0, eos_token_id=0,
+                                 attn_pdrop=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attn_implementation="sdpa"))
+    model.train()
+    ids = torch.randint(1, 50, (2, 8))
+    changed = ids.clone()
+    changed[:, 6:] = (changed[:, 6:] + 7) % 50
+    drops = FastDropout(model, seed=2)
+    outputs = []
+    with drops.active(epoch=0):
+        for x in (ids, changed):
+            torch.manual_seed(5)  # SDPA's own dropout draws from the global generator: the same masks twice
+            drops.at(0)
+            outputs.append(model(input_ids=x).last_hidden_state)
+    a, b = outputs
+    torch.testing.assert_close(a[:, :6], b[:, :6])
+    assert not torch.allclose(a[:, 6:], b[:, 6:])
