@@ -139,3 +139,35 @@ def test_a_missing_column_suggests_the_header_names_in_flag_order(tmp_path):
     path = make_text_file(tmp_path / "sms.tsv", n=20, header=("Label", "SMS"))
     with pytest.raises(FrostlineError, match=r"it looks like --text-column SMS --label-column Label"):
         read_table(path)
+
+
+PREDICT_MODULES = """
+import sys
+from frostline.cli import app
+sys.argv = ["frostline", *sys.argv[1:]]
+try:
+    app()
+except SystemExit:
+    pass
+sys.stderr.write("loaded: " + ",".join(m for m in ("matplotlib", "sklearn") if m in sys.modules) + "\\n")
+"""
+
+
+def test_predict_loads_no_report_library(tiny_run, tmp_path):
+    """A command imports what it uses: predict needs no matplotlib and no scikit-learn."""
+    import subprocess
+    import sys
+
+    (tmp_path / "new.txt").write_text("good movie\nbad film\n")
+    done = subprocess.run([sys.executable, "-c", PREDICT_MODULES, "predict", "--checkpoint", "runs/latest", "--data",
+                           str(tmp_path / "new.txt"), "--out", "-"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 3  # the header and one row per text
+    assert done.stderr.strip().endswith("loaded:"), done.stderr
+
+
+def test_every_command_names_what_it_loads_first():
+    from frostline.cli import app
+    from frostline.cli.application import COMMAND_MODULES
+
+    assert sorted(COMMAND_MODULES) == sorted(c.callback.__name__ for c in app.registered_commands)

@@ -163,11 +163,21 @@ def warnings_as_lines() -> Iterator[None]:
 
 #: commands whose run folders keep a checkpoint per epoch: an interrupted one resumes when run again
 RESUMABLE = ("train_command", "compare_command", "demo_command")
-#: what every command's work imports (torch and the run's stages), loaded before a command runs while a Ctrl-C
-#: still ends the process at once: a KeyboardInterrupt raised inside torch's C extension's import is a
-#: SystemError with a traceback, not an interruption. ``--help`` never gets here, so it stays light.
-COMMAND_MODULES = ("torch", "frostline.runs.training", "frostline.runs.comparison", "frostline.runs.scoring",
-                   "frostline.runs.inference", "frostline.runs.export", "frostline.runs.importance")
+#: what each command's work imports first (torch and the stage of a run it drives; a command that writes a report,
+#: its plots), loaded before the command runs while a Ctrl-C still ends the process at once: a KeyboardInterrupt
+#: raised inside a C extension's import (torch's) is a SystemError with a traceback, not an interruption. A command
+#: loads only what it uses (predict: no matplotlib), and ``--help`` never gets here.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "train_command": ("frostline.runs.training", "frostline.reporting.plots"),
+    "compare_command": ("frostline.runs.comparison", "frostline.reporting.plots"),
+    "demo_command": ("frostline.runs.comparison", "frostline.reporting.plots"),
+    "evaluate_command": ("frostline.runs.scoring", "frostline.reporting.plots"),
+    "predict_command": ("frostline.runs.inference",),
+    "export_command": ("frostline.runs.export",),
+    "importance": ("frostline.runs.importance", "frostline.reporting.plots"),
+    "inspect": ("frostline.models.load", "frostline.freezing.overview"),
+    "check": ("frostline.models.load", "frostline.freezing.check"),
+}
 
 
 def resume_line(out: str | None) -> str:
@@ -192,7 +202,7 @@ def friendly(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         quick = signal.getsignal(signal.SIGINT)  # frostline's at-once handler while starting (frostline/__init__)
-        for module in COMMAND_MODULES:
+        for module in ("torch", *COMMAND_MODULES.get(fn.__name__, ())):
             importlib.import_module(module)
         try:
             if quick not in (signal.default_int_handler, signal.SIG_IGN):  # an ignored Ctrl-C stays ignored

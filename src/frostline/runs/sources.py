@@ -19,7 +19,6 @@ from ..data.columnar import is_saved_dataset, read_parquet, read_saved_splits
 from ..data.dataset import dropped_summary
 from ..data.normalise import DEFAULT_SIZE, ImageInputs
 from ..models.load import LoadedModel, load_model
-from ..reporting.pictures import misclassified
 from ..training.distributed import Dist, launch
 from ..training.fabric import resolve_device
 from ..training.prediction import forward
@@ -109,6 +108,8 @@ def misclassified_pictures(prepared: Any, pred: Any) -> dict[str, Any] | None:
     test = prepared.splits.test
     if test.kind != "image" or prepared.task.kind != "classification":
         return None
+    from ..reporting.pictures import misclassified  # matplotlib loads with a report, not with every run module
+
     return misclassified(test.inputs, pred.probs, pred.labels, pred.positions, prepared.splits.label_names)
 
 
