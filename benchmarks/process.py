@@ -48,6 +48,7 @@ def textbook(args: argparse.Namespace, out: Path) -> None:
     ds, _ = fl.dedup(fl.read_table(demo_data_path(), "1", "0", header=False))
     splits = fl.split(fl.data.limit(ds, args.max_samples, 0), 0.15, 0.15, seed=0)
     loaded = fl.load_model("minilm")
+    torch.manual_seed(0)  # the new head starts the same in every run (frostline seeds its head too)
     fl.replace_head(loaded.model, 2, labels=splits.label_names)
     model = loaded.model
     enc = [Encoded(s, loaded.tokenizer, 128) for s in (splits.train, splits.val, splits.test)]
