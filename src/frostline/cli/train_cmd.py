@@ -81,7 +81,7 @@ def show_findings(findings: list[dict], title: str = "findings", labels: list[st
 
 def show_comparison(result: Comparison) -> None:
     """Print the comparison table, each strategy's findings, and where the runs and reports are."""
-    from ..evaluation.comparing import DATA_CODES
+    from ..evaluation.comparing import split_findings
     from ..reporting.terminal import compare_rows, compare_table
 
     rows = compare_rows(result.base, [(r.strategy, r.metrics) for r in result.runs])
@@ -92,14 +92,11 @@ def show_comparison(result: Comparison) -> None:
         chosen = (r.metrics["run"].get("auto") or {}).get("chosen")
         if chosen:
             console.print(f"{r.strategy} chose: {', '.join(map(str, chosen))}", highlight=False, markup=False)
-    # facts of the data are the same for every strategy: said once
-    first = result.runs[0].metrics.get("diagnoses", []) if result.runs else []
-    shared = [d for d in first if d.get("code") in DATA_CODES]
+    shared, own = split_findings([r.metrics.get("diagnoses", []) for r in result.runs])
     if shared:
         show_findings(shared, "findings: the data (every strategy)", result.runs[0].metrics.get("labels"))
-    for r in result.runs:
-        own = [d for d in r.metrics.get("diagnoses", []) if d.get("code") not in DATA_CODES]
-        show_findings(own, f"findings: {r.strategy}", r.metrics.get("labels"))
+    for r, found in zip(result.runs, own, strict=True):
+        show_findings(found, f"findings: {r.strategy}", r.metrics.get("labels"))
     console.print(f"runs: {', '.join(str(r.out) for r in result.runs)}; summary: {result.out / 'compare.json'}; "
                   f"report: {result.out / 'report.html'}")
 

@@ -35,6 +35,13 @@ DATA_CODES = frozenset({"data-leakage", "conflicting-labels", "classes-absent", 
                         "small-test-split"})
 
 
+def split_findings(diagnoses: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """A comparison's findings as said: those about the data once (the first strategy's: the same split for all),
+    then each strategy's own."""
+    shared = [d for d in (diagnoses[0] if diagnoses else []) if d.get("code") in DATA_CODES]
+    return shared, [[d for d in found if d.get("code") not in DATA_CODES] for found in diagnoses]
+
+
 def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> float:
     """Exact McNemar p-value of two classifiers' correctness on the same samples."""
     from scipy.stats import binomtest

@@ -91,6 +91,11 @@ def predict_at(probs: np.ndarray, positive: int, threshold: float) -> np.ndarray
     return np.where(probs[:, positive] >= threshold, positive, others.argmax(axis=1))
 
 
+def _thin(n: int, max_points: int) -> np.ndarray:
+    """At most ``max_points`` indices spread evenly over ``n`` curve points, the first and last kept."""
+    return np.unique(np.linspace(0, n - 1, min(max_points, n)).astype(int))
+
+
 def curves(probs: np.ndarray, labels: np.ndarray, positive: int, max_points: int = 200) -> dict[str, Any]:
     """PR and ROC curves of the positive class (one-vs-rest), AP, ROC-AUC, and macro one-vs-rest ROC-AUC."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
@@ -104,10 +109,10 @@ def curves(probs: np.ndarray, labels: np.ndarray, positive: int, max_points: int
     score = probs[:, positive]
     precision, recall, thresholds = precision_recall_curve(y, score)
     fpr, tpr, _ = roc_curve(y, score)
-    keep = np.unique(np.linspace(0, len(thresholds) - 1, min(max_points, len(thresholds))).astype(int))
+    keep = _thin(len(thresholds), max_points)
     out["pr"] = {"precision": precision[keep].tolist(), "recall": recall[keep].tolist(),
                  "threshold": thresholds[keep].tolist()}
-    keep_roc = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
+    keep_roc = _thin(len(fpr), max_points)
     out["roc"] = {"fpr": fpr[keep_roc].tolist(), "tpr": tpr[keep_roc].tolist()}
     out["average_precision"] = float(average_precision_score(y, score))
     out["roc_auc"] = float(roc_auc_score(y, score))
@@ -129,7 +134,7 @@ def _one_vs_rest(score: np.ndarray, y: np.ndarray, max_points: int) -> dict[str,
     if y.min(initial=1) == y.max(initial=0):
         return None
     precision, recall, _ = precision_recall_curve(y, score)
-    keep = np.unique(np.linspace(0, len(precision) - 1, min(max_points, len(precision))).astype(int))
+    keep = _thin(len(precision), max_points)
     return {"precision": precision[keep].tolist(), "recall": recall[keep].tolist(),
             "average_precision": float(average_precision_score(y, score)), "positive_rate": float(y.mean())}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core import atomic
 from ..core.errors import shorten
-from ..evaluation.comparing import DATA_CODES
+from ..evaluation.comparing import split_findings
 from ..evaluation.metrics import HEADLINE
 from .importance import auto_html
 from .page import dropped_html, esc, findings_html, fmt, freeze_plan_html, img, page, table
@@ -128,12 +128,11 @@ def compare_report(base: dict[str, Any] | None, runs: list[tuple[str, dict[str, 
             img(plots.compare_bars(rows), "test metrics by strategy"),
             *_evidence_html(evidence or {}, runs),
             "<h2>Learning curves</h2>", img(plots.compare_curves(runs), "training and validation curves")]
-    shared = [d for d in (runs[0][1].get("diagnoses", []) if runs else []) if d.get("code") in DATA_CODES]
+    shared, own = split_findings([m.get("diagnoses", []) for _name, m in runs])
     if shared:
         body += ["<h2>Findings: the data (every strategy)</h2>", findings_html(shared, runs[0][1].get("labels"))]
-    for name, m in runs:
-        own = [d for d in m.get("diagnoses", []) if d.get("code") not in DATA_CODES]
-        body += [f"<h2>Findings: {esc(name)}</h2>", findings_html(own, m.get("labels"))]
+    for (name, m), found in zip(runs, own, strict=True):
+        body += [f"<h2>Findings: {esc(name)}</h2>", findings_html(found, m.get("labels"))]
         if m["test"].get("confusion_matrix") is not None and m.get("labels"):
             body.append(img(plots.confusion_heatmap(m["test"]["confusion_matrix"], m["labels"],
                                                      title=f"test: {name}"), f"confusion matrix of {name}"))
